@@ -1,0 +1,1 @@
+"""The hub's core: storage, plugins, ingest, queue and (later) WhatsApp and sending."""

@@ -1,0 +1,282 @@
+"""The data model, identical on SQLite and PostgreSQL (migrations in ``migrations/``).
+
+Times are naive UTC.  Public ids of user-facing objects are prefixed random strings
+(``ws_…``, ``con_…``, ``ins_…``); high-volume rows use integer ids.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
+                        LargeBinary, MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from hub.core.crypto import EncryptedJSON, EncryptedText
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+          "ck": "ck_%(table_name)s_%(constraint_name)s",
+          "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+          "pk": "pk_%(table_name)s"}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _id(prefix: str):
+    return mapped_column(String(40), primary_key=True, default=lambda: new_id(prefix))
+
+
+def _workspace_fk():
+    return mapped_column(String(40), ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+    id: Mapped[str] = _id("ws")
+    name: Mapped[str] = mapped_column(String(200))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """A workspace API key; only its SHA-256 is stored, the key is shown once."""
+    __tablename__ = "api_keys"
+    id: Mapped[str] = _id("key")
+    workspace_id: Mapped[str] = _workspace_fk()
+    name: Mapped[str] = mapped_column(String(200), default="default")
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Connection(Base):
+    """One WhatsApp phone number connected to the Cloud API (Coexistence or plain)."""
+    __tablename__ = "connections"
+    id: Mapped[str] = _id("con")
+    workspace_id: Mapped[str] = _workspace_fk()
+    waba_id: Mapped[str] = mapped_column(String(64), index=True)
+    phone_number_id: Mapped[str] = mapped_column(String(64), unique=True)
+    display_phone_number: Mapped[str | None] = mapped_column(String(32))
+    verified_name: Mapped[str | None] = mapped_column(String(200))
+    access_token: Mapped[str] = mapped_column(EncryptedText)
+    mode: Mapped[str] = mapped_column(String(16), default="coexistence")
+    messages_per_second: Mapped[int] = mapped_column(Integer, default=20)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active|paused|disconnected
+    pause_reason: Mapped[str | None] = mapped_column(String(200))
+    paused_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    history_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    contact_sync_request_id: Mapped[str | None] = mapped_column(String(128))
+    history_request_id: Mapped[str | None] = mapped_column(String(128))
+    history_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_app_activity_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("workspace_id", "wa_id"),
+                      UniqueConstraint("workspace_id", "user_id"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    wa_id: Mapped[str | None] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(String(128))  # business-scoped user id
+    profile_name: Mapped[str | None] = mapped_column(String(200))
+    full_name: Mapped[str | None] = mapped_column(String(200))  # saved in the owner's app
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32), default="customer")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    opted_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    marketing_opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    marketing_opted_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    marketing_consent: Mapped[bool | None] = mapped_column(Boolean)
+    consent_source: Mapped[str | None] = mapped_column(String(64))
+    app_removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_inbound_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    hold_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("connection_id", "wamid"),
+                      Index("ix_messages_thread", "contact_id", "timestamp"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    connection_id: Mapped[str] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("contacts.id", ondelete="SET NULL"))
+    wamid: Mapped[str] = mapped_column(String(200))
+    direction: Mapped[str] = mapped_column(String(8))  # in|out
+    origin: Mapped[str] = mapped_column(String(16))  # customer|api|app_echo|history
+    type: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    context_wamid: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    timestamp: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    read_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    failed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    pricing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    edited_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    send_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Template(Base):
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("workspace_id", "waba_id", "name", "language"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    waba_id: Mapped[str] = mapped_column(String(64))
+    meta_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), default="APPROVED")
+    status_reason: Mapped[str | None] = mapped_column(String(200))
+    components: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Installation(Base):
+    """A connector installed in a workspace; secret config fields live encrypted."""
+    __tablename__ = "installations"
+    id: Mapped[str] = _id("ins")
+    workspace_id: Mapped[str] = _workspace_fk()
+    connector: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secrets: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class InboundEvent(Base):
+    """A webhook exactly as received; stored before anything else happens to it."""
+    __tablename__ = "inbound_events"
+    __table_args__ = (UniqueConstraint("provider", "scope", "dedupe_key"),
+                      Index("ix_inbound_events_due", "status", "next_attempt_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(64))  # "whatsapp" or a connector name
+    scope: Mapped[str] = mapped_column(String(64))  # installation id, or "meta"
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    workspace_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    topic: Mapped[str | None] = mapped_column(String(128))
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|processed|unrouted|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Broadcast(Base):
+    __tablename__ = "broadcasts"
+    id: Mapped[str] = _id("bc")
+    workspace_id: Mapped[str] = _workspace_fk()
+    connection_id: Mapped[str] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(200))
+    template_name: Mapped[str] = mapped_column(String(512))
+    template_language: Mapped[str] = mapped_column(String(16))
+    params: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Send(Base):
+    """One message the hub intends to send, and everything that happened to it."""
+    __tablename__ = "sends"
+    __table_args__ = (UniqueConstraint("workspace_id", "idempotency_key"),
+                      Index("ix_sends_due", "status", "not_before"),
+                      Index("ix_sends_cancel", "workspace_id", "cancel_key"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    connection_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("contacts.id", ondelete="SET NULL"))
+    to: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # text|template
+    text: Mapped[str | None] = mapped_column(Text)
+    template_name: Mapped[str | None] = mapped_column(String(512))
+    template_language: Mapped[str | None] = mapped_column(String(16))
+    params: Mapped[Any] = mapped_column(JSON, default=list)
+    category: Mapped[str | None] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(16), default="api")  # api|connector|automation|broadcast|system
+    installation_id: Mapped[str | None] = mapped_column(String(40))
+    broadcast_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    cancel_key: Mapped[str | None] = mapped_column(String(255))
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    not_before: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    hold_reason: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    wamid: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Subscription(Base):
+    """An outbound webhook (signed) or a Zapier REST hook."""
+    __tablename__ = "subscriptions"
+    id: Mapped[str] = _id("sub")
+    workspace_id: Mapped[str] = _workspace_fk()
+    kind: Mapped[str] = mapped_column(String(16), default="webhook")  # webhook|zapier
+    target_url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str | None] = mapped_column(EncryptedText)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class OutboundDelivery(Base):
+    """Outbox: a write-back to a provider or a delivery to a subscription."""
+    __tablename__ = "outbound_deliveries"
+    __table_args__ = (Index("ix_outbound_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    kind: Mapped[str] = mapped_column(String(16))  # writeback|webhook
+    target: Mapped[str] = mapped_column(String(255))  # "module:function" or a subscription id
+    installation_id: Mapped[str | None] = mapped_column(String(40))
+    event_type: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
