@@ -1,0 +1,56 @@
+"""Bearer API keys (one workspace each) and the instance admin token."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from flask import current_app, g, request
+from sqlalchemy import select
+
+from hub.api.errors import ApiError
+from hub.core.models import ApiKey, utcnow
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key(session, workspace_id: str, name: str = "default") -> str:
+    """Create an API key; the clear key is returned once and never stored."""
+    key = "chk_" + secrets.token_urlsafe(32)
+    session.add(ApiKey(workspace_id=workspace_id, name=name, prefix=key[:10], key_hash=hash_key(key)))
+    return key
+
+
+def bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <api key>'")
+    return token.strip()
+
+
+def is_admin(token: str) -> bool:
+    admin = current_app.extensions["coexhub"].settings.admin_token
+    return bool(admin) and hmac.compare_digest(token.encode(), admin.encode())
+
+
+def require_admin() -> None:
+    if not is_admin(bearer()):
+        raise ApiError(403, "forbidden", "this needs the instance admin token")
+
+
+def require_workspace() -> str:
+    """Authenticate the request's API key; sets and returns ``g.workspace_id``."""
+    token = bearer()
+    rt = current_app.extensions["coexhub"]
+    with rt.db.session() as session:
+        key = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(token),
+                                                   ApiKey.revoked_at.is_(None))).first()
+        if key is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked API key")
+        if key.last_used_at is None or (utcnow() - key.last_used_at).total_seconds() > 60:
+            key.last_used_at = utcnow()
+        g.workspace_id = key.workspace_id
+    return g.workspace_id

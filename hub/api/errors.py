@@ -1,0 +1,42 @@
+"""JSON errors: ``{"error": {"code": "...", "message": "..."}}`` with the right status."""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **details):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_response(status: int, code: str, message: str, **details):
+    body = {"error": {"code": code, "message": message, **({"details": details} if details else {})}}
+    return jsonify(body), status
+
+
+def register(app) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, **exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        data = getattr(exc, "data", None) or {}
+        if exc.code == 422 and "messages" in data:  # webargs validation
+            messages = data["messages"]
+            messages = messages.get("json", messages) if isinstance(messages, dict) else messages
+            return error_response(422, "validation_error", "the request body is not valid", fields=messages)
+        codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large"}
+        return error_response(exc.code or 500, codes.get(exc.code, "http_error"), exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; it has been logged")

@@ -1,0 +1,45 @@
+"""``POST /webhooks/<connector>/<installation_id>``: verify, store, enqueue, answer 200."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from hub.api.errors import ApiError
+from hub.core import ingest
+from hub.core.metrics import count
+from hub.core.models import Installation
+from hub.core.verifiers import IncomingRequest
+
+bp = Blueprint("webhooks", __name__)
+
+
+@bp.post("/webhooks/<connector_name>/<installation_id>")
+def receive(connector_name: str, installation_id: str):
+    rt = current_app.extensions["coexhub"]
+    connector = rt.plugins.connector(connector_name)
+    if connector is None:
+        raise ApiError(404, "unknown_connector", f"no connector named {connector_name!r}")
+    with rt.db.sessions() as session:
+        inst = session.get(Installation, installation_id)
+        if inst is None or inst.connector != connector_name:
+            raise ApiError(404, "unknown_installation", f"no {connector_name} installation {installation_id}")
+        if not inst.enabled:
+            raise ApiError(404, "installation_disabled", f"installation {installation_id} is disabled")
+        workspace_id, secrets = inst.workspace_id, inst.secrets or {}
+    body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    incoming = IncomingRequest(request.headers, body, request.args)
+    if connector.is_ping(incoming):
+        return jsonify(ok=True, ping=True)
+    if not connector.verify.verify(incoming, secrets):
+        count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="bad_signature")
+        raise ApiError(401, "bad_signature", "the webhook signature is missing or wrong")
+    try:
+        connector.parse(body)
+        dedupe_key = connector.event_id(incoming) or ingest.body_hash(body)
+        topic = connector.topic(incoming) if connector.topic else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="malformed")
+        raise ApiError(400, "malformed_body", f"the body cannot be decoded: {exc}") from exc
+    event_id, duplicate = ingest.store(rt, provider=connector_name, scope=installation_id,
+                                       dedupe_key=dedupe_key, body=body, headers=request.headers,
+                                       topic=topic, workspace_id=workspace_id)
+    return jsonify(ok=True, event_id=event_id, duplicate=duplicate)

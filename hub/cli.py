@@ -1,0 +1,165 @@
+"""The ``coexhub`` command: init, serve, worker, scheduler, up (and plugin commands)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from hub.config import Settings
+
+log = logging.getLogger("hub.cli")
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+
+
+def runtime():
+    from hub.core.runtime import Runtime, current, install
+
+    try:
+        return current()
+    except Exception:
+        return install(Runtime(Settings.from_env()))
+
+
+def host_port(f):
+    f = click.option("--host", default=DEFAULT_HOST, show_default=True, help="address to bind")(f)
+    return click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", DEFAULT_PORT)),
+                        show_default="8000 or $PORT", help="port to bind")(f)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def cli(verbose: bool) -> None:
+    """coexhub — a WhatsApp Coexistence connector hub."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option("--workspace", "workspace_name", default="Default", show_default=True)
+def init(workspace_name: str) -> None:
+    """Run migrations and create the first workspace (its API key is printed once)."""
+    from sqlalchemy import func, select
+
+    from hub.api.workspaces import create_workspace
+    from hub.core.models import Workspace
+
+    rt = runtime()
+    rt.db.migrate()
+    click.echo(f"database ready: {rt.db.engine.url.render_as_string(hide_password=True)}")
+    with rt.db.session() as session:
+        if session.scalar(select(func.count()).select_from(Workspace)):
+            click.echo("workspaces exist already; none created")
+        else:
+            workspace, key = create_workspace(session, workspace_name)
+            click.echo(f"workspace {workspace.id} ({workspace_name}) created")
+            click.echo(f"API key (shown once): {key}")
+    if "admin.token" in rt.settings.generated:
+        click.echo(f"admin token (saved in {rt.settings.data_dir / 'admin.token'}): {rt.settings.admin_token}")
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    runtime().db.migrate()
+    click.echo("migrated")
+
+
+@cli.command()
+@host_port
+def serve(host: str, port: int) -> None:
+    """Run the web app with the development server (use gunicorn 'hub.wsgi:app' in production)."""
+    from hub.app import create_app
+
+    rt = runtime()
+    rt.db.migrate()
+    create_app(runtime=rt).run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@cli.command()
+@click.option("--queue", "queues", multiple=True, help="queues to serve (default: all)")
+@click.option("--fork/--simple", default=None,
+              help="fork a work horse per job (RQ Worker) or run jobs in-process (SimpleWorker; "
+                   "faster, the default on embedded Redis)")
+@click.option("--burst", is_flag=True, help="stop when the queues are empty")
+def worker(queues: tuple[str, ...], fork: bool | None, burst: bool) -> None:
+    """Run an RQ worker on the hub's queues."""
+    from rq import SimpleWorker, Worker
+
+    rt = runtime()
+    selected = [rt.queues[q] for q in queues] if queues else rt.queues.all()
+    use_fork = (not rt.settings.embedded_redis) if fork is None else fork
+    cls = Worker if use_fork else SimpleWorker
+    cls(selected, connection=rt.redis).work(burst=burst, with_scheduler=False,
+                                            logging_level="WARNING")
+
+
+@cli.command()
+@click.option("--interval", type=float, default=1.0, show_default=True)
+def scheduler(interval: float) -> None:
+    """Move due scheduled sends into RQ and re-enqueue work Redis or a worker lost."""
+    from hub.core.scheduler import run_forever
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    try:
+        run_forever(runtime(), interval, stop=lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@host_port
+@click.option("--workers", type=int, default=2, show_default=True, help="worker processes")
+def up(host: str, port: int, workers: int) -> None:
+    """Web + workers + scheduler on one machine (embedded defaults when nothing is configured)."""
+    from hub.core.queue import socket_url
+
+    rt = runtime()
+    rt.db.migrate()
+    env = dict(os.environ)
+    url = socket_url(rt.redis) if rt.settings.embedded_redis else None
+    if url:  # children share the embedded server this process started
+        env["COEXHUB_REDIS_URL"] = url
+    base = [sys.executable, "-m", "hub.cli"]
+    children = [subprocess.Popen(base + ["worker", "--simple"], env=env) for _ in range(workers)]
+    children.append(subprocess.Popen(base + ["scheduler"], env=env))
+    children.append(subprocess.Popen(base + ["serve", "--host", host, "--port", str(port)], env=env))
+    click.echo(f"coexhub up on http://{host}:{port} ({workers} workers, scheduler); Ctrl-C stops")
+    stop_children_on_exit(children)
+
+
+def stop_children_on_exit(children: list[subprocess.Popen]) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def main() -> None:
+    from hub.core.plugins.manager import Plugins
+
+    try:
+        Plugins(Settings.from_env().plugins).hook.coexhub_cli(cli=cli)
+    except Exception as exc:  # a broken plugin must not make the CLI unusable
+        click.echo(f"warning: plugin commands not loaded: {exc}", err=True)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

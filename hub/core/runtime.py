@@ -1,0 +1,61 @@
+"""The process-wide runtime: settings, database, Redis, queues and plugins.
+
+The web app builds one in ``create_app``; workers and the scheduler build one from the
+environment on first use. Jobs reach it through ``current()``.
+"""
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from hub.config import Settings
+from hub.core import crypto
+from hub.core.db import Database
+from hub.core.plugins.manager import Plugins
+from hub.core.queue import Queues, connect
+
+_current: "Runtime | None" = None
+_lock = threading.Lock()
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, plugins: Plugins | None = None, redis=None):
+        self.settings = settings
+        crypto.configure(settings.secret_keys)
+        self.db = Database(settings.database_url)
+        self._redis = redis
+        self._plugins = plugins
+
+    @cached_property
+    def redis(self):
+        return self._redis if self._redis is not None else connect(self.settings)
+
+    @cached_property
+    def queues(self) -> Queues:
+        return Queues(self.redis, self.settings.key_prefix)
+
+    @cached_property
+    def plugins(self) -> Plugins:
+        return self._plugins or Plugins(self.settings.plugins)
+
+    def key(self, *parts: object) -> str:
+        """A Redis key namespaced by ``COEXHUB_KEY_PREFIX``."""
+        return ":".join([self.settings.key_prefix, *map(str, parts)])
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def current() -> Runtime:
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Runtime(Settings.from_env())
+        return _current
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make ``runtime`` the one jobs in this process use."""
+    global _current
+    _current = runtime
+    return runtime

@@ -1,0 +1,68 @@
+"""The scheduler: moves due work into RQ and reconciles what Redis or a worker lost.
+
+One ``tick`` (run every second by ``coexhub scheduler``):
+- scheduled sends whose ``not_before`` has come → ``queued`` + a ``deliver`` job;
+- inbound events, sends and outbox rows that are due but not enqueued recently → enqueued
+  again (after a Redis loss, a killed worker, or a retry's backoff).
+Enqueueing is safe to repeat: job ids are unique per row and every job is idempotent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from sqlalchemy import or_, select, update
+
+from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
+from hub.core.ingest import PROCESS_JOB
+from hub.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+STALE = dt.timedelta(minutes=5)  # a job enqueued this long ago and still not run is re-enqueued
+BATCH = 1000
+
+
+def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STALE) -> dict[str, int]:
+    now = now or utcnow()
+    moved = {"sends": 0, "events": 0, "outbox": 0}
+    with rt.db.session() as s:
+        due = s.scalars(select(Send.id).join(Connection, Connection.id == Send.connection_id).where(
+            Connection.status == "active",
+            or_(Send.status == "scheduled", (Send.status.in_(("queued", "sending"))) & (Send.updated_at < now - stale)),
+            or_(Send.not_before.is_(None), Send.not_before <= now)).limit(BATCH)).all()
+        if due:
+            s.execute(update(Send).where(Send.id.in_(due)).values(status="queued", updated_at=now))
+        events = s.scalars(select(InboundEvent.id).where(
+            InboundEvent.status == "pending", InboundEvent.next_attempt_at <= now,
+            or_(InboundEvent.enqueued_at.is_(None), InboundEvent.enqueued_at < now - stale)).limit(BATCH)).all()
+        if events:
+            s.execute(update(InboundEvent).where(InboundEvent.id.in_(events)).values(enqueued_at=now))
+        outbox = s.scalars(select(OutboundDelivery).where(
+            OutboundDelivery.status == "pending", OutboundDelivery.next_attempt_at <= now,
+            or_(OutboundDelivery.enqueued_at.is_(None), OutboundDelivery.enqueued_at < now - stale))
+            .limit(BATCH)).all()
+        for row in outbox:
+            row.enqueued_at = now
+        outbox_jobs = [("writeback" if row.kind == "writeback" else "outbound", row.id) for row in outbox]
+    for send_id in due:
+        moved["sends"] += rt.queues.enqueue("send", "hub.core.sending.pipeline.deliver", send_id,
+                                            job_id=f"send-{send_id}")
+    for event_id in events:
+        moved["events"] += rt.queues.enqueue("ingest", PROCESS_JOB, event_id, job_id=f"event-{event_id}")
+    for queue, row_id in outbox_jobs:
+        moved["outbox"] += rt.queues.enqueue(queue, "hub.core.outbox.deliver", row_id, job_id=f"outbox-{row_id}")
+    return moved
+
+
+def run_forever(rt: Runtime, interval: float = 1.0, stop=lambda: False) -> None:
+    log.info("scheduler started (every %ss)", interval)
+    while not stop():
+        started = time.monotonic()
+        try:
+            moved = tick(rt)
+            if any(moved.values()):
+                log.info("scheduler moved %s", moved)
+        except Exception:
+            log.exception("scheduler tick failed; trying again")
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,65 @@
+"""Create ``sends`` rows (idempotent) and find the connection a workspace sends from."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.core import contacts
+from hub.core.models import Connection, Installation, Send, utcnow
+
+AUTOMATED_ORIGINS = {"connector", "automation", "broadcast"}
+
+
+def sending_connection(session: Session, workspace_id: str,
+                       installation: Installation | None = None) -> Connection | None:
+    """The installation's configured connection, else the workspace's oldest active one."""
+    wanted = (installation.config or {}).get("connection_id") if installation else None
+    query = select(Connection).where(Connection.workspace_id == workspace_id)
+    if wanted:
+        return session.scalars(query.where(Connection.id == wanted)).first()
+    return session.scalars(query.order_by(Connection.status != "active", Connection.created_at)).first()
+
+
+def create_send(session: Session, *, workspace_id: str, connection: Connection | None, to: str,
+                kind: str, origin: str, text: str | None = None, template: str | None = None,
+                language: str | None = None, params: Any = None, category: str | None = None,
+                idempotency_key: str | None = None, cancel_key: str | None = None,
+                not_before: dt.datetime | None = None, installation_id: str | None = None,
+                broadcast_id: str | None = None, reference: dict | None = None,
+                name: str | None = None) -> tuple[Send, bool]:
+    """Insert a send (``scheduled`` when ``not_before`` is in the future, else ``queued``).
+
+    Returns ``(send, created)``; an existing send with the same idempotency key is returned
+    unchanged with ``created=False``.
+    """
+    if idempotency_key:
+        existing = session.scalars(select(Send).where(Send.workspace_id == workspace_id,
+                                                      Send.idempotency_key == idempotency_key)).first()
+        if existing:
+            return existing, False
+    contact = contacts.upsert(session, workspace_id, wa_id=to, source=origin, profile_name=None) \
+        if to else None
+    if contact is not None and name and not contact.profile_name:
+        contact.profile_name = name
+    now = utcnow()
+    send = Send(workspace_id=workspace_id, connection_id=connection.id if connection else None,
+                contact_id=contact.id if contact else None, to=to, kind=kind, text=text,
+                template_name=template, template_language=language, params=params or [],
+                category=category, origin=origin, idempotency_key=idempotency_key, cancel_key=cancel_key,
+                not_before=not_before, installation_id=installation_id, broadcast_id=broadcast_id,
+                reference=reference or {}, attempts=0,
+                status="scheduled" if not_before and not_before > now else "queued")
+    if connection is None:
+        send.status, send.last_error = "failed", "no WhatsApp connection in this workspace"
+    try:
+        with session.begin_nested():
+            session.add(send)
+    except IntegrityError:  # a concurrent insert won the idempotency key
+        existing = session.scalars(select(Send).where(Send.workspace_id == workspace_id,
+                                                      Send.idempotency_key == idempotency_key)).one()
+        return existing, False
+    return send, True

@@ -1,0 +1,69 @@
+"""A small connector used by the hub's own tests (registered through ``coexhub_extra_plugins``)."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from hub.connector import (CancelScheduled, Connector, Emit, Header, HmacHeader, ScheduleSend, SendTemplate,
+                           Skip, WriteBack, hookimpl, on_webhook, secret)
+
+WRITTEN: list[dict] = []
+FAIL_WRITES = {"remaining": 0}
+
+
+class AcmeConfig(Schema):
+    webhook_secret = secret(fields.String(required=True))
+    api_token = secret(fields.String(load_default=None))
+    default_country = fields.String(load_default="IN")
+    template = fields.String(load_default="order_confirmation")
+    delay_minutes = fields.Integer(load_default=60)
+
+
+def tag_order(ctx, order_id: str, tag: str) -> None:
+    """The write-back: fails FAIL_WRITES['remaining'] times first, to exercise retries."""
+    if FAIL_WRITES["remaining"] > 0:
+        FAIL_WRITES["remaining"] -= 1
+        raise ConnectionError("store API unreachable")
+    WRITTEN.append({"order_id": order_id, "tag": tag, "token": ctx.config.get("api_token")})
+
+
+class Acme(Connector):
+    name = "acme"
+    title = "Acme Store"
+    config_schema = AcmeConfig
+    verify = HmacHeader("X-Acme-Hmac-Sha256", key="webhook_secret", encoding="base64")
+    event_id = Header("X-Acme-Webhook-Id")
+    topic = Header("X-Acme-Topic")
+
+    @on_webhook("order.created")
+    def order_created(self, payload, ctx):
+        to = ctx.phone(payload, "phone", "customer.phone", "shipping_address.phone",
+                       country="shipping_address.country_code")
+        if not to:
+            return []
+        order_id = str(payload["id"])
+        return [SendTemplate(to=to, template=ctx.config["template"], params=[payload.get("name") or order_id],
+                             idempotency_key=f"acme:order:{order_id}", reference={"order_id": order_id}),
+                CancelScheduled(f"cart:{payload.get('checkout_token')}"),
+                Emit("order.confirmed", {"order_id": order_id})]
+
+    @on_webhook("cart.updated")
+    def cart(self, payload, ctx):
+        to = ctx.phone(payload, "phone")
+        if payload.get("completed_at"):
+            return [CancelScheduled(f"cart:{payload['token']}")]
+        return [ScheduleSend(to=to, template="cart_reminder", after=ctx.config["delay_minutes"] * 60,
+                             params=[payload.get("total_price")], cancel_key=f"cart:{payload['token']}")] \
+            if to else [Skip("cart without phone")]
+
+    @on_webhook("order.paid")
+    def paid(self, payload, ctx):
+        return [WriteBack(tag_order, order_id=str(payload["id"]), tag="paid-notified")]
+
+    @on_webhook("explode")
+    def explode(self, payload, ctx):
+        raise RuntimeError("handler bug")
+
+
+@hookimpl
+def coexhub_connectors():
+    return [Acme]

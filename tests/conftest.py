@@ -1,0 +1,29 @@
+import pytest
+
+from tests import acme
+
+
+@pytest.fixture(scope="session")
+def coexhub_extra_plugins():
+    return [acme]
+
+
+@pytest.fixture
+def acme_installation(client, workspace):
+    secrets = {"webhook_secret": "acme-secret", "api_token": "acme-token"}
+    inst = client.install(workspace, "acme", {**secrets, "default_country": "IN"})
+    return inst, secrets
+
+
+@pytest.fixture
+def connection(client, workspace):
+    """A Coexistence connection row for the workspace (the WhatsApp API arrives with the core issue)."""
+    import secrets as _s
+
+    from hub.core.models import Connection
+
+    with client.rt.db.session() as s:
+        conn = Connection(workspace_id=workspace.id, waba_id="1029384756", phone_number_id=_s.token_hex(6),
+                          display_phone_number="15550001111", access_token="EAAG-test-token")
+        s.add(conn)
+    return conn
