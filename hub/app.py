@@ -12,8 +12,9 @@ from hub.core.metrics import observe, registry_for
 from hub.core.runtime import Runtime, install
 
 API_BLUEPRINTS = ("hub.api.workspaces:admin", "hub.api.workspaces:own", "hub.api.installations:bp",
-                  "hub.api.events:bp")
-PLAIN_BLUEPRINTS = ("hub.api.health:bp", "hub.api.webhooks:bp")
+                  "hub.api.events:bp", "hub.api.connections:bp", "hub.api.contacts:bp", "hub.api.sending:bp",
+                  "hub.api.broadcasts:bp", "hub.api.analytics:bp")
+PLAIN_BLUEPRINTS = ("hub.api.health:bp", "hub.core.whatsapp.webhook:bp", "hub.api.webhooks:bp")
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:

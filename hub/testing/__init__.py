@@ -18,6 +18,21 @@ class Workspace:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
+@dataclass
+class Connected:
+    """A connection created through the API, with the simulator-side facts tests need."""
+    connection: dict
+    phone_number_id: str
+    waba_id: str
+    display: str
+    token: str
+    workspace: Workspace
+
+    @property
+    def id(self) -> str:
+        return self.connection["id"]
+
+
 class HubClient:
     """Flask's test client plus helpers that speak the hub's API."""
 
@@ -73,4 +88,4 @@ def drain(rt, *, queues: tuple[str, ...] | None = None, max_rounds: int = 50) ->
     raise RuntimeError("jobs keep enqueueing jobs; gave up after max_rounds")
 
 
-__all__ = ["HubClient", "Workspace", "drain", "sign"]
+__all__ = ["Connected", "HubClient", "Workspace", "drain", "sign"]

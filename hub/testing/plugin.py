@@ -14,7 +14,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from hub.config import Settings
-from hub.testing import HubClient, Workspace, drain
+from hub.testing import Connected, HubClient, Workspace, drain
 
 
 def _fresh_postgres(url: str):
@@ -42,7 +42,18 @@ def coexhub_extra_plugins():
 
 
 @pytest.fixture(scope="session")
-def coexhub_settings(tmp_path_factory, worker_id_suffix):
+def graph_simulator():
+    """The Graph API simulator, served on a loopback port for the whole session."""
+    from hub.testing.simulator import GraphSimulator
+
+    sim = GraphSimulator(app_secret="test-app-secret", app_id="1234567890")
+    sim.base_url = sim.serve()
+    yield sim
+    sim.shutdown()
+
+
+@pytest.fixture(scope="session")
+def coexhub_settings(tmp_path_factory, worker_id_suffix, graph_simulator):
     data_dir = tmp_path_factory.mktemp("coexhub")
     db_url = os.environ.get("COEXHUB_TEST_DATABASE_URL")
     dropper = None
@@ -53,7 +64,7 @@ def coexhub_settings(tmp_path_factory, worker_id_suffix):
         redis_url=os.environ.get("COEXHUB_TEST_REDIS_URL", ""),
         secret_keys=(Fernet.generate_key().decode(),), admin_token="adm_test_" + secrets.token_hex(8),
         meta_app_id="1234567890", meta_app_secret="test-app-secret", meta_verify_token="test-verify-token",
-        public_url="http://hub.test", key_prefix=f"coexhub-test-{secrets.token_hex(4)}{worker_id_suffix}")
+        public_url="http://hub.test", graph_url=graph_simulator.base_url, key_prefix=f"coexhub-test-{secrets.token_hex(4)}{worker_id_suffix}")
     yield settings
     if dropper:
         dropper()
@@ -124,6 +135,30 @@ class _CliRunner:
 def workspace(client) -> Workspace:
     """A new workspace with its API key (each test gets its own, so tests never collide)."""
     return client.new_workspace()
+
+
+@pytest.fixture
+def simulator(graph_simulator, client):
+    """The session's Graph API simulator, delivering its webhooks to this test's app."""
+    graph_simulator.hub_client, graph_simulator.hub_url = client.http, None
+    return graph_simulator
+
+
+@pytest.fixture
+def coexistence(client, workspace, simulator) -> Connected:
+    """A Coexistence number onboarded through Embedded Signup against the simulator, with an
+    approved utility template ``order_update`` (1 body parameter) and a marketing ``promo``."""
+    pnid, waba = str(secrets.randbelow(10**15) + 10**14), str(secrets.randbelow(10**15) + 10**14)
+    token, code = "EAAG" + secrets.token_hex(12), "code-" + secrets.token_hex(6)
+    display = "1555" + str(secrets.randbelow(10**7)).zfill(7)
+    simulator.add_number(pnid, waba, token, display_phone_number=display)
+    simulator.add_signup_code(code, waba, pnid, token)
+    simulator.add_template(waba, "order_update", body_params=1)
+    simulator.add_template(waba, "promo", category="MARKETING", body_params=1)
+    response = client.post("/api/v1/connections/onboard", json={"code": code, "waba_id": waba},
+                           headers=workspace.headers)
+    assert response.status_code == 201, response.json
+    return Connected(response.json, pnid, waba, display, token, workspace)
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""WhatsApp Cloud API and Coexistence: webhook, normalization, Graph client, onboarding."""

@@ -1,0 +1,98 @@
+"""A small Graph API client (httpx, pooled, timeouts, pinned version)."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+_clients: dict[tuple[str, float], httpx.Client] = {}
+_lock = threading.Lock()
+
+
+class GraphError(Exception):
+    """A Graph API error; branch on ``code`` (Meta's error code), never on the HTTP status."""
+
+    def __init__(self, message: str, *, code: int | None = None, subcode: int | None = None,
+                 http_status: int | None = None, details: str | None = None, timeout: bool = False):
+        super().__init__(message)
+        self.code, self.subcode, self.http_status = code, subcode, http_status
+        self.details, self.timeout = details, timeout
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "subcode": self.subcode, "http_status": self.http_status,
+                "message": str(self), "details": self.details, "timeout": self.timeout}
+
+
+class Graph:
+    def __init__(self, base_url: str, version: str, *, timeout: float = 10.0, transport=None):
+        self.base, self.version = base_url.rstrip("/"), version
+        if transport is not None:
+            self.http = httpx.Client(transport=transport, timeout=timeout)
+        else:
+            with _lock:  # one pooled client per base URL, shared by every job in the process
+                key = (self.base, timeout)
+                if key not in _clients:
+                    _clients[key] = httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0),
+                                                 limits=httpx.Limits(max_connections=200,
+                                                                     max_keepalive_connections=100))
+                self.http = _clients[key]
+
+    @classmethod
+    def from_settings(cls, settings, **kwargs) -> "Graph":
+        return cls(settings.graph_url, settings.graph_version, **kwargs)
+
+    def request(self, method: str, path: str, token: str | None = None, **kwargs) -> dict[str, Any]:
+        url = path if path.startswith("http") else f"{self.base}/{self.version}/{path.lstrip('/')}"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            response = self.http.request(method, url, headers=headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise GraphError(f"timeout calling {path}", timeout=True) from exc
+        except httpx.TransportError as exc:
+            raise GraphError(f"cannot reach the Graph API: {exc}", timeout=True) from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        if response.status_code >= 400 or "error" in data:
+            err = data.get("error") or {}
+            raise GraphError(err.get("message") or f"HTTP {response.status_code}", code=err.get("code"),
+                             subcode=err.get("error_subcode"), http_status=response.status_code,
+                             details=(err.get("error_data") or {}).get("details"))
+        return data
+
+    # -- the calls the hub makes -----------------------------------------------------------
+    def send_message(self, phone_number_id: str, token: str, payload: dict[str, Any]) -> str:
+        data = self.request("POST", f"{phone_number_id}/messages", token, json=payload)
+        return data["messages"][0]["id"]
+
+    def exchange_code(self, app_id: str, app_secret: str, code: str) -> str:
+        data = self.request("GET", "oauth/access_token",
+                            params={"client_id": app_id, "client_secret": app_secret, "code": code})
+        return data["access_token"]
+
+    def subscribe_app(self, waba_id: str, token: str) -> None:
+        self.request("POST", f"{waba_id}/subscribed_apps", token)
+
+    def phone_numbers(self, waba_id: str, token: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"{waba_id}/phone_numbers", token).get("data", [])
+
+    def phone_number(self, phone_number_id: str, token: str) -> dict[str, Any]:
+        return self.request("GET", phone_number_id, token,
+                            params={"fields": "display_phone_number,verified_name,quality_rating,"
+                                              "platform_type,throughput"})
+
+    def request_sync(self, phone_number_id: str, token: str, sync_type: str) -> str | None:
+        data = self.request("POST", f"{phone_number_id}/smb_app_data", token,
+                            json={"messaging_product": "whatsapp", "sync_type": sync_type})
+        return data.get("request_id")
+
+    def templates(self, waba_id: str, token: str) -> list[dict[str, Any]]:
+        out, url = [], f"{waba_id}/message_templates"
+        params: dict[str, Any] | None = {"limit": 100}
+        while url:
+            data = self.request("GET", url, token, params=params)
+            out += data.get("data", [])
+            url, params = (data.get("paging") or {}).get("next"), None
+        return out

@@ -1,0 +1,204 @@
+"""Normalize ``messages`` (customer messages and statuses) and ``smb_message_echoes``.
+
+Idempotent under redelivery (``wamid`` is unique per connection) and reordering (statuses
+only move forward: sent < delivered < read; ``failed`` is terminal).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hub.core import contacts
+from hub.core.models import Connection, Contact, Message, Send, Workspace, utcnow
+from hub.core.whatsapp.events import DomainEvent
+
+STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+AUTOMATED = ("connector", "automation", "broadcast")
+DEFAULT_STOP = ("STOP", "UNSUBSCRIBE", "STOP ALL", "CANCEL", "PARAR", "ALTO", "DETENER")
+DEFAULT_START = ("START", "SUBSCRIBE", "UNSTOP")
+
+
+def ts(value: Any) -> dt.datetime:
+    """A Meta timestamp (unix seconds, as a string or an int) as naive UTC; now if absent."""
+    try:
+        return dt.datetime.fromtimestamp(int(value), dt.timezone.utc).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError):
+        return utcnow()
+
+
+def message_content(msg: dict) -> dict:
+    """The type-specific part of a message plus context, referral and errors."""
+    kind = msg.get("type") or "unknown"
+    body = {kind: msg.get(kind)} if kind in msg else {}
+    for extra in ("context", "referral", "errors", "identity"):
+        if msg.get(extra) is not None:
+            body[extra] = msg[extra]
+    return body
+
+
+def button_of(msg: dict) -> str | None:
+    """The payload or id of a quick-reply, button or list reply."""
+    if msg.get("type") == "button":
+        return (msg.get("button") or {}).get("payload") or (msg.get("button") or {}).get("text")
+    if msg.get("type") == "interactive":
+        inter = msg.get("interactive") or {}
+        reply = inter.get("button_reply") or inter.get("list_reply") or {}
+        return reply.get("id")
+    return None
+
+
+def text_of(msg: dict) -> str | None:
+    if msg.get("type") == "text":
+        return (msg.get("text") or {}).get("body")
+    if msg.get("type") == "button":
+        return (msg.get("button") or {}).get("text")
+    return None
+
+
+def insert_message(session, **values) -> Message | None:
+    """Insert unless ``(connection_id, wamid)`` exists; None for a redelivered message."""
+    exists = session.scalar(select(Message.id).where(Message.connection_id == values["connection_id"],
+                                                     Message.wamid == values["wamid"]))
+    if exists:
+        return None
+    message = Message(**values)
+    try:
+        with session.begin_nested():
+            session.add(message)
+    except IntegrityError:  # a concurrent job inserted it first
+        return None
+    return message
+
+
+def customer_messages(session, conn: Connection, value: dict, out: list[DomainEvent], opt) -> None:
+    names = {}
+    for c in value.get("contacts") or []:
+        names[c.get("wa_id") or c.get("user_id")] = ((c.get("profile") or {}).get("name"), c.get("user_id"))
+    for msg in value.get("messages") or []:
+        wa_id = msg.get("from")
+        name, user_id = names.get(wa_id or msg.get("from_user_id"), (None, None))
+        user_id = user_id or msg.get("from_user_id")
+        contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id,
+                                  profile_name=name)
+        kind, when = msg.get("type") or "unknown", ts(msg.get("timestamp"))
+        if kind == "revoke":  # the customer deleted a message
+            original = (msg.get("revoke") or {}).get("original_message_id")
+            session.execute(update(Message).where(Message.connection_id == conn.id, Message.wamid == original)
+                            .values(revoked_at=when))
+        message = insert_message(
+            session, workspace_id=conn.workspace_id, connection_id=conn.id,
+            contact_id=contact.id if contact else None, wamid=msg.get("id") or f"noid:{when.timestamp()}",
+            direction="in", origin="customer", type=kind, body=message_content(msg),
+            context_wamid=(msg.get("context") or {}).get("id"), status="received", timestamp=when)
+        if message is None:
+            continue  # redelivery: already normalized and dispatched
+        if contact is not None and kind not in ("system", "unsupported", "revoke"):
+            if not contact.last_inbound_at or when > contact.last_inbound_at:
+                contact.last_inbound_at = when  # opens the 24-hour window
+            opt(contact, text_of(msg))
+        out.append(DomainEvent("message.received", conn.workspace_id, conn.id, _message_data(message, contact),
+                               contact_id=contact.id if contact else None, button=button_of(msg)))
+
+
+def statuses(session, conn: Connection, value: dict, out: list[DomainEvent]) -> None:
+    for st in value.get("statuses") or []:
+        new, when, wamid = st.get("status"), ts(st.get("timestamp")), st.get("id")
+        message = session.scalars(select(Message).where(Message.connection_id == conn.id,
+                                                        Message.wamid == wamid)).first()
+        if message is None:  # a status before (or without) our own record of the send
+            contact = contacts.upsert(session, conn.workspace_id, wa_id=st.get("recipient_id"),
+                                      user_id=st.get("recipient_user_id"))
+            message = insert_message(session, workspace_id=conn.workspace_id, connection_id=conn.id,
+                                     contact_id=contact.id if contact else None, wamid=wamid, direction="out",
+                                     origin="api", type="unknown", body={}, status="accepted", timestamp=when)
+            if message is None:
+                message = session.scalars(select(Message).where(Message.connection_id == conn.id,
+                                                                Message.wamid == wamid)).one()
+        stamp = f"{new}_at" if new in ("sent", "delivered", "read", "failed") else None
+        if stamp and getattr(message, stamp) is None:
+            setattr(message, stamp, when)
+        if STATUS_RANK.get(new, -1) > STATUS_RANK.get(message.status, 0) and message.status != "failed":
+            message.status = new
+        if st.get("pricing"):
+            message.pricing = {**(message.pricing or {}), **st["pricing"]}
+        if new == "failed":
+            error = (st.get("errors") or [{}])[0]
+            message.error = error
+            _failed_send(session, conn, wamid, error)
+        out.append(DomainEvent("message.status", conn.workspace_id, conn.id,
+                               {"wamid": wamid, "status": new, "message_status": message.status,
+                                "timestamp": when.isoformat(), "pricing": st.get("pricing"),
+                                "error": message.error if new == "failed" else None,
+                                "biz_opaque_callback_data": st.get("biz_opaque_callback_data")},
+                               contact_id=message.contact_id))
+
+
+def _failed_send(session, conn: Connection, wamid: str, error: dict) -> None:
+    send = session.scalars(select(Send).where(Send.connection_id == conn.id, Send.wamid == wamid)).first()
+    if send is not None:
+        send.status, send.error_code = "failed", error.get("code")
+        send.last_error = error.get("title") or error.get("message")
+    if error.get("code") == 131050 and send is not None and send.contact_id:
+        contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True)
+
+
+def echoes(session, conn: Connection, value: dict, out: list[DomainEvent]) -> None:
+    workspace = session.get(Workspace, conn.workspace_id)
+    hold = dt.timedelta(minutes=float((workspace.settings or {}).get("echo_hold_minutes", 30)))
+    for echo in value.get("message_echoes") or []:
+        kind, when = echo.get("type") or "unknown", ts(echo.get("timestamp"))
+        conn.last_app_activity_at = max(conn.last_app_activity_at or when, when)
+        contact = contacts.upsert(session, conn.workspace_id, wa_id=echo.get("to") or None,
+                                  user_id=echo.get("to_user_id"))
+        if kind in ("edit", "revoke"):
+            change = echo.get(kind) or {}
+            original = session.scalars(select(Message).where(
+                Message.connection_id == conn.id, Message.wamid == change.get("original_message_id"))).first()
+            if original is not None:
+                if kind == "edit":
+                    original.edited_at = when
+                    original.body = {**(original.body or {}), "edited": change.get("message")}
+                else:
+                    original.revoked_at = when
+            out.append(DomainEvent("message.echoed", conn.workspace_id, conn.id,
+                                   {"action": kind, "original_wamid": change.get("original_message_id"),
+                                    "wamid": echo.get("id"), "change": change},
+                                   contact_id=contact.id if contact else None))
+            continue
+        message = insert_message(
+            session, workspace_id=conn.workspace_id, connection_id=conn.id,
+            contact_id=contact.id if contact else None, wamid=echo.get("id") or f"echo:{when.timestamp()}",
+            direction="out", origin="app_echo", type=kind, body=message_content(echo),
+            context_wamid=(echo.get("context") or {}).get("id"), status="sent", timestamp=when, sent_at=when)
+        if message is None:
+            continue
+        if contact is not None and hold:
+            hold_automations(session, contact, when + hold)
+        out.append(DomainEvent("message.echoed", conn.workspace_id, conn.id,
+                               {"action": "message", **_message_data(message, contact)},
+                               contact_id=contact.id if contact else None))
+
+
+def hold_automations(session, contact: Contact, until: dt.datetime) -> int:
+    """Echo-aware handoff: the owner replied from the phone, so automated sends to this
+    contact wait until ``until`` (an agent can release them through the API)."""
+    if contact.hold_until is None or until > contact.hold_until:
+        contact.hold_until = until
+    result = session.execute(
+        update(Send).where(Send.contact_id == contact.id, Send.origin.in_(AUTOMATED),
+                           Send.status.in_(("scheduled", "queued")),
+                           or_(Send.not_before.is_(None), Send.not_before < until))
+        .values(status="scheduled", hold_reason="human_took_over", updated_at=utcnow(),
+                not_before=until))
+    return result.rowcount or 0
+
+
+def _message_data(message: Message, contact: Contact | None) -> dict:
+    return {"wamid": message.wamid, "type": message.type, "direction": message.direction,
+            "origin": message.origin, "body": message.body, "timestamp": message.timestamp.isoformat(),
+            "context_wamid": message.context_wamid,
+            "contact": {"id": contact.id, "wa_id": contact.wa_id, "user_id": contact.user_id,
+                        "name": contact.profile_name or contact.full_name} if contact else None}

@@ -1,0 +1,78 @@
+"""Connect a number: Embedded Signup (Coexistence) or a token pasted by hand.
+
+Coexistence steps: exchange the signup code for a business token, subscribe the app to the
+WABA, read the number, **never call /register**, then request the app's contact sync and —
+only if the workspace opted in — chat history, each exactly once, keeping the request ids.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hub.core.models import Connection, utcnow
+from hub.core.sending.templates import upsert_templates
+from hub.core.whatsapp.graph import Graph, GraphError
+
+COEXISTENCE_MPS, CLOUD_API_MPS = 20, 80
+
+
+class OnboardingError(Exception):
+    def __init__(self, message: str, step: str, graph: GraphError | None = None):
+        super().__init__(message)
+        self.step, self.graph = step, graph
+
+
+def _step(step: str, func, *args):
+    try:
+        return func(*args)
+    except GraphError as exc:
+        raise OnboardingError(f"{step} failed: {exc}", step, exc) from exc
+
+
+def onboard(session, graph: Graph, settings, workspace_id: str, *, code: str, waba_id: str,
+            phone_number_id: str | None = None, history: bool = False) -> Connection:
+    """Embedded Signup finish → an active Coexistence connection."""
+    token = _step("code exchange", graph.exchange_code, settings.meta_app_id, settings.meta_app_secret, code)
+    return connect(session, graph, workspace_id, token=token, waba_id=waba_id, phone_number_id=phone_number_id,
+                   mode="coexistence", history=history)
+
+
+def connect(session, graph: Graph, workspace_id: str, *, token: str, waba_id: str,
+            phone_number_id: str | None = None, mode: str = "coexistence", history: bool = False,
+            messages_per_second: int | None = None) -> Connection:
+    _step("subscribe app", graph.subscribe_app, waba_id, token)
+    if not phone_number_id:
+        numbers = _step("list phone numbers", graph.phone_numbers, waba_id, token)
+        if not numbers:
+            raise OnboardingError("the WABA has no phone number", "list phone numbers")
+        phone_number_id = str(numbers[0]["id"])
+    details = _step("read phone number", graph.phone_number, phone_number_id, token)
+    conn = session.scalars(select(Connection).where(Connection.phone_number_id == phone_number_id)).first()
+    if conn is not None and conn.workspace_id != workspace_id:
+        raise OnboardingError("this number is connected to another workspace", "conflict")
+    if conn is None:
+        conn = Connection(workspace_id=workspace_id, phone_number_id=phone_number_id, history_status={},
+                          quality={})
+        session.add(conn)
+    conn.waba_id, conn.access_token, conn.mode = waba_id, token, mode
+    conn.display_phone_number = "".join(ch for ch in str(details.get("display_phone_number") or "") if ch.isdigit())
+    conn.verified_name = details.get("verified_name")
+    conn.messages_per_second = messages_per_second or (COEXISTENCE_MPS if mode == "coexistence" else CLOUD_API_MPS)
+    conn.status, conn.pause_reason, conn.paused_at = "active", None, None
+    conn.history_opt_in = conn.history_opt_in or history
+    session.flush()
+    if mode == "coexistence":
+        request_syncs(conn, graph)
+    upsert_templates(session, workspace_id, waba_id, _step("list templates", graph.templates, waba_id, token))
+    return conn
+
+
+def request_syncs(conn: Connection, graph: Graph) -> None:
+    """Contact sync, then history if opted in: each requested once (Meta allows one of each)."""
+    if not conn.contact_sync_request_id:
+        conn.contact_sync_request_id = _step("contact sync", graph.request_sync, conn.phone_number_id,
+                                             conn.access_token, "smb_app_state_sync") or "requested"
+    if conn.history_opt_in and not conn.history_request_id:
+        conn.history_request_id = _step("history sync", graph.request_sync, conn.phone_number_id,
+                                        conn.access_token, "history") or "requested"
+        conn.history_status = {**(conn.history_status or {}), "state": "requested",
+                               "requested_at": utcnow().isoformat()}

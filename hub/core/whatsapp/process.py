@@ -1,0 +1,138 @@
+"""Process one stored Meta envelope: route each change, normalize it, tell the plugins.
+
+Unknown fields and changes for numbers no workspace has connected are kept (the event row
+stays, marked ``unrouted`` when nothing in it was routable) and counted, never dropped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import select
+
+from hub.core import contacts
+from hub.core.connectors import Context
+from hub.core.execute import Executor
+from hub.core.metrics import count
+from hub.core.models import Connection, InboundEvent, Installation, Workspace
+from hub.core.sending.sends import create_send
+from hub.core.whatsapp import account, messages, sync
+from hub.core.whatsapp.events import DomainEvent
+
+log = logging.getLogger(__name__)
+BY_NUMBER = {"smb_message_echoes": messages.echoes, "smb_app_state_sync": sync.state_sync,
+             "history": sync.history, "user_preferences": account.user_preferences}
+BY_WABA = {"account_update", "message_template_status_update", "phone_number_quality_update",
+           "message_template_quality_update", "template_category_update"}
+
+
+def process_whatsapp(rt, session, event: InboundEvent):
+    envelope = json.loads(event.body)
+    domain: list[DomainEvent] = []
+    jobs: list[tuple[str, str, tuple]] = []
+    outcome = {"changes": 0, "unrouted": 0, "ignored_fields": [], "events": 0, "sends": []}
+    for entry in envelope.get("entry") or []:
+        for change in entry.get("changes") or []:
+            outcome["changes"] += 1
+            field, value = change.get("field"), change.get("value") or {}
+            if not _apply(rt, session, entry, field, value, domain, jobs, outcome):
+                outcome["unrouted"] += 1
+                count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="unrouted")
+    for item in domain:
+        for executor, actions in plugin_actions(rt, session, item):
+            executor.run(actions)
+            jobs += executor.jobs
+            outcome["sends"] += executor.outcome["sends"]
+    outcome["events"] = len(domain)
+    status = "unrouted" if outcome["changes"] and outcome["unrouted"] == outcome["changes"] else "processed"
+    return status, outcome, jobs
+
+
+def _apply(rt, session, entry, field, value, domain, jobs, outcome) -> bool:
+    if field in BY_WABA:
+        waba_id = str((value.get("waba_info") or {}).get("waba_id") or entry.get("id") or "")
+        conns = session.scalars(select(Connection).where(Connection.waba_id == waba_id)).all()
+        if not conns:
+            return False
+        if field == "account_update":
+            account.account_update(session, conns, value, domain)
+        elif field == "message_template_status_update":
+            account.template_status(session, conns, waba_id, value, domain)
+        elif field == "phone_number_quality_update":
+            account.quality_update(session, conns, value, domain)
+        else:
+            outcome["ignored_fields"].append(field)
+        return True
+    number = (value.get("metadata") or {}).get("phone_number_id")
+    conn = session.scalars(select(Connection).where(Connection.phone_number_id == str(number))).first() \
+        if number else None
+    if conn is None:
+        conn = session.scalars(select(Connection).where(Connection.waba_id == str(entry.get("id")))).first() \
+            if field in BY_NUMBER or field == "messages" else None
+    if conn is None:
+        return False
+    if field == "messages":
+        messages.customer_messages(session, conn, value, domain, OptOut(session, conn, jobs, domain))
+        messages.statuses(session, conn, value, domain)
+        for error in value.get("errors") or []:
+            log.warning("Meta reported a system error for %s: %s", conn.phone_number_id, error)
+    elif field in BY_NUMBER:
+        BY_NUMBER[field](session, conn, value, domain)
+    else:
+        outcome["ignored_fields"].append(field)
+    return True
+
+
+class OptOut:
+    """STOP/START keywords (workspace setting ``opt_out_keywords`` / ``opt_in_keywords``)."""
+
+    def __init__(self, session, conn: Connection, jobs: list, domain: list[DomainEvent]):
+        self.session, self.conn, self.jobs, self.domain = session, conn, jobs, domain
+        settings = session.get(Workspace, conn.workspace_id).settings or {}
+        self.stop = {k.casefold() for k in settings.get("opt_out_keywords", messages.DEFAULT_STOP)}
+        self.start = {k.casefold() for k in settings.get("opt_in_keywords", messages.DEFAULT_START)}
+        self.settings = settings
+
+    def __call__(self, contact, text: str | None) -> None:
+        word = " ".join((text or "").split()).strip(" .!").casefold()
+        if word in self.stop and not contact.opted_out:
+            contacts.opt_out(contact)
+            self._confirm(contact, self.settings.get("opt_out_reply",
+                                                     "You will no longer receive messages from us. Reply START to resubscribe."))
+            self.domain.append(DomainEvent("contact.opted_out", self.conn.workspace_id, self.conn.id,
+                                           {"wa_id": contact.wa_id, "scope": "all", "source": "keyword"},
+                                           contact_id=contact.id))
+        elif word in self.start and contact.opted_out:
+            contact.opted_out, contact.opted_out_at = False, None
+            self._confirm(contact, self.settings.get("opt_in_reply", "You are subscribed again."))
+
+    def _confirm(self, contact, text: str) -> None:
+        self.session.flush()
+        send, created = create_send(self.session, workspace_id=self.conn.workspace_id, connection=self.conn,
+                                    to=contact.wa_id, kind="text", origin="system", text=text)
+        if created and send.status == "queued":
+            self.session.flush()
+            self.jobs.append(("send", "hub.core.sending.pipeline.deliver", (send.id,)))
+
+
+def plugin_actions(rt, session, item: DomainEvent) -> list[tuple[Executor, list]]:
+    """Actions from each enabled installation's ``on_whatsapp`` handlers (run with that
+    installation's context) and from the global ``coexhub_whatsapp_event`` hook."""
+    out = []
+    installs = session.scalars(select(Installation).where(Installation.workspace_id == item.workspace_id,
+                                                          Installation.enabled.is_(True))).all()
+    for inst in installs:
+        connector = rt.plugins.connector(inst.connector)
+        if connector is None or not connector._whatsapp_handlers:
+            continue
+        ctx = Context(workspace_id=inst.workspace_id, installation_id=inst.id,
+                      config={**(inst.config or {}), **(inst.secrets or {})}, state=inst.state or {})
+        actions = connector.handle_whatsapp(item, ctx)
+        if actions:
+            out.append((Executor(session, item.workspace_id, installation=inst), actions))
+    workspace = session.get(Workspace, item.workspace_id)
+    hooked = [a for batch in rt.plugins.hook.coexhub_whatsapp_event(event=item, workspace=workspace)
+              for a in (batch or ())]
+    if hooked:
+        out.append((Executor(session, item.workspace_id, origin="automation"), hooked))
+    return out

@@ -1,0 +1,93 @@
+"""``GET|POST /webhooks/whatsapp``: Meta's verify handshake and signed webhook ingest.
+
+One Meta app webhook serves every workspace. Ingest verifies ``X-Hub-Signature-256`` on the
+raw body, stores the envelope (deduped on its SHA-256: Meta redelivers identical bodies),
+enqueues it and answers 200; routing to connections by ``phone_number_id`` happens in the job.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
+
+from hub.api.errors import ApiError
+from hub.core import ingest
+from hub.core.metrics import count
+from hub.core.models import Connection
+
+bp = Blueprint("whatsapp_webhook", __name__)
+_ROUTE_CACHE: dict[str, tuple[float, str | None]] = {}
+ROUTE_TTL = 30.0
+
+
+@bp.get("/webhooks/whatsapp")
+def verify_subscription():
+    settings = current_app.extensions["coexhub"].settings
+    token = request.args.get("hub.verify_token", "")
+    if (request.args.get("hub.mode") == "subscribe" and settings.meta_verify_token
+            and hmac.compare_digest(token.encode(), settings.meta_verify_token.encode())):
+        return Response(request.args.get("hub.challenge", ""), mimetype="text/plain")
+    return Response("verification failed", status=403, mimetype="text/plain")
+
+
+def signature_ok(body: bytes, header: str | None, app_secret: str) -> bool:
+    if not header or not app_secret or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header[7:].strip().encode())
+
+
+@bp.post("/webhooks/whatsapp")
+def receive():
+    rt = current_app.extensions["coexhub"]
+    body = request.get_data(cache=True)
+    if not signature_ok(body, request.headers.get("X-Hub-Signature-256"), rt.settings.meta_app_secret):
+        count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="bad_signature")
+        raise ApiError(401, "bad_signature", "X-Hub-Signature-256 is missing or wrong")
+    try:
+        envelope = json.loads(body)
+        entries = envelope.get("entry") or []
+    except (ValueError, AttributeError) as exc:
+        count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="malformed")
+        raise ApiError(400, "malformed_body", "the body is not a WhatsApp webhook envelope") from exc
+    event_id, duplicate = ingest.store(
+        rt, provider="whatsapp", scope="meta", dedupe_key=ingest.body_hash(body), body=body,
+        headers={}, topic=_first_field(entries), workspace_id=_workspace_of(rt, entries))
+    return jsonify(ok=True, event_id=event_id, duplicate=duplicate)
+
+
+def _first_field(entries) -> str | None:
+    for entry in entries if isinstance(entries, list) else ():
+        for change in (entry or {}).get("changes") or ():
+            return (change or {}).get("field")
+    return None
+
+
+def _workspace_of(rt, entries) -> str | None:
+    """The workspace of the first routable change (for listing); processing routes each change."""
+    for entry in entries if isinstance(entries, list) else ():
+        for change in (entry or {}).get("changes") or ():
+            value = (change or {}).get("value") or {}
+            number = (value.get("metadata") or {}).get("phone_number_id") if isinstance(value, dict) else None
+            key = f"pn:{number}" if number else f"waba:{(entry or {}).get('id')}"
+            return _cached_workspace(rt, key)
+    return None
+
+
+def _cached_workspace(rt, key: str) -> str | None:
+    now = time.monotonic()
+    hit = _ROUTE_CACHE.get(key)
+    if hit and hit[0] > now:
+        return hit[1]
+    kind, _, ident = key.partition(":")
+    column = Connection.phone_number_id if kind == "pn" else Connection.waba_id
+    with rt.db.engine.connect() as conn:
+        workspace_id = conn.execute(select(Connection.workspace_id).where(column == ident).limit(1)).scalar()
+    if len(_ROUTE_CACHE) > 10_000:
+        _ROUTE_CACHE.clear()
+    _ROUTE_CACHE[key] = (now + ROUTE_TTL, workspace_id)
+    return workspace_id

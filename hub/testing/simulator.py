@@ -1,0 +1,488 @@
+"""A Graph API (WhatsApp Cloud API) simulator for tests, demos and load runs.
+
+``GraphSimulator`` keeps numbers, templates, 24-hour windows and onboarding state, serves a Flask
+app at ``sim.app`` (usable through ``httpx.WSGITransport`` or live via ``sim.serve()``) and
+delivers signed webhooks to the hub (``sim.hub_url`` or ``sim.hub_client``). It enforces what
+Meta enforces: bearer tokens (190), per-number throughput (130429), the customer service window
+(131047), template existence/parameters/status (132001/132000/132015/132016).
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.routing import BaseConverter
+from werkzeug.serving import make_server
+
+from hub.testing import payloads
+from hub.testing.graph_errors import ERRORS, GraphError  # noqa: F401  (re-exported)
+
+WINDOW_SECONDS = 24 * 3600
+SEND_TYPES = {"text", "template", "image", "document", "audio", "video", "interactive", "reaction"}
+SYNC_TYPES = {"smb_app_state_sync", "history"}
+
+
+class _Version(BaseConverter):
+    regex = r"v\d+\.\d+"
+
+
+def _digits(phone: str) -> str:
+    return re.sub(r"\D", "", str(phone))
+
+
+class GraphSimulator:
+    def __init__(self, *, hub_url: str | None = None, hub_client=None,
+                 app_secret: str = "test-app-secret", app_id: str = "1234567890",
+                 clock: Callable[[], float] = time.time, seed: int | None = None):
+        self.hub_url, self.hub_client = hub_url, hub_client
+        self.app_secret, self.app_id, self.clock = app_secret, app_id, clock
+        self.random = random.Random(seed)
+        self.lock = threading.RLock()
+        self.numbers: dict[str, dict] = {}
+        self.templates: dict[str, list[dict]] = {}
+        self.windows: dict[tuple[str, str], float] = {}
+        self.requests: list[dict] = []
+        self.calls: list[tuple[str, str, Any]] = []
+        self.pending_statuses: list[dict] = []
+        self.subscribed: set[str] = set()
+        self.sync_requests: dict[tuple[str, str], str] = {}
+        self.signup_codes: dict[str, tuple[str, str, str]] = {}
+        self.recipient_errors: dict[str, tuple[int, int]] = {}
+        self._faults: deque[dict] = deque()
+        self._send_times: dict[str, deque] = {}
+        self._server = self._thread = None
+        self.app = self._build_app()
+
+    # --- state helpers -----------------------------------------------------------------------
+    def add_number(self, phone_number_id: str, waba_id: str, token: str,
+                   display_phone_number: str = "15550001111", coexistence: bool = True,
+                   verified_name: str = "Test Shop", *, mps: int | None = None,
+                   quality_rating: str = "GREEN") -> dict:
+        number = {"id": str(phone_number_id), "waba_id": str(waba_id), "token": token,
+                  "display_phone_number": str(display_phone_number), "coexistence": coexistence,
+                  "verified_name": verified_name, "quality_rating": quality_rating,
+                  "mps": mps or (20 if coexistence else 80)}
+        with self.lock:
+            self.numbers[str(phone_number_id)] = number
+        return number
+
+    def add_template(self, waba_id: str, name: str, language: str = "en_US",
+                     category: str = "UTILITY", body_params: int = 0, status: str = "APPROVED",
+                     buttons: list | None = None) -> dict:
+        text = "Hello" + "".join(f" {{{{{i}}}}}" for i in range(1, body_params + 1))
+        components: list[dict] = [{"type": "BODY", "text": text}]
+        if buttons:
+            components.append({"type": "BUTTONS", "buttons": [
+                b if isinstance(b, dict) else {"type": "QUICK_REPLY", "text": str(b)} for b in buttons]})
+        tpl = {"name": name, "parameter_format": "POSITIONAL", "components": components,
+               "language": language, "status": status, "category": category,
+               "id": str(self.random.randint(10**14, 10**15 - 1))}
+        with self.lock:
+            self.templates.setdefault(str(waba_id), []).append(tpl)
+        return tpl
+
+    def set_template_status(self, waba_id: str, name: str, status: str, language: str | None = None,
+                            *, notify: bool = False, reason: str | None = None) -> None:
+        with self.lock:
+            hits = [t for t in self.templates.get(str(waba_id), [])
+                    if t["name"] == name and (language is None or t["language"] == language)]
+            for tpl in hits:
+                tpl["status"] = status
+        if notify:
+            for tpl in hits:
+                self.deliver(payloads.template_status(waba_id, status, int(tpl["id"]), name,
+                                                      tpl["language"], reason))
+
+    def add_signup_code(self, code: str, waba_id: str, phone_number_id: str, token: str) -> None:
+        with self.lock:
+            self.signup_codes[code] = (str(waba_id), str(phone_number_id), token)
+            if str(phone_number_id) in self.numbers:
+                self.numbers[str(phone_number_id)]["token"] = token
+            else:
+                self.add_number(phone_number_id, waba_id, token)
+
+    def open_window(self, phone_number_id: str, wa_id: str, at: float | None = None) -> None:
+        with self.lock:
+            self.windows[(str(phone_number_id), _digits(wa_id))] = self.clock() if at is None else at
+
+    def window_open(self, phone_number_id: str, wa_id: str) -> bool:
+        seen = self.windows.get((str(phone_number_id), _digits(wa_id)))
+        return seen is not None and self.clock() - seen < WINDOW_SECONDS
+
+    def fail_next(self, n: int = 1, *, code: int = 131016, http_status: int = 500,
+                  timeout: bool = False, delay: float = 5.0) -> None:
+        """The next ``n`` sends fail with ``code``; with ``timeout=True`` they instead sleep
+        ``delay`` seconds first and then are processed normally (the client gave up, yet Meta
+        may have sent the message: that is the duplicate-send trap)."""
+        with self.lock:
+            for _ in range(n):
+                self._faults.append({"code": code, "http_status": http_status,
+                                     "timeout": timeout, "delay": delay})
+
+    def set_error_for(self, to: str, code: int, http_status: int = 400) -> None:
+        with self.lock:
+            self.recipient_errors[_digits(to)] = (code, http_status)
+
+    def clear_error_for(self, to: str) -> None:
+        with self.lock:
+            self.recipient_errors.pop(_digits(to), None)
+
+    def sent(self, phone_number_id: str | None = None) -> list[dict]:
+        """Successful message sends (mark-as-read excluded)."""
+        with self.lock:
+            return [r for r in self.requests if r["status"] == 200 and "messages" in r["response"]
+                    and (phone_number_id is None or r["phone_number_id"] == str(phone_number_id))]
+
+    # --- webhook delivery ---------------------------------------------------------------------
+    def deliver(self, envelope: dict | bytes):
+        """Sign and POST to ``{hub}/webhooks/whatsapp``; ``None`` when no hub is configured."""
+        body = envelope if isinstance(envelope, bytes) else json.dumps(envelope).encode()
+        headers = {"Content-Type": "application/json", **payloads.sign(body, self.app_secret)}
+        if self.hub_client is not None:
+            return self.hub_client.post("/webhooks/whatsapp", data=body, headers=headers)
+        if self.hub_url:
+            import httpx
+            return httpx.post(self.hub_url.rstrip("/") + "/webhooks/whatsapp", content=body,
+                              headers=headers, timeout=30)
+        return None
+
+    def _number(self, phone_number_id: str) -> dict:
+        return self.numbers[str(phone_number_id)]
+
+    def customer_message(self, phone_number_id: str, wa_id: str, body: str, *,
+                         name: str = "Customer", **kw):
+        """An inbound text from ``wa_id``: opens the 24 h window, then delivers (if a hub is set)."""
+        n = self._number(phone_number_id)
+        self.open_window(phone_number_id, wa_id)
+        kw.setdefault("timestamp", self.clock())
+        return self.deliver(payloads.text_message(n["waba_id"], n["id"], n["display_phone_number"],
+                                                  wa_id, body, name=name, **kw))
+
+    def echo(self, phone_number_id: str, to: str, body: str, **kw):
+        """The owner wrote from the Business app (does not open the window)."""
+        n = self._number(phone_number_id)
+        return self.deliver(payloads.echo(n["waba_id"], n["id"], n["display_phone_number"], to,
+                                          body, **kw))
+
+    def state_sync(self, phone_number_id: str, contacts: list[tuple], **kw):
+        n = self._number(phone_number_id)
+        return self.deliver(payloads.state_sync(n["waba_id"], n["id"], n["display_phone_number"],
+                                                contacts, **kw))
+
+    def history(self, phone_number_id: str, threads: dict | None = None, *, declined: bool = False,
+                **kw):
+        n = self._number(phone_number_id)
+        if declined:
+            return self.deliver(payloads.history_declined(n["waba_id"], n["id"],
+                                                          n["display_phone_number"]))
+        return self.deliver(payloads.history_chunk(n["waba_id"], n["id"], n["display_phone_number"],
+                                                   threads=threads, **kw))
+
+    def flush_statuses(self, shuffle: bool = False) -> int:
+        """Deliver queued sent/delivered/read statuses (optionally out of order); returns count."""
+        with self.lock:
+            pending, self.pending_statuses = self.pending_statuses, []
+        if shuffle:
+            self.random.shuffle(pending)
+        for env in pending:
+            self.deliver(env)
+        return len(pending)
+
+    # --- the send endpoint --------------------------------------------------------------------
+    def _check_token(self, number: dict | None) -> None:
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if number is None:
+            known = {n["token"] for n in self.numbers.values()}
+            if token in known:
+                return
+        elif token and token == number["token"]:
+            return
+        raise GraphError(190, 401)
+
+    def _admit(self, number: dict) -> None:
+        now = self.clock()
+        with self.lock:
+            times = self._send_times.setdefault(number["id"], deque())
+            while times and times[0] <= now - 1.0:
+                times.popleft()
+            if len(times) >= number["mps"]:
+                raise GraphError(130429, 400)
+            times.append(now)
+
+    def _validate(self, number: dict, body: dict) -> dict:
+        if body.get("messaging_product") != "whatsapp":
+            raise GraphError(100, details="The parameter messaging_product is required and must be whatsapp.")
+        if body.get("status") == "read":
+            if not body.get("message_id"):
+                raise GraphError(100, details="The parameter message_id is required.")
+            return {"success": True}
+        to, kind = body.get("to"), body.get("type", "text")
+        if not to:
+            raise GraphError(100, details="The parameter to is required.")
+        if kind not in SEND_TYPES:
+            raise GraphError(100, details=f"Param type must be one of {sorted(SEND_TYPES)}")
+        if not isinstance(body.get(kind), dict):
+            raise GraphError(100, details=f"The parameter {kind} is required.")
+        if kind == "text" and not body["text"].get("body"):
+            raise GraphError(100, details="The parameter text['body'] is required.")
+        err = self.recipient_errors.get(_digits(to))
+        if err:
+            raise GraphError(err[0], err[1])
+        if kind == "template":
+            return self._check_template(number, body["template"])
+        if not self.window_open(number["id"], to):
+            raise GraphError(131047)
+        return {}
+
+    def _check_template(self, number: dict, tpl: dict) -> dict:
+        name, lang = tpl.get("name"), (tpl.get("language") or {}).get("code")
+        found = [t for t in self.templates.get(number["waba_id"], [])
+                 if t["name"] == name and t["language"] == lang]
+        if not found:
+            raise GraphError(132001, 404, details=f"template name ({name}) does not exist in {lang}")
+        t = found[0]
+        if t["status"] == "PAUSED":
+            raise GraphError(132015)
+        if t["status"] == "DISABLED":
+            raise GraphError(132016)
+        if t["status"] != "APPROVED":
+            raise GraphError(132001, 404, details=f"template ({name}) is {t['status']}")
+        text = next((c.get("text", "") for c in t["components"] if c["type"] == "BODY"), "")
+        expected = len(set(re.findall(r"\{\{(\w+)\}\}", text)))
+        given = sum(len(c.get("parameters") or []) for c in tpl.get("components") or []
+                    if str(c.get("type", "")).lower() == "body")
+        if given != expected:
+            raise GraphError(132000, details=f"body: number of localizable_params ({given}) does "
+                                             f"not match the expected number of params ({expected})")
+        return {"template": t}
+
+    def _send(self, phone_number_id: str):
+        body = request.get_json(silent=True)
+        body = body if isinstance(body, dict) else {}
+        number = self.numbers.get(phone_number_id)
+        try:
+            if number is None:
+                raise GraphError(100, details=f"Unsupported post request. Object with ID "
+                                              f"'{phone_number_id}' does not exist")
+            self._check_token(number)
+            self._admit(number)
+            with self.lock:
+                fault = self._faults.popleft() if self._faults else None
+            if fault and fault["timeout"]:
+                time.sleep(fault["delay"])
+            elif fault:
+                raise GraphError(fault["code"], fault["http_status"])
+            extra = self._validate(number, body)
+            if extra.get("success"):
+                status, response = 200, {"success": True}
+            else:
+                status, response = 200, self._accept(number, body, extra.get("template"))
+        except GraphError as e:
+            status, response = e.http_status, e.body()
+        with self.lock:
+            self.requests.append({"time": time.time(), "phone_number_id": phone_number_id,
+                                  "body": body, "status": status, "response": response})
+        return jsonify(response), status
+
+    def _accept(self, number: dict, body: dict, template: dict | None) -> dict:
+        wamid, to = payloads.new_wamid(), body["to"]
+        message: dict[str, Any] = {"id": wamid}
+        if template is not None:
+            message["message_status"] = "accepted"
+            pricing = {"pricing_category": template["category"].lower(), "billable": True}
+        else:
+            pricing = {"pricing_category": "service", "billable": False,
+                       "pricing_type": "free_customer_service"}
+        now = int(self.clock())
+        args = (number["waba_id"], number["id"], number["display_phone_number"], wamid)
+        events = [payloads.status(*args, st, _digits(to), timestamp=now + i, **pricing,
+                                  biz_opaque_callback_data=body.get("biz_opaque_callback_data"))
+                  for i, st in enumerate(("sent", "delivered", "read"))]
+        with self.lock:
+            self.pending_statuses.extend(events)
+        return {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": _digits(to)}],
+                "messages": [message]}
+
+    # --- the Flask app -------------------------------------------------------------------------
+    def _record(self, params: Any = None) -> None:
+        if params is None:
+            params = (request.get_json(silent=True) if request.method != "GET" else None) \
+                or dict(request.values)
+        with self.lock:
+            self.calls.append((request.method, request.path, params))
+
+    def _build_app(self) -> Flask:
+        app = Flask("coexhub-graph-simulator", static_folder=None)
+        app.url_map.converters["ver"] = _Version
+
+        @app.errorhandler(GraphError)
+        def graph_error(e: GraphError):
+            return jsonify(e.body()), e.http_status
+
+        @app.post("/<ver:version>/<phone_number_id>/messages")
+        def messages(version, phone_number_id):
+            return self._send(phone_number_id)
+
+        @app.get("/<ver:version>/oauth/access_token")
+        def access_token(version):
+            self._record()
+            args = request.args
+            if args.get("client_id") != self.app_id or args.get("client_secret") != self.app_secret:
+                raise GraphError(101, 400, "Error validating client secret.",
+                                 "Error validating client secret.")
+            with self.lock:
+                found = self.signup_codes.pop(args.get("code", ""), None)
+            if not found:
+                raise GraphError(100, 400, "Invalid verification code format.",
+                                 "Invalid verification code format.")
+            return jsonify({"access_token": found[2], "token_type": "bearer"})
+
+        @app.get("/<ver:version>/<object_id>")
+        def node(version, object_id):
+            self._record()
+            number = self.numbers.get(object_id)
+            if number is None:
+                raise GraphError(100, 400, f"Object with ID '{object_id}' does not exist")
+            self._check_token(number)
+            return jsonify(self._number_view(number))
+
+        @app.get("/<ver:version>/<waba_id>/phone_numbers")
+        def phone_numbers(version, waba_id):
+            self._record()
+            self._check_token(None)
+            data = [self._number_view(n) for n in self.numbers.values() if n["waba_id"] == waba_id]
+            return jsonify({"data": data, "paging": {"cursors": {"before": "QVFIUm", "after": "QVFIUm"}}})
+
+        @app.get("/<ver:version>/<waba_id>/message_templates")
+        def message_templates(version, waba_id):
+            self._record()
+            self._check_token(None)
+            items = list(self.templates.get(waba_id, []))
+            limit = max(1, int(request.args.get("limit", 25)))
+            start = int(request.args.get("after") or 0)
+            page = items[start:start + limit]
+            paging: dict[str, Any] = {"cursors": {"before": str(start), "after": str(start + len(page))}}
+            if start + limit < len(items):
+                paging["next"] = f"{request.base_url}?limit={limit}&after={start + limit}"
+            return jsonify({"data": page, "paging": paging})
+
+        @app.route("/<ver:version>/<waba_id>/subscribed_apps", methods=["GET", "POST"])
+        def subscribed_apps(version, waba_id):
+            self._record()
+            self._check_token(None)
+            if request.method == "GET":
+                data = [{"whatsapp_business_api_data": {"id": self.app_id}}] \
+                    if waba_id in self.subscribed else []
+                return jsonify({"data": data})
+            with self.lock:
+                self.subscribed.add(waba_id)
+            return jsonify({"success": True})
+
+        @app.post("/<ver:version>/<phone_number_id>/smb_app_data")
+        def smb_app_data(version, phone_number_id):
+            self._record()
+            number = self.numbers.get(phone_number_id)
+            if number is None:
+                raise GraphError(100, 400, f"Object with ID '{phone_number_id}' does not exist")
+            self._check_token(number)
+            body = request.get_json(silent=True) or dict(request.values)
+            sync_type = body.get("sync_type")
+            if sync_type not in SYNC_TYPES:
+                raise GraphError(100, details="sync_type must be smb_app_state_sync or history")
+            with self.lock:
+                key = (phone_number_id, sync_type)
+                if key in self.sync_requests:
+                    raise GraphError(100, 400, f"{sync_type} synchronization was already requested "
+                                               "for this phone number; it can be requested only once.")
+                self.sync_requests[key] = request_id = f"req_{self.random.getrandbits(64):x}"
+            return jsonify({"request_id": request_id})
+
+        @app.post("/<ver:version>/<phone_number_id>/register")
+        def register(version, phone_number_id):
+            self._record()
+            return jsonify({"success": True})
+
+        @app.route("/<path:rest>", methods=["GET", "POST", "DELETE"])
+        def unknown(rest):
+            self._record()
+            raise GraphError(100, 400, f"Unsupported {request.method.lower()} request.")
+
+        return app
+
+    def _number_view(self, n: dict) -> dict:
+        return {"verified_name": n["verified_name"], "display_phone_number": n["display_phone_number"],
+                "id": n["id"], "quality_rating": n["quality_rating"], "platform_type": "CLOUD_API",
+                "throughput": {"level": "STANDARD"}}
+
+    # --- serving -------------------------------------------------------------------------------
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Run the app in a background thread (threaded werkzeug server); returns the base URL."""
+        self._server = make_server(host, port, self.app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
+                                        name="graph-simulator")
+        self._thread.start()
+        self.base_url = f"http://{host}:{self._server.server_port}"
+        return self.base_url
+
+    def shutdown(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+
+DEMO = {"waba_id": "102290129340398", "phone_number_id": "106540352242922",
+        "display": "15550783881", "token": "sim-token"}
+
+
+def seed_demo_state(sim: GraphSimulator) -> dict:
+    """Demo WABA, Coexistence number, three templates and the signup code ``demo-code``."""
+    sim.add_number(DEMO["phone_number_id"], DEMO["waba_id"], DEMO["token"], DEMO["display"])
+    sim.add_template(DEMO["waba_id"], "hello_world", body_params=0)
+    sim.add_template(DEMO["waba_id"], "order_update", body_params=2, buttons=["Track", "Stop"])
+    sim.add_template(DEMO["waba_id"], "spring_sale", category="MARKETING", body_params=1)
+    sim.add_signup_code("demo-code", DEMO["waba_id"], DEMO["phone_number_id"], DEMO["token"])
+    return DEMO
+
+
+def run(host: str = "127.0.0.1", port: int = 8765, hub_url: str | None = None,
+        app_secret: str = "test-app-secret", seed_demo: bool = True, app_id: str = "1234567890") -> None:
+    """Serve the simulator in the foreground (for ``coexhub simulator``)."""
+    sim = GraphSimulator(hub_url=hub_url, app_secret=app_secret, app_id=app_id)
+    if seed_demo:
+        seed_demo_state(sim)
+        print(f"demo: waba={DEMO['waba_id']} phone_number_id={DEMO['phone_number_id']} "
+              f"token={DEMO['token']} signup code=demo-code", flush=True)
+    server = make_server(host, port, sim.app, threaded=True)
+    print(f"Graph simulator on http://{host}:{server.server_port} (webhooks -> {hub_url})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    p = argparse.ArgumentParser(prog="coexhub-simulator", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--hub-url", default=None)
+    p.add_argument("--app-secret", default="test-app-secret")
+    p.add_argument("--no-demo", action="store_true")
+    a = p.parse_args(argv)
+    run(a.host, a.port, a.hub_url, a.app_secret, seed_demo=not a.no_demo)
+
+
+if __name__ == "__main__":
+    main()
