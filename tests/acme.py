@@ -3,8 +3,20 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from hub.connector import (CancelScheduled, Connector, Emit, Header, HmacHeader, ScheduleSend, SendTemplate,
-                           Skip, WriteBack, hookimpl, on_webhook, secret)
+from hub.connector import (
+    CancelScheduled,
+    Connector,
+    Emit,
+    Header,
+    HmacHeader,
+    ScheduleSend,
+    SendTemplate,
+    Skip,
+    WriteBack,
+    hookimpl,
+    on_webhook,
+    secret,
+)
 
 WRITTEN: list[dict] = []
 FAIL_WRITES = {"remaining": 0}

@@ -24,10 +24,33 @@ from typing import Any, ClassVar, Iterable
 import phonenumbers
 from marshmallow import Schema, fields
 
-from hub.core.actions import (ACTION_TYPES, Action, CancelScheduled, Emit, ScheduleSend, SendTemplate,
-                              SendText, Skip, UpsertContact, WriteBack)
-from hub.core.verifiers import (BodyHash, Extractor, Fields, Header, HmacHeader, IncomingRequest, JsonField,
-                                NoVerification, SharedToken, TimestampedHmac, Verifier, dig, parse_form)
+from hub.core.actions import (
+    ACTION_TYPES,
+    Action,
+    CancelScheduled,
+    Emit,
+    ScheduleSend,
+    SendTemplate,
+    SendText,
+    Skip,
+    UpsertContact,
+    WriteBack,
+)
+from hub.core.verifiers import (
+    BodyHash,
+    Extractor,
+    Fields,
+    Header,
+    HmacHeader,
+    IncomingRequest,
+    JsonField,
+    NoVerification,
+    SharedToken,
+    TimestampedHmac,
+    Verifier,
+    dig,
+    parse_form,
+)
 
 __all__ = ["Connector", "Context", "on_webhook", "on_whatsapp", "secret", "config_json_schema",
            "HmacHeader", "TimestampedHmac", "SharedToken", "NoVerification", "Verifier", "Header",

@@ -12,8 +12,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.core import contacts
-from hub.core.actions import (Action, CancelScheduled, Emit, ScheduleSend, SendTemplate, SendText, Skip,
-                              UpsertContact, WriteBack)
+from hub.core.actions import (
+    Action,
+    CancelScheduled,
+    Emit,
+    ScheduleSend,
+    SendTemplate,
+    SendText,
+    Skip,
+    UpsertContact,
+    WriteBack,
+)
 from hub.core.models import Installation, OutboundDelivery, Send, Subscription, utcnow
 from hub.core.sending.sends import create_send, sending_connection
 

@@ -14,8 +14,8 @@ import time
 
 from sqlalchemy import or_, select, update
 
-from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.ingest import PROCESS_JOB
+from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.runtime import Runtime
 
 log = logging.getLogger(__name__)

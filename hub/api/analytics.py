@@ -1,0 +1,48 @@
+"""``GET /api/v1/analytics/summary``: delivery rates, messages by origin, spend by category."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import g, request
+from sqlalchemy import func, select
+
+from hub.api import runtime, workspace_blueprint
+from hub.api.errors import ApiError
+from hub.core.models import Message, Send, Workspace, utcnow
+
+bp = workspace_blueprint("analytics", "Workspace analytics")
+
+
+@bp.route("/analytics/summary", methods=["GET"])
+def summary():
+    """``?days=30``. Spend uses the workspace setting ``prices`` ({category: price per message})."""
+    try:
+        days = max(1, min(int(request.args.get("days", 30)), 366))
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", "days must be an integer") from exc
+    since = utcnow() - dt.timedelta(days=days)
+    with runtime().db.session() as session:
+        recent = (Message.workspace_id == g.workspace_id, Message.timestamp >= since)
+        by_origin = dict(session.execute(select(Message.origin, func.count()).where(*recent)
+                                         .group_by(Message.origin)).all())
+        out_status = dict(session.execute(select(Message.status, func.count()).where(
+            *recent, Message.direction == "out", Message.origin == "api").group_by(Message.status)).all())
+        priced = session.scalars(select(Message.pricing).where(*recent, Message.pricing.is_not(None))).all()
+        sends = dict(session.execute(select(Send.status, func.count()).where(
+            Send.workspace_id == g.workspace_id, Send.created_at >= since).group_by(Send.status)).all())
+        prices = (session.get(Workspace, g.workspace_id).settings or {}).get("prices", {})
+    total = sum(out_status.values())
+    reached = {"sent": ("sent", "delivered", "read"), "delivered": ("delivered", "read"), "read": ("read",),
+               "failed": ("failed",)}
+    rates = {name: round(sum(out_status.get(s, 0) for s in states) / total, 4) if total else None
+             for name, states in reached.items()}
+    spend: dict[str, dict] = {}
+    for pricing in priced:
+        category = pricing.get("category") or "unknown"
+        row = spend.setdefault(category, {"messages": 0, "billable": 0, "cost": 0.0})
+        row["messages"] += 1
+        if pricing.get("billable"):
+            row["billable"] += 1
+            row["cost"] = round(row["cost"] + float(prices.get(category, 0)), 4)
+    return {"days": days, "api_messages": total, "rates": rates, "messages_by_origin": by_origin,
+            "sends_by_status": sends, "spend_by_category": spend}

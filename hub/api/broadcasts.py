@@ -1,0 +1,147 @@
+"""Broadcasts: one template to an audience (tags or contact ids), paced by the governor."""
+from __future__ import annotations
+
+import string
+
+from flask import g
+from marshmallow import Schema, ValidationError, fields, validates_schema
+from sqlalchemy import func, select
+
+from hub.api import owned, runtime, workspace_blueprint
+from hub.api.errors import ApiError
+from hub.core.models import Broadcast, Connection, Contact, Send, Workspace
+from hub.core.processing import enqueue_all
+from hub.core.sending.sends import create_send, sending_connection
+from hub.core.sending.templates import find_template
+
+bp = workspace_blueprint("broadcasts", "Template broadcasts with progress")
+
+
+class AudienceIn(Schema):
+    tags = fields.List(fields.String(), load_default=list)
+    contact_ids = fields.List(fields.Integer(), load_default=list)
+
+
+class BroadcastIn(Schema):
+    name = fields.String(load_default=None)
+    connection_id = fields.String(load_default=None)
+    template = fields.String(required=True)
+    language = fields.String(load_default="en_US")
+    params = fields.List(fields.String(), load_default=list,
+                         metadata={"description": "body parameters; '{first_name}', '{name}', '{wa_id}' and "
+                                                  "'{attributes.KEY}' are filled per recipient"})
+    audience = fields.Nested(AudienceIn, required=True)
+
+    @validates_schema
+    def some_audience(self, data, **_):
+        if not data["audience"]["tags"] and not data["audience"]["contact_ids"]:
+            raise ValidationError("the audience needs tags or contact_ids", "audience")
+
+
+class BroadcastOut(Schema):
+    id = fields.String()
+    name = fields.String(allow_none=True)
+    connection_id = fields.String()
+    template_name = fields.String()
+    template_language = fields.String()
+    status = fields.String()
+    created_at = fields.DateTime()
+    recipients = fields.Integer()
+    excluded = fields.Dict()
+    progress = fields.Dict()
+    eta_seconds = fields.Float()
+
+
+class _Fields(dict):
+    def __missing__(self, key):
+        raise KeyError(key)
+
+
+def fill(param: str, contact: Contact) -> str:
+    values = _Fields(name=contact.profile_name or contact.full_name or contact.first_name or "",
+                     first_name=contact.first_name or (contact.full_name or contact.profile_name or "").split(" ")[0],
+                     wa_id=contact.wa_id or "")
+    for key, value in (contact.attributes or {}).items():
+        values[f"attributes.{key}"] = str(value)
+    names = [n for _, n, _, _ in string.Formatter().parse(param) if n]
+    return param.format_map({**values, **{n: values.get(n, "") for n in names if "." in n}}) if names else param
+
+
+def present(session, bc: Broadcast) -> dict:
+    counts = dict(session.execute(select(Send.status, func.count()).where(Send.broadcast_id == bc.id)
+                                  .group_by(Send.status)).all())
+    conn = session.get(Connection, bc.connection_id)
+    remaining = counts.get("queued", 0) + counts.get("scheduled", 0) + counts.get("sending", 0)
+    total = sum(counts.values())
+    return {"id": bc.id, "name": bc.name, "connection_id": bc.connection_id, "template_name": bc.template_name,
+            "template_language": bc.template_language, "created_at": bc.created_at,
+            "status": "done" if total and not remaining else ("empty" if not total else "sending"),
+            "recipients": total, "excluded": (bc.audience or {}).get("excluded", {}), "progress": counts,
+            "eta_seconds": round(remaining / max(conn.messages_per_second * 0.98, 1), 1)}
+
+
+@bp.route("/broadcasts", methods=["POST"])
+@bp.arguments(BroadcastIn)
+@bp.response(202, BroadcastOut)
+def create_broadcast(body):
+    rt = runtime()
+    with rt.db.session() as session:
+        conn = owned(session, Connection, body["connection_id"]) if body["connection_id"] \
+            else sending_connection(session, g.workspace_id)
+        if conn is None:
+            raise ApiError(409, "no_connection", "connect a WhatsApp number first")
+        template = find_template(session, g.workspace_id, conn.waba_id, body["template"], body["language"])
+        if template is None or template.status != "APPROVED":
+            raise ApiError(422, "template_not_approved", f"template {body['template']!r} ({body['language']}) "
+                                                         "is not an approved template of this number")
+        marketing = (template.category or "").upper() == "MARKETING"
+        need_consent = bool((session.get(Workspace, g.workspace_id).settings or {}).get("require_marketing_consent"))
+        audience = body["audience"]
+        query = select(Contact).where(Contact.workspace_id == g.workspace_id, Contact.wa_id.is_not(None))
+        candidates = session.scalars(query).all()
+        chosen = [c for c in candidates if c.id in audience["contact_ids"]
+                  or set(audience["tags"]) & set(c.tags or [])]
+        excluded = {"opted_out": 0, "marketing_opted_out": 0, "no_marketing_consent": 0}
+        bc = Broadcast(workspace_id=g.workspace_id, connection_id=conn.id, name=body["name"],
+                       template_name=template.name, template_language=template.language, params=body["params"],
+                       audience={**audience})
+        session.add(bc)
+        session.flush()
+        jobs = []
+        for contact in chosen:
+            reason = ("opted_out" if contact.opted_out else
+                      "marketing_opted_out" if marketing and contact.marketing_opted_out else
+                      "no_marketing_consent" if marketing and (contact.marketing_consent is False or
+                                                               (need_consent and not contact.marketing_consent))
+                      else None)
+            if reason:
+                excluded[reason] += 1
+                continue
+            send, created = create_send(
+                session, workspace_id=g.workspace_id, connection=conn, to=contact.wa_id, kind="template",
+                origin="broadcast", template=template.name, language=template.language,
+                params=[fill(p, contact) for p in body["params"]], category=(template.category or "").lower(),
+                broadcast_id=bc.id, idempotency_key=f"broadcast:{bc.id}:{contact.id}")
+            if created:
+                session.flush()
+                jobs.append(("send", "hub.core.sending.pipeline.deliver", (send.id,)))
+        bc.audience = {**audience, "excluded": excluded}
+        result = present(session, bc)
+    enqueue_all(rt, jobs)
+    return result
+
+
+@bp.route("/broadcasts/<broadcast_id>", methods=["GET"])
+@bp.response(200, BroadcastOut)
+def get_broadcast(broadcast_id):
+    with runtime().db.session() as session:
+        return present(session, owned(session, Broadcast, broadcast_id))
+
+
+@bp.route("/broadcasts", methods=["GET"])
+@bp.response(200, BroadcastOut(many=True))
+def list_broadcasts():
+    with runtime().db.session() as session:
+        rows = session.scalars(select(Broadcast).where(Broadcast.workspace_id == g.workspace_id)
+                               .order_by(Broadcast.created_at.desc()).limit(100)).all()
+        return [present(session, bc) for bc in rows]

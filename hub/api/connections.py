@@ -1,0 +1,157 @@
+"""WhatsApp connections: onboard (Embedded Signup), connect by token, sync, pause/resume, disconnect."""
+from __future__ import annotations
+
+from flask import g
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from hub.api import owned, runtime, workspace_blueprint
+from hub.api.errors import ApiError
+from hub.core.models import Connection, Workspace
+from hub.core.sending.templates import upsert_templates
+from hub.core.whatsapp.account import pause
+from hub.core.whatsapp.graph import Graph, GraphError
+from hub.core.whatsapp.onboarding import OnboardingError, connect, onboard, request_syncs
+
+bp = workspace_blueprint("connections", "WhatsApp numbers connected to the workspace")
+
+
+class OnboardIn(Schema):
+    code = fields.String(required=True, metadata={"description": "the Embedded Signup code"})
+    waba_id = fields.String(required=True)
+    phone_number_id = fields.String(load_default=None)
+    history = fields.Boolean(load_default=None, metadata={"description": "import chat history (default: workspace setting)"})
+
+
+class ConnectIn(Schema):
+    access_token = fields.String(required=True)
+    waba_id = fields.String(required=True)
+    phone_number_id = fields.String(load_default=None)
+    mode = fields.String(load_default="coexistence", validate=validate.OneOf(["coexistence", "cloud_api"]))
+    history = fields.Boolean(load_default=False)
+    messages_per_second = fields.Integer(load_default=None, validate=validate.Range(1, 1000))
+
+
+class ConnectionPatch(Schema):
+    messages_per_second = fields.Integer(validate=validate.Range(1, 1000))
+    history_opt_in = fields.Boolean()
+    status = fields.String(validate=validate.OneOf(["active", "paused"]))
+
+
+class ConnectionOut(Schema):
+    id = fields.String()
+    waba_id = fields.String()
+    phone_number_id = fields.String()
+    display_phone_number = fields.String(allow_none=True)
+    verified_name = fields.String(allow_none=True)
+    mode = fields.String()
+    messages_per_second = fields.Integer()
+    status = fields.String()
+    pause_reason = fields.String(allow_none=True)
+    paused_at = fields.DateTime(allow_none=True)
+    history_opt_in = fields.Boolean()
+    contact_sync_request_id = fields.String(allow_none=True)
+    history_request_id = fields.String(allow_none=True)
+    history_status = fields.Dict()
+    quality = fields.Dict()
+    last_app_activity_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+
+def _graph() -> Graph:
+    return Graph.from_settings(runtime().settings)
+
+
+def _onboarding_error(exc: OnboardingError):
+    status = 409 if exc.step == "conflict" else 502
+    return ApiError(status, "onboarding_failed", str(exc), step=exc.step,
+                    graph_error=exc.graph.as_dict() if exc.graph else None)
+
+
+@bp.route("/connections", methods=["GET"])
+@bp.response(200, ConnectionOut(many=True))
+def list_connections():
+    with runtime().db.session() as session:
+        return session.scalars(select(Connection).where(Connection.workspace_id == g.workspace_id)
+                               .order_by(Connection.created_at)).all()
+
+
+@bp.route("/connections/onboard", methods=["POST"])
+@bp.arguments(OnboardIn)
+@bp.response(201, ConnectionOut)
+def onboard_connection(body):
+    rt = runtime()
+    if not (rt.settings.meta_app_id and rt.settings.meta_app_secret):
+        raise ApiError(409, "meta_app_not_configured", "set COEXHUB_META_APP_ID and COEXHUB_META_APP_SECRET")
+    with rt.db.session() as session:
+        history = body["history"]
+        if history is None:
+            history = bool((session.get(Workspace, g.workspace_id).settings or {}).get("history_import"))
+        try:
+            return onboard(session, _graph(), rt.settings, g.workspace_id, code=body["code"],
+                           waba_id=body["waba_id"], phone_number_id=body["phone_number_id"], history=history)
+        except OnboardingError as exc:
+            raise _onboarding_error(exc) from exc
+
+
+@bp.route("/connections", methods=["POST"])
+@bp.arguments(ConnectIn)
+@bp.response(201, ConnectionOut)
+def create_connection(body):
+    with runtime().db.session() as session:
+        try:
+            return connect(session, _graph(), g.workspace_id, token=body["access_token"], waba_id=body["waba_id"],
+                           phone_number_id=body["phone_number_id"], mode=body["mode"], history=body["history"],
+                           messages_per_second=body["messages_per_second"])
+        except OnboardingError as exc:
+            raise _onboarding_error(exc) from exc
+
+
+@bp.route("/connections/<connection_id>", methods=["GET"])
+@bp.response(200, ConnectionOut)
+def get_connection(connection_id):
+    with runtime().db.session() as session:
+        return owned(session, Connection, connection_id)
+
+
+@bp.route("/connections/<connection_id>", methods=["PATCH"])
+@bp.arguments(ConnectionPatch)
+@bp.response(200, ConnectionOut)
+def update_connection(body, connection_id):
+    """Change pacing or history opt-in; ``status: active`` resumes a paused connection and its queue."""
+    with runtime().db.session() as session:
+        conn = owned(session, Connection, connection_id)
+        for key in ("messages_per_second", "history_opt_in"):
+            if key in body:
+                setattr(conn, key, body[key])
+        if body.get("status") == "active":
+            conn.status, conn.pause_reason, conn.paused_at = "active", None, None
+        elif body.get("status") == "paused":
+            pause(conn, "paused through the API")
+        return conn
+
+
+@bp.route("/connections/<connection_id>/sync", methods=["POST"])
+@bp.response(200, ConnectionOut)
+def sync_connection(connection_id):
+    """Request contact sync and (if opted in) history — once each — and refresh templates."""
+    with runtime().db.session() as session:
+        conn = owned(session, Connection, connection_id)
+        graph = _graph()
+        try:
+            if conn.mode == "coexistence":
+                request_syncs(conn, graph)
+            upsert_templates(session, conn.workspace_id, conn.waba_id, graph.templates(conn.waba_id, conn.access_token))
+        except (OnboardingError, GraphError) as exc:
+            raise ApiError(502, "sync_failed", str(exc)) from exc
+        return conn
+
+
+@bp.route("/connections/<connection_id>", methods=["DELETE"])
+@bp.response(200, ConnectionOut)
+def disconnect(connection_id):
+    """Stop using the number (its messages, contacts and queued sends are kept)."""
+    with runtime().db.session() as session:
+        conn = owned(session, Connection, connection_id)
+        conn.status, conn.pause_reason = "disconnected", "disconnected through the API"
+        return conn

@@ -1,0 +1,174 @@
+"""Send messages, follow sends (cancel, replay dead ones) and manage templates."""
+from __future__ import annotations
+
+from flask import g, request
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import select
+
+from hub.api import owned, page_args, runtime, workspace_blueprint
+from hub.api.errors import ApiError
+from hub.core.connectors import normalize_phone
+from hub.core.models import Connection, Send, Template, utcnow
+from hub.core.processing import enqueue_all
+from hub.core.sending.sends import create_send, sending_connection
+from hub.core.sending.templates import upsert_templates
+from hub.core.whatsapp.graph import Graph, GraphError
+
+bp = workspace_blueprint("sending", "Messages, sends and templates")
+DELIVER = "hub.core.sending.pipeline.deliver"
+
+
+class MessageIn(Schema):
+    to = fields.String(required=True, metadata={"description": "E.164 number (or WhatsApp digits)"})
+    connection_id = fields.String(load_default=None)
+    text = fields.String(load_default=None, validate=validate.Length(1, 4096))
+    template = fields.String(load_default=None)
+    language = fields.String(load_default="en_US")
+    params = fields.Raw(load_default=list)
+    idempotency_key = fields.String(load_default=None)
+    send_at = fields.DateTime(load_default=None)
+    cancel_key = fields.String(load_default=None)
+
+    @validates_schema
+    def one_kind(self, data, **_):
+        if bool(data.get("text")) == bool(data.get("template")):
+            raise ValidationError("give either text or template")
+
+
+class SendOut(Schema):
+    id = fields.Integer()
+    connection_id = fields.String(allow_none=True)
+    contact_id = fields.Integer(allow_none=True)
+    to = fields.String()
+    kind = fields.String()
+    text = fields.String(allow_none=True)
+    template_name = fields.String(allow_none=True)
+    template_language = fields.String(allow_none=True)
+    params = fields.Raw()
+    category = fields.String(allow_none=True)
+    origin = fields.String()
+    installation_id = fields.String(allow_none=True)
+    broadcast_id = fields.String(allow_none=True)
+    idempotency_key = fields.String(allow_none=True)
+    cancel_key = fields.String(allow_none=True)
+    reference = fields.Dict()
+    not_before = fields.DateTime(allow_none=True)
+    status = fields.String()
+    hold_reason = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    error_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    wamid = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    sent_at = fields.DateTime(allow_none=True)
+
+
+class TemplateOut(Schema):
+    id = fields.Integer()
+    waba_id = fields.String()
+    meta_id = fields.String(allow_none=True)
+    name = fields.String()
+    language = fields.String()
+    category = fields.String(allow_none=True)
+    status = fields.String()
+    status_reason = fields.String(allow_none=True)
+    components = fields.List(fields.Dict())
+
+
+@bp.route("/messages", methods=["POST"])
+@bp.arguments(MessageIn)
+@bp.response(202, SendOut)
+def send_message(body):
+    """Queue a text (inside the 24-hour window) or template message; ``send_at`` schedules it."""
+    to = normalize_phone(body["to"])
+    if not to:
+        raise ApiError(422, "invalid_phone", f"{body['to']!r} is not a valid phone number")
+    with runtime().db.session() as session:
+        conn = owned(session, Connection, body["connection_id"]) if body["connection_id"] \
+            else sending_connection(session, g.workspace_id)
+        if conn is None:
+            raise ApiError(409, "no_connection", "connect a WhatsApp number first")
+        send, created = create_send(
+            session, workspace_id=g.workspace_id, connection=conn, to=to, origin="api",
+            kind="template" if body["template"] else "text", text=body["text"], template=body["template"],
+            language=body["language"] if body["template"] else None, params=body["params"],
+            idempotency_key=body["idempotency_key"], cancel_key=body["cancel_key"], not_before=body["send_at"])
+        session.flush()
+        job = [("send", DELIVER, (send.id,))] if created and send.status == "queued" else []
+    enqueue_all(runtime(), job)
+    return send
+
+
+@bp.route("/sends", methods=["GET"])
+@bp.response(200, SendOut(many=True))
+def list_sends():
+    """``?status=scheduled|queued|sending|sent|failed|dead|cancelled``, ``?broadcast_id=``, ``?contact_id=``."""
+    limit, offset = page_args()
+    query = select(Send).where(Send.workspace_id == g.workspace_id)
+    for arg, column in (("status", Send.status), ("broadcast_id", Send.broadcast_id),
+                        ("contact_id", Send.contact_id), ("hold_reason", Send.hold_reason)):
+        if request.args.get(arg):
+            query = query.where(column == request.args[arg])
+    with runtime().db.session() as session:
+        return session.scalars(query.order_by(Send.id.desc()).limit(limit).offset(offset)).all()
+
+
+@bp.route("/sends/<int:send_id>", methods=["GET"])
+@bp.response(200, SendOut)
+def get_send(send_id):
+    with runtime().db.session() as session:
+        return owned(session, Send, send_id)
+
+
+@bp.route("/sends/<int:send_id>/cancel", methods=["POST"])
+@bp.response(200, SendOut)
+def cancel_send(send_id):
+    with runtime().db.session() as session:
+        send = owned(session, Send, send_id)
+        if send.status not in ("scheduled", "queued"):
+            raise ApiError(409, "conflict", f"a {send.status} send cannot be cancelled")
+        send.status, send.last_error = "cancelled", "cancelled through the API"
+        return send
+
+
+@bp.route("/sends/<int:send_id>/replay", methods=["POST"])
+@bp.response(202, SendOut)
+def replay_send(send_id):
+    """Send a dead or failed send again (after fixing what made it fail)."""
+    with runtime().db.session() as session:
+        send = owned(session, Send, send_id)
+        if send.status not in ("dead", "failed"):
+            raise ApiError(409, "conflict", f"only dead or failed sends are replayed, this one is {send.status}")
+        if send.connection_id is None:
+            conn = sending_connection(session, g.workspace_id)
+            send.connection_id = conn.id if conn else None
+        send.status, send.attempts, send.not_before, send.hold_reason = "queued", 0, None, None
+        send.updated_at = utcnow()
+    enqueue_all(runtime(), [("send", DELIVER, (send_id,))])
+    return send
+
+
+@bp.route("/templates", methods=["GET"])
+@bp.response(200, TemplateOut(many=True))
+def list_templates():
+    with runtime().db.session() as session:
+        return session.scalars(select(Template).where(Template.workspace_id == g.workspace_id)
+                               .order_by(Template.name, Template.language)).all()
+
+
+@bp.route("/templates/sync", methods=["POST"])
+@bp.response(200, TemplateOut(many=True))
+def sync_templates():
+    """Fetch every connected WABA's templates from the Graph API."""
+    rt = runtime()
+    with rt.db.session() as session:
+        conns = session.scalars(select(Connection).where(Connection.workspace_id == g.workspace_id)).all()
+        graph = Graph.from_settings(rt.settings)
+        for conn in {c.waba_id: c for c in conns}.values():
+            try:
+                upsert_templates(session, g.workspace_id, conn.waba_id, graph.templates(conn.waba_id, conn.access_token))
+            except GraphError as exc:
+                raise ApiError(502, "graph_error", f"listing templates of {conn.waba_id} failed: {exc}") from exc
+        session.flush()
+        return session.scalars(select(Template).where(Template.workspace_id == g.workspace_id)
+                               .order_by(Template.name, Template.language)).all()

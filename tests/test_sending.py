@@ -1,0 +1,244 @@
+"""Onboarding, the send pipeline against the Graph API simulator, opt-outs, echo hold, broadcasts."""
+import json
+
+from sqlalchemy import select
+
+from hub.core.actions import SendTemplate
+from hub.core.execute import Executor
+from hub.core.models import Contact, Send
+from hub.core.scheduler import tick
+from hub.testing import payloads as p
+
+CUSTOMER = "14155552671"
+
+
+def send(client, conn, **body):
+    return client.post("/api/v1/messages", json={"to": "+" + CUSTOMER, **body}, headers=conn.workspace.headers)
+
+
+def rows(client, model, *where):
+    with client.rt.db.session() as s:
+        return s.scalars(select(model).where(*where)).all()
+
+
+def test_onboarding_follows_the_coexistence_steps(client, workspace, simulator):
+    simulator.add_signup_code("code-x", "555000111", "666000111", "EAAG-x")
+    simulator.add_template("555000111", "order_update", body_params=1)
+    before = len(simulator.calls)
+    r = client.post("/api/v1/connections/onboard", json={"code": "code-x", "waba_id": "555000111", "history": True},
+                    headers=workspace.headers)
+    assert r.status_code == 201, r.json
+    conn = r.json
+    assert (conn["mode"], conn["messages_per_second"], conn["status"]) == ("coexistence", 20, "active")
+    assert conn["contact_sync_request_id"] and conn["history_request_id"]
+    calls = [(m, path) for m, path, _ in simulator.calls[before:]]
+    assert ("POST", "/v25.0/555000111/subscribed_apps") in calls
+    assert not any(path.endswith("/register") for _, path in calls)
+    syncs = [body["sync_type"] for m, path, body in simulator.calls[before:] if path.endswith("/smb_app_data")]
+    assert syncs == ["smb_app_state_sync", "history"]
+    again = client.post(f"/api/v1/connections/{conn['id']}/sync", headers=workspace.headers)
+    assert again.status_code == 200  # requested once each: no second request is made
+    assert [b for m, path, b in simulator.calls[before:] if path.endswith("/smb_app_data")] == \
+        [{"messaging_product": "whatsapp", "sync_type": t} for t in syncs]
+    templates = client.get("/api/v1/templates", headers=workspace.headers).json
+    assert [t["name"] for t in templates] == ["order_update"]
+    bad = client.post("/api/v1/connections/onboard", json={"code": "used-or-wrong", "waba_id": "1"},
+                      headers=workspace.headers)
+    assert bad.status_code == 502 and bad.json["error"]["details"]["step"] == "code exchange"
+
+
+def test_template_send_end_to_end_with_statuses(client, coexistence, simulator, run_jobs):
+    r = send(client, coexistence, template="order_update", params=["#1001"], idempotency_key="order-1001")
+    assert r.status_code == 202 and r.json["status"] == "queued"
+    dup = send(client, coexistence, template="order_update", params=["#1001"], idempotency_key="order-1001")
+    assert dup.json["id"] == r.json["id"]
+    run_jobs()
+    [request] = [q for q in simulator.sent(coexistence.phone_number_id)]
+    assert request["body"]["template"]["components"] == [
+        {"type": "body", "parameters": [{"type": "text", "text": "#1001"}]}]
+    sent = client.get(f"/api/v1/sends/{r.json['id']}", headers=coexistence.workspace.headers).json
+    assert sent["status"] == "sent" and sent["wamid"] == request["response"]["messages"][0]["id"]
+    assert simulator.flush_statuses(shuffle=True) == 3
+    run_jobs()
+    [contact] = client.get(f"/api/v1/contacts?q={CUSTOMER}", headers=coexistence.workspace.headers).json
+    [message] = client.get(f"/api/v1/contacts/{contact['id']}/messages", headers=coexistence.workspace.headers).json
+    assert message["status"] == "read" and message["pricing"]["category"] == "utility"
+    summary = client.get("/api/v1/analytics/summary", headers=coexistence.workspace.headers).json
+    assert summary["rates"]["read"] == 1.0 and summary["spend_by_category"]["utility"]["billable"] == 1
+
+
+def test_template_problems_are_caught_before_meta(client, coexistence, simulator, run_jobs):
+    before = len(simulator.requests)
+    wrong_count = send(client, coexistence, template="order_update", params=[]).json
+    unknown = send(client, coexistence, template="nope", params=["x"]).json
+    empty_param = send(client, coexistence, template="order_update", params=[""]).json
+    run_jobs()
+    for s in (wrong_count, unknown, empty_param):
+        s = client.get(f"/api/v1/sends/{s['id']}", headers=coexistence.workspace.headers).json
+        assert s["status"] == "failed", s
+    assert "expects 1 parameter" in client.get(f"/api/v1/sends/{wrong_count['id']}",
+                                               headers=coexistence.workspace.headers).json["last_error"]
+    assert len(simulator.requests) == before  # Meta never saw them
+
+
+def test_free_form_only_inside_the_window_opened_by_the_customer(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    simulator.echo(coexistence.phone_number_id, CUSTOMER, "echoes do not open the window")
+    run_jobs()
+    early = send(client, coexistence, text="Hi!").json
+    run_jobs()
+    assert "24-hour" in client.get(f"/api/v1/sends/{early['id']}", headers=h).json["last_error"]
+    simulator.customer_message(coexistence.phone_number_id, CUSTOMER, "hello?")
+    run_jobs()
+    later = send(client, coexistence, text="Hi! How can we help?").json
+    run_jobs()
+    assert client.get(f"/api/v1/sends/{later['id']}", headers=h).json["status"] == "sent"
+
+
+def test_stop_opts_out_with_one_confirmation_and_start_resubscribes(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    simulator.customer_message(coexistence.phone_number_id, CUSTOMER, "  stop ")
+    simulator.customer_message(coexistence.phone_number_id, CUSTOMER, "STOP")
+    run_jobs()
+    [contact] = rows(client, Contact, Contact.workspace_id == coexistence.workspace.id, Contact.wa_id == CUSTOMER)
+    assert contact.opted_out
+    confirmations = [r for r in simulator.sent(coexistence.phone_number_id) if r["body"]["to"] == CUSTOMER]
+    assert len(confirmations) == 1 and "no longer receive" in confirmations[0]["body"]["text"]["body"]
+    blocked = send(client, coexistence, template="order_update", params=["x"]).json
+    run_jobs()
+    assert client.get(f"/api/v1/sends/{blocked['id']}", headers=h).json["last_error"] == "contact opted out"
+    simulator.customer_message(coexistence.phone_number_id, CUSTOMER, "Start")
+    run_jobs()
+    [contact] = rows(client, Contact, Contact.id == contact.id)
+    assert not contact.opted_out
+
+
+def test_meta_errors_are_classified(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    simulator.set_error_for(CUSTOMER, 131026)
+    undeliverable = send(client, coexistence, template="order_update", params=["a"]).json
+    run_jobs()
+    simulator.clear_error_for(CUSTOMER)
+    assert client.get(f"/api/v1/sends/{undeliverable['id']}", headers=h).json["status"] == "failed"
+    simulator.set_error_for(CUSTOMER, 131050)
+    marketing = send(client, coexistence, template="promo", params=["20% off"]).json
+    run_jobs()
+    simulator.clear_error_for(CUSTOMER)
+    assert client.get(f"/api/v1/sends/{marketing['id']}", headers=h).json["error_code"] == 131050
+    [contact] = rows(client, Contact, Contact.workspace_id == coexistence.workspace.id, Contact.wa_id == CUSTOMER)
+    assert contact.marketing_opted_out
+    simulator.fail_next(1, code=131016, http_status=503)
+    retried = send(client, coexistence, template="order_update", params=["b"]).json
+    run_jobs()
+    s = client.get(f"/api/v1/sends/{retried['id']}", headers=h).json
+    assert (s["status"], s["hold_reason"], s["attempts"]) == ("scheduled", "retry", 1)
+    [row] = rows(client, Send, Send.id == retried["id"])
+    tick(client.rt, now=row.not_before)
+    run_jobs()
+    assert client.get(f"/api/v1/sends/{retried['id']}", headers=h).json["status"] == "sent"
+
+
+def test_invalid_token_pauses_the_connection_and_keeps_its_queue(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    simulator.numbers[coexistence.phone_number_id]["token"] = "rotated-elsewhere"
+    first = send(client, coexistence, template="order_update", params=["1"]).json
+    run_jobs()
+    conn = client.get(f"/api/v1/connections/{coexistence.id}", headers=h).json
+    assert conn["status"] == "paused" and conn["pause_reason"].startswith("190")
+    second = send(client, coexistence, template="order_update", params=["2"], idempotency_key="2").json
+    run_jobs()
+    for s in (first, second):
+        s = client.get(f"/api/v1/sends/{s['id']}", headers=h).json
+        assert (s["status"], s["hold_reason"]) == ("scheduled", "connection_paused")
+    assert tick(client.rt)["sends"] == 0  # paused numbers' sends stay put
+    simulator.numbers[coexistence.phone_number_id]["token"] = coexistence.token
+    client.patch(f"/api/v1/connections/{coexistence.id}", json={"status": "active"}, headers=h)
+    assert tick(client.rt)["sends"] >= 2
+    run_jobs()
+    assert {client.get(f"/api/v1/sends/{s['id']}", headers=h).json["status"] for s in (first, second)} == {"sent"}
+
+
+def test_owner_reply_holds_automation_until_released(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    simulator.customer_message(coexistence.phone_number_id, CUSTOMER, "where is my order?")
+    simulator.echo(coexistence.phone_number_id, CUSTOMER, "Checking for you now!")
+    run_jobs()
+    with client.rt.db.session() as s:  # what a connector's handler would cause
+        executor = Executor(s, coexistence.workspace.id, origin="automation")
+        executor.run([SendTemplate(to=CUSTOMER, template="order_update", params=["shipped"])])
+        send_id = executor.outcome["sends"][0]
+    for queue, func, args in executor.jobs:
+        client.rt.queues.enqueue(queue, func, *args)
+    api_send = send(client, coexistence, template="order_update", params=["manual"]).json
+    run_jobs()
+    held = client.get(f"/api/v1/sends/{send_id}", headers=h).json
+    assert (held["status"], held["hold_reason"]) == ("scheduled", "human_took_over")
+    assert client.get(f"/api/v1/sends/{api_send['id']}", headers=h).json["status"] == "sent"  # humans are not held
+    [contact] = rows(client, Contact, Contact.workspace_id == coexistence.workspace.id, Contact.wa_id == CUSTOMER)
+    assert client.post(f"/api/v1/contacts/{contact.id}/release", headers=h).json["hold_until"] is None
+    tick(client.rt)
+    run_jobs()
+    assert client.get(f"/api/v1/sends/{send_id}", headers=h).json["status"] == "sent"
+
+
+def test_scheduled_send_can_be_cancelled_and_dead_ones_replayed(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    later = send(client, coexistence, template="order_update", params=["x"], send_at="2099-01-01T00:00:00").json
+    assert later["status"] == "scheduled"
+    assert client.post(f"/api/v1/sends/{later['id']}/cancel", headers=h).json["status"] == "cancelled"
+    assert client.post(f"/api/v1/sends/{later['id']}/cancel", headers=h).status_code == 409
+    listed = client.get("/api/v1/sends?status=cancelled", headers=h).json
+    assert [s["id"] for s in listed] == [later["id"]]
+    with client.rt.db.session() as s:
+        row = s.get(Send, later["id"])
+        row.status = "dead"
+    replayed = client.post(f"/api/v1/sends/{later['id']}/replay", headers=h)
+    assert replayed.status_code == 202
+    run_jobs()
+    assert client.get(f"/api/v1/sends/{later['id']}", headers=h).json["status"] == "sent"
+
+
+def test_broadcast_respects_opt_outs_and_consent_and_reports_progress(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    numbers = ["14155550101", "14155550102", "14155550103", "14155550104"]
+    for n in numbers:
+        simulator.state_sync(coexistence.phone_number_id, [("add", "+" + n, f"Buyer {n[-1]}", f"Buyer{n[-1]}")])
+    run_jobs()
+    ids = {c["wa_id"]: c["id"] for c in client.get("/api/v1/contacts", headers=h).json}
+    for n in numbers[:3]:
+        client.patch(f"/api/v1/contacts/{ids[n]}", json={"add_tags": ["vip"]}, headers=h)
+    client.patch(f"/api/v1/contacts/{ids[numbers[1]]}", json={"opted_out": True}, headers=h)
+    client.patch(f"/api/v1/contacts/{ids[numbers[2]]}", json={"marketing_consent": False}, headers=h)
+    r = client.post("/api/v1/broadcasts", json={"template": "promo", "params": ["Hi {first_name}"],
+                                                "audience": {"tags": ["vip"]}}, headers=h)
+    assert r.status_code == 202, r.json
+    bc = r.json
+    assert bc["recipients"] == 1 and bc["excluded"]["opted_out"] == 1 and bc["excluded"]["no_marketing_consent"] == 1
+    run_jobs()
+    done = client.get(f"/api/v1/broadcasts/{bc['id']}", headers=h).json
+    assert done["status"] == "done" and done["progress"] == {"sent": 1}
+    [req] = [q for q in simulator.sent(coexistence.phone_number_id) if q["body"]["to"] == numbers[0]]
+    assert req["body"]["template"]["components"][0]["parameters"][0]["text"] == "Hi Buyer1"
+
+
+def test_status_webhook_failure_updates_the_send(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    s = send(client, coexistence, template="order_update", params=["1"]).json
+    run_jobs()
+    wamid = client.get(f"/api/v1/sends/{s['id']}", headers=h).json["wamid"]
+    simulator.deliver(p.status(coexistence.waba_id, coexistence.phone_number_id, coexistence.display, wamid,
+                               "failed", CUSTOMER, errors=[{"code": 131049, "title": "ecosystem engagement"}]))
+    run_jobs()
+    after = client.get(f"/api/v1/sends/{s['id']}", headers=h).json
+    assert (after["status"], after["error_code"]) == ("failed", 131049)
+
+
+def test_connections_are_isolated_per_workspace(client, coexistence):
+    other = client.new_workspace("Another client")
+    assert client.get("/api/v1/connections", headers=other.headers).json == []
+    assert client.get(f"/api/v1/connections/{coexistence.id}", headers=other.headers).status_code == 404
+    assert client.get("/api/v1/contacts", headers=other.headers).json == []
+    r = client.post("/api/v1/messages", json={"to": "+" + CUSTOMER, "text": "x", "connection_id": coexistence.id},
+                    headers=other.headers)
+    assert r.status_code == 404
+    assert "access_token" not in json.dumps(client.get("/api/v1/connections", headers=coexistence.workspace.headers).json)
