@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
+from hub.core import installations
 from hub.core.connectors import config_json_schema
 from hub.core.models import Installation
 
@@ -124,6 +125,7 @@ def update(body, installation_id):
             inst.enabled = body["enabled"]
             inst.disabled_reason = None if body["enabled"] else "disabled through the API"
         session.flush()
+        installations.forget(installation_id)
         return present(inst)
 
 
@@ -132,3 +134,4 @@ def update(body, installation_id):
 def delete(installation_id):
     with runtime().db.session() as session:
         session.delete(owned(session, Installation, installation_id))
+    installations.forget(installation_id)

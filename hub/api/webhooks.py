@@ -4,9 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from hub.api.errors import ApiError
-from hub.core import ingest
+from hub.core import ingest, installations
 from hub.core.metrics import count
-from hub.core.models import Installation
 from hub.core.verifiers import IncomingRequest
 
 bp = Blueprint("webhooks", __name__)
@@ -18,18 +17,17 @@ def receive(connector_name: str, installation_id: str):
     connector = rt.plugins.connector(connector_name)
     if connector is None:
         raise ApiError(404, "unknown_connector", f"no connector named {connector_name!r}")
-    with rt.db.sessions() as session:
-        inst = session.get(Installation, installation_id)
-        if inst is None or inst.connector != connector_name:
-            raise ApiError(404, "unknown_installation", f"no {connector_name} installation {installation_id}")
-        if not inst.enabled:
-            raise ApiError(404, "installation_disabled", f"installation {installation_id} is disabled")
-        workspace_id, secrets = inst.workspace_id, inst.secrets or {}
+    inst = installations.lookup(rt, installation_id)
+    if inst is None or inst.connector != connector_name:
+        raise ApiError(404, "unknown_installation", f"no {connector_name} installation {installation_id}")
+    if not inst.enabled:
+        raise ApiError(404, "installation_disabled", f"installation {installation_id} is disabled")
     body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
     incoming = IncomingRequest(request.headers, body, request.args)
     if connector.is_ping(incoming):
         return jsonify(ok=True, ping=True)
-    if not connector.verify.verify(incoming, secrets):
+    if not connector.verify.verify(incoming, inst.secrets) and \
+            not connector.verify.verify(incoming, installations.lookup(rt, installation_id, fresh=True).secrets):
         count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="bad_signature")
         raise ApiError(401, "bad_signature", "the webhook signature is missing or wrong")
     try:
@@ -41,5 +39,5 @@ def receive(connector_name: str, installation_id: str):
         raise ApiError(400, "malformed_body", f"the body cannot be decoded: {exc}") from exc
     event_id, duplicate = ingest.store(rt, provider=connector_name, scope=installation_id,
                                        dedupe_key=dedupe_key, body=body, headers=request.headers,
-                                       topic=topic, workspace_id=workspace_id)
+                                       topic=topic, workspace_id=inst.workspace_id)
     return jsonify(ok=True, event_id=event_id, duplicate=duplicate)

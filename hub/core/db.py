@@ -24,7 +24,10 @@ class Database:
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+            # no pre-ping (a round trip per checkout on the hot path): connections are recycled,
+            # and one that died is invalidated on its first error and replaced
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=1800)
+        self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager

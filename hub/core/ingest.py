@@ -13,6 +13,17 @@ KEPT_HEADERS_SKIP = {"authorization", "cookie", "content-length", "host", "conne
 PROCESS_JOB = "hub.core.processing.process_event"  # by name: the web process never imports jobs
 
 
+def _insert_statement(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(InboundEvent).on_conflict_do_nothing().returning(InboundEvent.id)
+
+
+_STATEMENTS: dict[str, object] = {}
+
+
 def store(rt, *, provider: str, scope: str, dedupe_key: str, body: bytes, headers: Mapping[str, str],
           topic: str | None = None, workspace_id: str | None = None) -> tuple[int | None, bool]:
     """Insert the event unless its dedupe key was seen; enqueue it. Returns ``(id, duplicate)``."""
@@ -22,15 +33,13 @@ def store(rt, *, provider: str, scope: str, dedupe_key: str, body: bytes, header
                   next_attempt_at=now, enqueued_at=now,
                   headers={k: v for k, v in headers.items() if k.lower() not in KEPT_HEADERS_SKIP})
     dialect = rt.db.engine.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(InboundEvent).values(values).on_conflict_do_nothing().returning(InboundEvent.id)
-    with rt.db.engine.begin() as conn:
-        event_id = conn.execute(stmt).scalar()
+    if dialect not in _STATEMENTS:
+        _STATEMENTS[dialect] = _insert_statement(dialect)
+    stmt = _STATEMENTS[dialect]
+    with rt.db.autocommit.connect() as conn:  # one statement, one round trip, durable on return
+        event_id = conn.execute(stmt, values).scalar()
     try:  # one round trip: the job and the counter
-        pipe = rt.redis.pipeline()
+        pipe = rt.redis.pipeline(transaction=False)
         if event_id is not None:
             rt.queues.enqueue("ingest", PROCESS_JOB, event_id, pipeline=pipe)
         count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, provider=provider,

@@ -73,6 +73,30 @@ def sign(connector_cls, body: bytes, secrets: dict[str, Any], **options) -> dict
     return connector_cls.verify.sign(body, secrets, **options)
 
 
+def process_env(rt) -> dict[str, str]:
+    """Environment for a ``coexhub`` subprocess (worker, scheduler) sharing ``rt``'s stores."""
+    import os
+
+    from hub.core.queue import socket_url
+
+    settings = rt.settings
+    return {**os.environ, "COEXHUB_DATA_DIR": str(settings.data_dir), "COEXHUB_DATABASE_URL": settings.database_url,
+            "COEXHUB_REDIS_URL": settings.redis_url or socket_url(rt.redis) or "",
+            "COEXHUB_SECRET_KEY": ",".join(settings.secret_keys), "COEXHUB_ADMIN_TOKEN": settings.admin_token,
+            "COEXHUB_KEY_PREFIX": settings.key_prefix, "COEXHUB_GRAPH_URL": settings.graph_url,
+            "COEXHUB_META_APP_SECRET": settings.meta_app_secret, "COEXHUB_META_APP_ID": settings.meta_app_id}
+
+
+def sliding_max(times: list[float], window: float = 1.0) -> int:
+    """The most events in any ``window``-second interval (for pacing checks)."""
+    times, best, start = sorted(times), 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 def drain(rt, *, queues: tuple[str, ...] | None = None, max_rounds: int = 50) -> int:
     """Run queued jobs in this process until the queues (default: all) are empty."""
     ran = 0
@@ -88,4 +112,4 @@ def drain(rt, *, queues: tuple[str, ...] | None = None, max_rounds: int = 50) ->
     raise RuntimeError("jobs keep enqueueing jobs; gave up after max_rounds")
 
 
-__all__ = ["Connected", "HubClient", "Workspace", "drain", "sign"]
+__all__ = ["Connected", "HubClient", "Workspace", "drain", "process_env", "sign", "sliding_max"]

@@ -1,22 +1,41 @@
 """Per-number throughput and per-recipient pair rate, shared by every worker (Redis, server time).
 
-The governor hands out send slots per phone number spaced ``1/rate`` seconds apart (GCRA with
-no burst), so no worker, process or machine can push a number past its limit in any
-one-second window. Time comes from Redis (``TIME``), so clocks on worker machines do not matter.
+A send reserves a slot on its number before calling the Graph API and releases it when the
+call returns. Slots are spaced ``1/rate`` apart (smooth pacing), and a slot is only granted
+when fewer than ``rate`` sends are in flight or finished within the second before it. Since
+Meta sees a request after its slot and before we hear back, no one-second window at Meta can
+hold more than ``rate`` requests, however workers are delayed; time comes from Redis, so the
+workers' own clocks do not matter.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# reserve the next slot unless it is more than max_wait away; returns {reserved, wait_us}
+# KEYS: last slot, in-flight zset, finished zset. ARGV: interval_us, limit, member, max_wait_us
 _SLOT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = math.max(now, last + tonumber(ARGV[1]))
-if slot - now > tonumber(ARGV[2]) then return {0, slot - now} end
+local interval, limit, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 2000000)
+local inflight = redis.call('ZCARD', KEYS[2])
+if inflight >= limit then return {0, 20000} end
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0') + interval)
+local need = limit - inflight
+local ends = redis.call('ZREVRANGE', KEYS[3], need - 1, need - 1, 'WITHSCORES')
+if #ends > 0 then slot = math.max(slot, tonumber(ends[2]) + 1000000) end
+if slot - now > max_wait then return {0, slot - now} end
 redis.call('SET', KEYS[1], slot, 'PX', 60000)
+redis.call('ZADD', KEYS[2], slot, ARGV[3])
 return {1, slot - now}
+"""
+_RELEASE = """
+local t = redis.call('TIME')
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000000 + tonumber(t[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], 5000)
+end
+return 1
 """
 # GCRA with a burst: allow now if the theoretical arrival time is within the burst
 _PAIR = """
@@ -28,7 +47,6 @@ if tat - now > burst * period then return {0, tat - now - burst * period} end
 redis.call('SET', KEYS[1], tat + period, 'PX', math.floor((tat + period - now) / 1000) + 1000)
 return {1, 0}
 """
-SAFETY = 0.98  # pace at 98 % of the limit: network jitter must not push a second over it
 
 
 @dataclass
@@ -41,14 +59,21 @@ class Governor:
     def __init__(self, redis, prefix: str):
         self.redis, self.prefix = redis, prefix
         self._slot = redis.register_script(_SLOT)
+        self._release = redis.register_script(_RELEASE)
         self._pair = redis.register_script(_PAIR)
 
-    def reserve(self, phone_number_id: str, rate: float, max_wait: float = 5.0) -> Slot:
-        """Reserve this number's next send slot (``rate`` messages/second)."""
-        interval_us = int(1_000_000 / (rate * SAFETY))
-        granted, wait_us = self._slot(keys=[f"{self.prefix}:gov:{phone_number_id}"],
-                                      args=[interval_us, int(max_wait * 1_000_000)])
+    def _keys(self, number: str) -> list[str]:
+        return [f"{self.prefix}:gov:{number}:{k}" for k in ("last", "inflight", "done")]
+
+    def reserve(self, phone_number_id: str, rate: int, token: str, max_wait: float = 5.0) -> Slot:
+        """Reserve this number's next send slot (``rate`` messages/second) for ``token``
+        (unique per attempt); ``release`` it once the Graph call has returned or failed."""
+        granted, wait_us = self._slot(keys=self._keys(phone_number_id),
+                                      args=[int(1_000_000 / rate), int(rate), token, int(max_wait * 1_000_000)])
         return Slot(bool(granted), wait_us / 1_000_000)
+
+    def release(self, phone_number_id: str, token: str) -> None:
+        self._release(keys=self._keys(phone_number_id)[1:], args=[token])
 
     def pair(self, phone_number_id: str, recipient: str, period: float = 6.0, burst: int = 3) -> Slot:
         """Pair rate: about one message per ``period`` seconds to one user, bursts of ``burst``."""

@@ -59,7 +59,11 @@ def deliver(send_id: int) -> str:
             return _done(rt, "refused")
         send.status, send.attempts, send.hold_reason = "sending", send.attempts + 1, None
         token, number, rate = conn.access_token, conn.phone_number_id, conn.messages_per_second
-    slot = governor.reserve(number, rate)
+    token_id = f"{send_id}:{time.monotonic_ns()}"
+    slot = governor.reserve(number, rate, token_id)
+    while not slot.granted and slot.wait <= 0.05:  # a slot frees up in a moment
+        time.sleep(slot.wait)
+        slot = governor.reserve(number, rate, token_id)
     if not slot.granted:  # the number is booked further ahead than a worker should sleep
         with rt.db.session() as session:
             send = session.get(Send, send_id)
@@ -70,9 +74,11 @@ def deliver(send_id: int) -> str:
     try:
         wamid = Graph.from_settings(rt.settings).send_message(number, token, payload)
     except GraphError as exc:
+        governor.release(number, token_id)
         with rt.db.session() as session:
             outcome = _failed(session, session.get(Send, send_id), exc)
         return _done(rt, outcome)
+    governor.release(number, token_id)
     with rt.db.session() as session:
         _sent(session, session.get(Send, send_id), wamid, payload)
     return _done(rt, "sent")
