@@ -3,20 +3,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from hub.connector import (
-    CancelScheduled,
-    Connector,
-    Emit,
-    Header,
-    HmacHeader,
-    ScheduleSend,
-    SendTemplate,
-    Skip,
-    WriteBack,
-    hookimpl,
-    on_webhook,
-    secret,
-)
+from hub.connector import (CancelScheduled, Connector, DisableInstallation, Emit, Header, HmacHeader, PolledEvent,
+                           RecordRevenue, ScheduleSend, SendTemplate, Skip, WriteBack, hookimpl, on_webhook, secret)
 
 WRITTEN: list[dict] = []
 FAIL_WRITES = {"remaining": 0}
@@ -76,6 +64,30 @@ class Acme(Connector):
         raise RuntimeError("handler bug")
 
 
+
+
+class AcmePolling(Acme):
+    """Acme with a catch-up poll: returns the orders put in ``PENDING_POLL``."""
+    name = "acme-poll"
+    poll_every = 60
+
+    def poll(self, ctx):
+        ctx.state["polls"] = ctx.state.get("polls", 0) + 1
+        return [PolledEvent("order.created", order, f"poll:{order['id']}") for order in PENDING_POLL]
+
+    @on_webhook("app.uninstalled")
+    def uninstalled(self, payload, ctx):
+        return [DisableInstallation("app uninstalled")]
+
+    @on_webhook("order.paid")
+    def paid(self, payload, ctx):
+        return [RecordRevenue(to=ctx.phone(payload, "phone"), order_id=str(payload["id"]),
+                              amount=payload["total"], currency=payload["currency"])]
+
+
+PENDING_POLL: list[dict] = []
+
+
 @hookimpl
 def coexhub_connectors():
-    return [Acme]
+    return [Acme, AcmePolling]

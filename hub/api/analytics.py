@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from flask import g, request
 from sqlalchemy import func, select
 
 from hub.api import runtime, workspace_blueprint
 from hub.api.errors import ApiError
-from hub.core.models import Message, Send, Workspace, utcnow
+from hub.core.models import Attribution, Message, Send, Workspace, utcnow
 
 bp = workspace_blueprint("analytics", "Workspace analytics")
 
@@ -31,6 +32,8 @@ def summary():
         sends = dict(session.execute(select(Send.status, func.count()).where(
             Send.workspace_id == g.workspace_id, Send.created_at >= since).group_by(Send.status)).all())
         prices = (session.get(Workspace, g.workspace_id).settings or {}).get("prices", {})
+        attributed = session.execute(select(Attribution.currency, Attribution.amount).where(
+            Attribution.workspace_id == g.workspace_id, Attribution.created_at >= since)).all()
     total = sum(out_status.values())
     reached = {"sent": ("sent", "delivered", "read"), "delivered": ("delivered", "read"), "read": ("read",),
                "failed": ("failed",)}
@@ -44,5 +47,11 @@ def summary():
         if pricing.get("billable"):
             row["billable"] += 1
             row["cost"] = round(row["cost"] + float(prices.get(category, 0)), 4)
-    return {"days": days, "api_messages": total, "rates": rates, "messages_by_origin": by_origin,
+    revenue: dict[str, dict] = {}
+    for currency, amount in attributed:
+        row = revenue.setdefault(currency, {"orders": 0, "amount": Decimal(0)})
+        row["orders"] += 1
+        row["amount"] += Decimal(amount)
+    revenue = {c: {"orders": r["orders"], "amount": str(r["amount"])} for c, r in revenue.items()}
+    return {"days": days, "attributed_revenue": revenue, "api_messages": total, "rates": rates, "messages_by_origin": by_origin,
             "sends_by_status": sends, "spend_by_category": spend}

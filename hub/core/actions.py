@@ -77,10 +77,35 @@ class Emit:
 
 
 @dataclass
+class DisableInstallation:
+    """Turn the installation off (e.g. the store uninstalled the app); its webhooks then 404."""
+    reason: str
+
+
+@dataclass
+class RecordRevenue:
+    """A paid order: attributed to the latest ``attributable`` send to ``to`` in the window."""
+    to: str
+    order_id: str
+    amount: str
+    currency: str
+
+
+@dataclass
+class PolledEvent:
+    """What ``Connector.poll`` returns: stored and processed exactly like a pushed webhook."""
+    topic: str
+    payload: Any
+    dedupe_key: str
+
+
+@dataclass
 class Skip:
     """Record why nothing was done (no phone, invalid phone, no consent…)."""
     reason: str
 
 
-Action = SendTemplate | SendText | ScheduleSend | CancelScheduled | UpsertContact | WriteBack | Emit | Skip
-ACTION_TYPES = (SendTemplate, SendText, CancelScheduled, UpsertContact, WriteBack, Emit, Skip)
+Action = (SendTemplate | SendText | ScheduleSend | CancelScheduled | UpsertContact | WriteBack | Emit
+          | DisableInstallation | RecordRevenue | Skip)
+ACTION_TYPES = (SendTemplate, SendText, CancelScheduled, UpsertContact, WriteBack, Emit, DisableInstallation,
+                RecordRevenue, Skip)

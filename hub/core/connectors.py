@@ -24,18 +24,8 @@ from typing import Any, ClassVar, Iterable
 import phonenumbers
 from marshmallow import Schema, fields
 
-from hub.core.actions import (
-    ACTION_TYPES,
-    Action,
-    CancelScheduled,
-    Emit,
-    ScheduleSend,
-    SendTemplate,
-    SendText,
-    Skip,
-    UpsertContact,
-    WriteBack,
-)
+from hub.core.actions import (ACTION_TYPES, Action, CancelScheduled, DisableInstallation, Emit, PolledEvent,
+    RecordRevenue, ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
 from hub.core.verifiers import (
     BodyHash,
     Extractor,
@@ -55,7 +45,8 @@ from hub.core.verifiers import (
 __all__ = ["Connector", "Context", "on_webhook", "on_whatsapp", "secret", "config_json_schema",
            "HmacHeader", "TimestampedHmac", "SharedToken", "NoVerification", "Verifier", "Header",
            "JsonField", "Fields", "BodyHash", "Extractor", "IncomingRequest", "SendTemplate", "SendText",
-           "ScheduleSend", "CancelScheduled", "UpsertContact", "WriteBack", "Emit", "Skip", "Action", "dig"]
+           "ScheduleSend", "CancelScheduled", "UpsertContact", "WriteBack", "Emit", "Skip", "Action", "dig",
+           "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone"]
 
 
 def on_webhook(*topics: str):
@@ -96,6 +87,7 @@ class Connector:
     event_id: ClassVar[Extractor] = BodyHash()
     topic: ClassVar[Extractor | None] = None
     body_format: ClassVar[str] = "json"  # json|form
+    poll_every: ClassVar[int | None] = None  # seconds between ``poll`` calls, for providers that drop webhooks
     _webhook_handlers: ClassVar[dict[str, list[str]]]
     _whatsapp_handlers: ClassVar[list[tuple[tuple[str, ...], str | None, str]]]
 
@@ -121,6 +113,14 @@ class Connector:
 
     def secret_fields(self) -> set[str]:
         return {n for n, f in self.config_schema().fields.items() if f.metadata.get("secret")}
+
+    def poll(self, ctx: "Context") -> list[PolledEvent]:
+        """Fetch what webhooks may have missed (runs in a worker; the one place for I/O).
+
+        Keep a cursor in ``ctx.state``; it is saved after the call. Each ``PolledEvent`` is
+        deduplicated against pushed webhooks by its ``dedupe_key``.
+        """
+        return []
 
     # -- processing ----------------------------------------------------------------------
     def handle_webhook(self, topic: str | None, payload: Any, ctx: "Context") -> list[Action]:

@@ -12,18 +12,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.core import contacts
-from hub.core.actions import (
-    Action,
-    CancelScheduled,
-    Emit,
-    ScheduleSend,
-    SendTemplate,
-    SendText,
-    Skip,
-    UpsertContact,
-    WriteBack,
-)
-from hub.core.models import Installation, OutboundDelivery, Send, Subscription, utcnow
+from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, RecordRevenue,
+    ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
+from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
 from hub.core.sending.sends import create_send, sending_connection
 
 PENDING_SEND_STATES = ("scheduled", "queued")
@@ -108,6 +99,35 @@ class Executor:
             if action.event in sub.events or "*" in sub.events:
                 self._outbox(kind="webhook", target=sub.id, payload={"type": action.event, "data": action.data},
                              queue="outbound", event_type=action.event)
+
+    def _DisableInstallation(self, action: DisableInstallation) -> None:
+        if self.installation is not None:
+            self.installation.enabled, self.installation.disabled_reason = False, action.reason[:200]
+
+    def _RecordRevenue(self, action: RecordRevenue) -> None:
+        """Credit a paid order to the latest attributable send to the same contact in the window."""
+        contact = self.session.scalars(select(Contact).where(Contact.workspace_id == self.workspace_id,
+                                                             Contact.wa_id == action.to)).first()
+        if contact is None:
+            return
+        days = (self.installation.config or {}).get("attribution_window_days") if self.installation else None
+        days = days or (self.session.get(Workspace, self.workspace_id).settings or {}).get("attribution_window_days", 7)
+        since = utcnow() - dt.timedelta(days=float(days))
+        candidates = self.session.scalars(select(Send).where(
+            Send.workspace_id == self.workspace_id, Send.contact_id == contact.id, Send.status == "sent",
+            Send.sent_at >= since).order_by(Send.sent_at.desc())).all()
+        send = next((s for s in candidates if (s.reference or {}).get("attributable")), None)
+        if send is None:
+            return
+        exists = self.session.scalars(select(Attribution.id).where(
+            Attribution.workspace_id == self.workspace_id, Attribution.order_id == str(action.order_id),
+            Attribution.installation_id == (self.installation.id if self.installation else None))).first()
+        if exists is None:
+            self.session.add(Attribution(workspace_id=self.workspace_id, order_id=str(action.order_id),
+                                         installation_id=self.installation.id if self.installation else None,
+                                         amount=str(action.amount), currency=(action.currency or "").upper(),
+                                         send_id=send.id, contact_id=contact.id))
+            self.outcome["attributed"] = send.id
 
     def _Skip(self, action: Skip) -> None:
         self.outcome["skipped"].append(action.reason)

@@ -292,3 +292,18 @@ class OutboundDelivery(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Attribution(Base):
+    """Revenue from a paid order credited to the recovery/reminder send that preceded it."""
+    __tablename__ = "attributions"
+    __table_args__ = (UniqueConstraint("workspace_id", "installation_id", "order_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    installation_id: Mapped[str | None] = mapped_column(String(40))
+    order_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[str] = mapped_column(String(32))  # decimal text: no float rounding
+    currency: Mapped[str] = mapped_column(String(8))
+    send_id: Mapped[int] = mapped_column(BigId)
+    contact_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

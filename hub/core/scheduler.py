@@ -3,7 +3,8 @@
 One ``tick`` (run every second by ``coexhub scheduler``):
 - scheduled sends whose ``not_before`` has come → ``queued`` + a ``deliver`` job;
 - inbound events, sends and outbox rows that are due but not enqueued recently → enqueued
-  again (after a Redis loss, a killed worker, or a retry's backoff).
+  again (after a Redis loss, a killed worker, or a retry's backoff);
+- installations whose connector polls (``poll_every``) and whose poll is due → a poll job.
 Enqueueing is safe to repeat: job ids are unique per row and every job is idempotent.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import or_, select, update
 
 from hub.core.ingest import PROCESS_JOB
 from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
+from hub.core.polling import due_installations
 from hub.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ BATCH = 1000
 
 def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STALE) -> dict[str, int]:
     now = now or utcnow()
-    moved = {"sends": 0, "events": 0, "outbox": 0}
+    moved = {"sends": 0, "events": 0, "outbox": 0, "polls": 0}
     with rt.db.session() as s:
         due = s.scalars(select(Send.id).join(Connection, Connection.id == Send.connection_id).where(
             Connection.status == "active",
@@ -45,6 +47,7 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
         for row in outbox:
             row.enqueued_at = now
         outbox_jobs = [("writeback" if row.kind == "writeback" else "outbound", row.id) for row in outbox]
+        polls = due_installations(rt, s)
     for send_id in due:
         moved["sends"] += rt.queues.enqueue("send", "hub.core.sending.pipeline.deliver", send_id,
                                             job_id=f"send-{send_id}")
@@ -52,6 +55,9 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
         moved["events"] += rt.queues.enqueue("ingest", PROCESS_JOB, event_id, job_id=f"event-{event_id}")
     for queue, row_id in outbox_jobs:
         moved["outbox"] += rt.queues.enqueue(queue, "hub.core.outbox.deliver", row_id, job_id=f"outbox-{row_id}")
+    for installation_id in polls:
+        moved["polls"] += rt.queues.enqueue("ingest", "hub.core.polling.poll_installation", installation_id,
+                                            job_id=f"poll-{installation_id}")
     return moved
 
 
