@@ -75,3 +75,4 @@ def test_init_migrates_and_creates_the_first_workspace_once(tmp_path, monkeypatc
     finally:
         rt.close()
         install(previous)
+        crypto.configure(previous.settings.secret_keys)  # the keyring is process-wide

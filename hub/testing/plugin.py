@@ -141,6 +141,8 @@ def workspace(client) -> Workspace:
 def simulator(graph_simulator, client):
     """The session's Graph API simulator, delivering its webhooks to this test's app."""
     graph_simulator.hub_client, graph_simulator.hub_url = client.http, None
+    with graph_simulator.lock:  # statuses of earlier tests' sends are not this test's
+        graph_simulator.pending_statuses.clear()
     return graph_simulator
 
 
