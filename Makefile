@@ -1,4 +1,4 @@
-# Two commands on a fresh clone: `make run` (hub + demo on embedded defaults) and `make test`.
+# Two commands on a fresh clone: `make run` (demo, then the hub on embedded defaults) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,6 +15,7 @@ setup: $(BIN)/coexhub
 
 run: setup
 	$(BIN)/coexhub init
+	$(BIN)/coexhub demo
 	$(BIN)/coexhub up
 
 test: setup

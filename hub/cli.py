@@ -37,6 +37,8 @@ def cli(verbose: bool) -> None:
     """coexhub — a WhatsApp Coexistence connector hub."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @cli.command()
@@ -126,11 +128,45 @@ def up(host: str, port: int, workers: int) -> None:
     if url:  # children share the embedded server this process started
         env["COEXHUB_REDIS_URL"] = url
     base = [sys.executable, "-m", "hub.cli"]
-    children = [subprocess.Popen(base + ["worker", "--simple"], env=env) for _ in range(workers)]
+    children = []
+    if not rt.settings.meta_app_secret:  # no Meta app configured: talk to the bundled simulator
+        from hub.demo import dev_env
+
+        sim_port = port + 765
+        env.update(dev_env(f"http://127.0.0.1:{sim_port}"))
+        children.append(subprocess.Popen(base + ["simulator", "--port", str(sim_port),
+                                                 "--hub-url", f"http://{host}:{port}"], env=env))
+        click.echo(f"no Meta app configured: using the Graph API simulator on http://127.0.0.1:{sim_port}")
+    children += [subprocess.Popen(base + ["worker", "--simple"], env=env) for _ in range(workers)]
     children.append(subprocess.Popen(base + ["scheduler"], env=env))
     children.append(subprocess.Popen(base + ["serve", "--host", host, "--port", str(port)], env=env))
     click.echo(f"coexhub up on http://{host}:{port} ({workers} workers, scheduler); Ctrl-C stops")
+    click.echo(f"admin token: {rt.settings.data_dir / 'admin.token'}; API docs: http://{host}:{port}/api/v1/openapi.json")
     stop_children_on_exit(children)
+
+
+@cli.command()
+def demo() -> None:
+    """Play a full Coexistence flow against the bundled Graph API simulator and show the result."""
+    from hub.demo import run_demo
+
+    rt = runtime()
+    rt.db.migrate()
+    run_demo(rt)
+
+
+@cli.command()
+@host_port
+@click.option("--hub-url", default=None, help="where to deliver webhooks (the hub's base URL)")
+@click.option("--app-secret", default=None, help="signs webhooks (default: COEXHUB_META_APP_SECRET or the dev secret)")
+@click.option("--no-demo", is_flag=True, help="start empty instead of with the demo number and templates")
+def simulator(host: str, port: int, hub_url: str | None, app_secret: str | None, no_demo: bool) -> None:
+    """Run the Graph API simulator (tests, the demo, benchmarks, local development)."""
+    from hub.demo import DEV_META
+    from hub.testing.simulator import run
+
+    secret = app_secret or Settings.from_env().meta_app_secret or DEV_META["meta_app_secret"]
+    run(host, port, hub_url, secret, seed_demo=not no_demo, app_id=DEV_META["meta_app_id"])
 
 
 def stop_children_on_exit(children: list[subprocess.Popen]) -> None:

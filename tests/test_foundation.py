@@ -76,3 +76,17 @@ def test_init_migrates_and_creates_the_first_workspace_once(tmp_path, monkeypatc
         rt.close()
         install(previous)
         crypto.configure(previous.settings.secret_keys)  # the keyring is process-wide
+
+
+def test_demo_plays_a_full_coexistence_flow(coexhub_runtime):
+    from hub.demo import run_demo
+
+    lines = []
+    before = coexhub_runtime.settings
+    result = run_demo(coexhub_runtime, echo=lines.append)
+    assert coexhub_runtime.settings is before  # the demo's simulator settings do not leak
+    origins = [(m["origin"], m["status"]) for m in result["thread"]]
+    assert origins == [("customer", "received"), ("app_echo", "sent"), ("api", "read")]
+    assert result["send"]["status"] == "sent"
+    assert {c["source"] for c in result["contacts"]} == {"customer", "app_sync"}
+    assert any("echo-aware hold" in line for line in lines)
