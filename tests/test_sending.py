@@ -1,11 +1,12 @@
 """Onboarding, the send pipeline against the Graph API simulator, opt-outs, echo hold, broadcasts."""
+import datetime as dt
 import json
 
 from sqlalchemy import select
 
 from hub.core.actions import SendTemplate
 from hub.core.execute import Executor
-from hub.core.models import Contact, Send
+from hub.core.models import Connection, Contact, Send
 from hub.core.scheduler import tick
 from hub.testing import payloads as p
 
@@ -242,3 +243,12 @@ def test_connections_are_isolated_per_workspace(client, coexistence):
                     headers=other.headers)
     assert r.status_code == 404
     assert "access_token" not in json.dumps(client.get("/api/v1/connections", headers=coexistence.workspace.headers).json)
+
+
+def test_connection_warns_before_the_14_day_inactivity_disconnect(client, coexistence):
+    url = f"/api/v1/connections/{coexistence.id}"
+    assert client.get(url, headers=coexistence.workspace.headers).json["app_inactivity_warning"] is None
+    with client.rt.db.session() as s:
+        s.get(Connection, coexistence.id).last_app_activity_at = dt.datetime(2000, 1, 1)
+    warning = client.get(url, headers=coexistence.workspace.headers).json["app_inactivity_warning"]
+    assert "open the app on the phone before day 14" in warning

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
-from hub.core.models import Connection, Workspace
+from hub.core.models import Connection, Workspace, utcnow
 from hub.core.sending.templates import upsert_templates
 from hub.core.whatsapp.account import pause
 from hub.core.whatsapp.graph import Graph, GraphError
@@ -55,7 +55,18 @@ class ConnectionOut(Schema):
     history_status = fields.Dict()
     quality = fields.Dict()
     last_app_activity_at = fields.DateTime(allow_none=True)
+    app_inactivity_warning = fields.Method("inactivity", metadata={
+        "description": "Meta may disconnect a Coexistence number whose Business app was not opened for 14 days; "
+                       "set when the hub has seen no app activity (echoes, contact syncs) for 10 days"})
     created_at = fields.DateTime()
+
+    def inactivity(self, conn) -> str | None:
+        if conn.mode != "coexistence" or conn.status != "active":
+            return None
+        seen = conn.last_app_activity_at or conn.created_at
+        idle = (utcnow() - seen).days if seen else 0
+        return (f"no WhatsApp Business app activity seen for {idle} days: open the app on the phone "
+                "before day 14 or Meta may disconnect the number") if idle >= 10 else None
 
 
 def _graph() -> Graph:
