@@ -3,6 +3,7 @@ import json
 
 from sqlalchemy import select
 
+from hub.core import outbox
 from hub.core.models import InboundEvent, OutboundDelivery, Send
 from hub.core.scheduler import tick
 from tests import acme
@@ -165,3 +166,22 @@ def test_lost_redis_job_is_reenqueued_by_the_scheduler(client, workspace, acme_i
     run_jobs(queues=("ingest",))
     [event] = rows(client.rt, InboundEvent, scope=inst["id"])
     assert event.status == "processed"
+
+
+def test_a_dead_writeback_is_listed_and_replayed(client, workspace, acme_installation, run_jobs):
+    inst, secrets = acme_installation
+    acme.FAIL_WRITES["remaining"] = len(outbox.RETRY_SECONDS) + 1
+    client.deliver("acme", inst["id"], {"id": 43}, secrets, headers("order.paid", "p43"))
+    run_jobs()
+    for _ in outbox.RETRY_SECONDS:
+        [row] = rows(client.rt, OutboundDelivery, workspace_id=workspace.id)
+        tick(client.rt, now=row.next_attempt_at)
+        run_jobs()
+    [row] = rows(client.rt, OutboundDelivery, workspace_id=workspace.id)
+    assert (row.status, row.attempts) == ("dead", len(outbox.RETRY_SECONDS) + 1)
+    dead = client.get("/api/v1/deliveries?status=dead", headers=workspace.headers).json
+    assert [d["id"] for d in dead] == [row.id] and dead[0]["kind"] == "writeback"
+    assert client.post(f"/api/v1/deliveries/{row.id}/replay", headers=workspace.headers).status_code == 202
+    run_jobs()
+    [row] = rows(client.rt, OutboundDelivery, workspace_id=workspace.id)
+    assert row.status == "delivered" and {"order_id": "43", "tag": "paid-notified", "token": "acme-token"} in acme.WRITTEN

@@ -57,16 +57,22 @@ def list_events():
     return _listing(InboundEvent, InboundEvent.id)
 
 
+def _replay(model, row_id: int, job: tuple[str, str]):
+    """Put a finished (dead, failed, unrouted, processed) row back to pending and enqueue it."""
+    with runtime().db.session() as session:
+        row = owned(session, model, row_id)
+        if row.status == "pending":
+            raise ApiError(409, "conflict", "it is still pending")
+        row.status, row.attempts, row.next_attempt_at, row.enqueued_at = "pending", 0, utcnow(), utcnow()
+        queue = job[0] if model is InboundEvent or row.kind != "writeback" else "writeback"
+    enqueue_all(runtime(), [(queue, job[1], (row_id,))])
+    return row
+
+
 @bp.route("/events/<int:event_id>/replay", methods=["POST"])
 @bp.response(202, EventOut)
 def replay_event(event_id):
-    with runtime().db.session() as session:
-        event = owned(session, InboundEvent, event_id)
-        if event.status == "pending":
-            raise ApiError(409, "conflict", "the event is still pending")
-        event.status, event.attempts, event.next_attempt_at, event.enqueued_at = "pending", 0, utcnow(), utcnow()
-    enqueue_all(runtime(), [("ingest", "hub.core.processing.process_event", (event_id,))])
-    return event
+    return _replay(InboundEvent, event_id, ("ingest", "hub.core.processing.process_event"))
 
 
 @bp.route("/deliveries", methods=["GET"])
@@ -78,11 +84,4 @@ def list_deliveries():
 @bp.route("/deliveries/<int:delivery_id>/replay", methods=["POST"])
 @bp.response(202, DeliveryOut)
 def replay_delivery(delivery_id):
-    with runtime().db.session() as session:
-        row = owned(session, OutboundDelivery, delivery_id)
-        if row.status == "pending":
-            raise ApiError(409, "conflict", "the delivery is still pending")
-        row.status, row.attempts, row.next_attempt_at, row.enqueued_at = "pending", 0, utcnow(), utcnow()
-        queue = "writeback" if row.kind == "writeback" else "outbound"
-    enqueue_all(runtime(), [(queue, "hub.core.outbox.deliver", (delivery_id,))])
-    return row
+    return _replay(OutboundDelivery, delivery_id, ("outbound", "hub.core.outbox.deliver"))
