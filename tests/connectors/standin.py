@@ -3,7 +3,8 @@ records every request and answers with whatever the test put in ``routes``."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server

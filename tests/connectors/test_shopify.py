@@ -92,7 +92,7 @@ def test_bad_or_missing_signature_is_401_and_nothing_is_stored(client, shop):
 
 
 def test_order_confirmation_is_sent_once_despite_redeliveries(client, shop, coexistence, simulator, run_jobs):
-    order = sample("orders_create", phone=CUSTOMER)
+    order = sample("orders_create", phone=CUSTOMER, cancelled_at=None, cancel_reason=None)
     first = deliver(client, shop, order, "orders/create", "wh-1")
     again = deliver(client, shop, order, "orders/create", "wh-1")  # Shopify retried: same webhook id
     assert (first.json["duplicate"], again.json["duplicate"]) == (False, True)
@@ -108,22 +108,23 @@ def test_order_confirmation_is_sent_once_despite_redeliveries(client, shop, coex
 
 
 def test_the_documented_sample_has_no_usable_phone_and_sends_nothing(client, shop, coexistence, run_jobs):
-    deliver(client, shop, sample("orders_create"), "orders/create", "sample")  # "555-555-SHIP"
+    deliver(client, shop, sample("orders_create", cancelled_at=None), "orders/create", "sample")  # "555-555-SHIP"
     broken = sample("orders_create", customer="oops", shipping_address=[], billing_address=None, phone=12345,
-                    total_price=None, name=None, payment_gateway_names=None)
+                    total_price=None, name=None, payment_gateway_names=None, cancelled_at=None)
     deliver(client, shop, broken, "orders/create", "broken")
     deliver(client, shop, {"id": None}, "orders/create", "empty")
+    deliver(client, shop, sample("orders_create", phone=CUSTOMER), "orders/create", "cancelled")  # as documented
     run_jobs()
     events = rows(client, InboundEvent, scope=shop["id"])
-    assert [e.status for e in events] == ["processed"] * 3
+    assert [e.status for e in events] == ["processed"] * 4
     assert [e.outcome["skipped"] for e in events] == [["invalid phone number"], ["invalid phone number"],
-                                                      ["order without id"]]
+                                                      ["order without id"], ["order already cancelled"]]
     assert rows(client, Send, workspace_id=coexistence.workspace.id) == []
 
 
 def test_national_number_in_an_address_uses_the_country_and_list_addresses_do_not_crash(
         client, shop, coexistence, simulator, run_jobs):
-    order = sample("orders_create", shipping_address=[], id=5551234567890123456,
+    order = sample("orders_create", shipping_address=[], id=5551234567890123456, cancelled_at=None,
                    billing_address__phone="(415) 555-2671", customer__first_name=None)
     deliver(client, shop, order, "orders/create", "national")
     run_jobs()
@@ -305,8 +306,8 @@ def test_app_uninstalled_disables_the_installation(client, shop, coexistence, ru
 
 
 def test_handlers_are_pure_and_survive_odd_payloads():
-    from hub.core.connectors import Context
     from connectors.shopify import Shopify, is_cod
+    from hub.core.connectors import Context
 
     ctx = Context(workspace_id="w", installation_id="i", config={"default_country": "US", "language": "en_US",
                                                                   "abandoned_cart_template": "abandoned_cart"})

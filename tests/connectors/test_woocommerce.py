@@ -205,9 +205,11 @@ def test_cod_order_asks_to_confirm_and_replies_become_order_notes(
     run_jobs()
     [body] = sent(simulator, coexistence)
     assert body["template"]["name"] == "cod_confirmation"
+    ours = f"727@{woo['id']}"
     assert [c["parameters"][0]["payload"] for c in body["template"]["components"] if c["type"] == "button"] == \
-        ["wc_cod_confirm:727", "wc_cod_cancel:727"]
-    for payload, title in (("wc_cod_confirm:727", "Confirm"), ("wc_cod_cancel:727", "Cancel")):
+        [f"wc_cod_confirm:{ours}", f"wc_cod_cancel:{ours}"]
+    for payload, title in ((f"wc_cod_confirm:{ours}", "Confirm"), (f"wc_cod_cancel:{ours}", "Cancel"),
+                           ("wc_cod_confirm:727@ins_another_store", "Confirm")):
         simulator.deliver(p.template_button_reply(coexistence.waba_id, coexistence.phone_number_id,
                                                   coexistence.display, WA, payload=payload, text=title))
     simulator.deliver(p.template_button_reply(coexistence.waba_id, coexistence.phone_number_id,
@@ -232,3 +234,25 @@ def test_paid_orders_record_revenue_and_handlers_survive_junk():
     assert not any(isinstance(a, RecordRevenue) for a in unpaid)
     for junk in ({}, [], None, "x", {"id": [1], "status": {"a": 1}, "billing": []}):
         WooCommerce().handle_webhook("order.updated", junk, ctx)
+
+
+def test_billing_country_beats_the_store_country_for_national_numbers(client, woo, coexistence, simulator, run_jobs):
+    deliver(client, woo, order(billing={"phone": "090909 09090", "country": "IN"}, currency="JPY", total="3980"),
+            "order.created")
+    run_jobs()
+    [body] = sent(simulator, coexistence, "order_confirmation")
+    assert body["to"] == "919090909090"
+    assert body["template"]["components"][0]["parameters"][2]["text"] == "¥3,980"  # zero-decimal currency
+
+
+def test_without_a_rest_api_key_the_poll_does_nothing(client, coexistence, store, run_jobs):
+    inst = client.install(coexistence.workspace, "woocommerce",
+                          {"webhook_secret": "wc-secret", "store_url": store.url})
+    with client.rt.db.session() as s:
+        s.get(Installation, inst["id"]).state = {"modified_after": "2017-03-22T19:00:00"}
+    tick(client.rt)
+    run_jobs()
+    assert store.seen("GET") == []
+    with client.rt.db.session() as s:
+        state = s.get(Installation, inst["id"]).state
+    assert state["last_poll_error"] is None and state["modified_after"] == "2017-03-22T19:00:00"

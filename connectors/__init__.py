@@ -1,0 +1,64 @@
+"""coexhub's built-in connectors, registered through the ``coexhub`` entry-point group.
+
+Small helpers the store connectors share live here; everything else is per connector.
+"""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+def decimal_amount(value: Any) -> Decimal | None:
+    """A provider's decimal-string amount (``"421.88"``) as a Decimal; None when absent or not a number.
+
+    Never goes through float: ``Decimal("19.99")`` stays exact.
+    """
+    if value is None or isinstance(value, (bool, dict, list)):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() else None
+
+
+def money(value: Any, currency: Any, locale: Any = None) -> str | None:
+    """``"$421.88"`` / ``"₹1,299.00"`` / ``"￥3,980"`` with Babel, or None when it cannot be formatted.
+
+    ``locale`` may be ``"en"``, ``"en-US"``, ``"hi_IN"``…; an unknown one falls back to ``en_US``.
+    """
+    amount = decimal_amount(value)
+    if amount is None or not isinstance(currency, str) or len(currency.strip()) != 3:
+        return None
+    code = currency.strip().upper()
+    try:
+        from babel.core import Locale, UnknownLocaleError
+        from babel.numbers import format_currency
+    except ImportError:  # babel missing: plain but correct, never a failed event
+        return f"{amount} {code}"
+    try:
+        loc = Locale.parse(str(locale).replace("-", "_")) if locale else Locale.parse("en_US")
+    except (UnknownLocaleError, ValueError, TypeError):
+        loc = Locale.parse("en_US")
+    try:
+        return format_currency(amount, code, locale=loc)
+    except Exception:  # noqa: BLE001 - an unknown currency code: show it plainly, never fail the event
+        return f"{amount} {code}"
+
+
+def truthy(value: Any) -> bool:
+    """Consent flags arrive as ``true``, ``"true"``, ``"TRUE"``, ``"subscribed"``, ``1``…"""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "subscribed", "confirmed_opt_in")
+    return False
+
+
+def text(value: Any, default: str = "") -> str:
+    """A non-empty display string from an optional, possibly wrongly typed field."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+        return str(value).strip()
+    return default

@@ -1,0 +1,198 @@
+"""WooCommerce: order confirmations and status messages, COD confirmation, order notes.
+
+Setup for sellers: ``docs/connectors/woocommerce.md``. WooCommerce does not retry webhooks
+and disables one after a few failures, so the connector also *polls* orders modified since
+its cursor; pushed and polled copies of an order share the dedupe key ``"{id}:{date_modified}"``
+and every message has an idempotency key per order and kind, so overlap never sends twice.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from marshmallow import Schema, fields
+
+from connectors import decimal_amount, money, text
+from connectors.woocommerce import writeback
+from hub.connector import (
+    Connector,
+    Fields,
+    Header,
+    HmacHeader,
+    JsonField,
+    PolledEvent,
+    RecordRevenue,
+    SendTemplate,
+    Skip,
+    WriteBack,
+    dig,
+    hookimpl,
+    on_webhook,
+    on_whatsapp,
+    secret,
+)
+
+PING = re.compile(rb"\s*webhook_id=\d+\s*")
+OFFLINE = ("cod", "bacs", "cheque")  # payments that leave an order on-hold (or unpaid) until settled
+STATUS_USES = {"processing": "processing", "completed": "completed", "cancelled": "cancelled",
+               "refunded": "refunded"}
+OVERLAP = dt.timedelta(seconds=1)
+
+
+def _template(use: str, default: str | None, description: str):
+    return {f"{use}_template": fields.String(load_default=default, allow_none=True,
+                                             metadata={"description": description + " (empty: off)"}),
+            f"{use}_language": fields.String(load_default=None, allow_none=True)}
+
+
+WooCommerceConfig = Schema.from_dict({
+    "store_url": fields.String(required=True, metadata={"description": "https://your-store.example"}),
+    "webhook_secret": secret(fields.String(required=True, metadata={
+        "description": "the Secret of the webhooks you create under WooCommerce → Settings → Advanced → Webhooks"})),
+    "consumer_key": secret(fields.String(load_default=None, allow_none=True, metadata={
+        "description": "REST API key (ck_…) with Read/Write: catch-up poll and order notes"})),
+    "consumer_secret": secret(fields.String(load_default=None, allow_none=True)),
+    "country": fields.String(load_default=None, allow_none=True, metadata={
+        "description": "store country, for numbers typed without +code when billing.country is empty"}),
+    "locale": fields.String(load_default="en_US"),
+    "language": fields.String(load_default="en_US", metadata={"description": "default template language"}),
+    **_template("order_confirmation", "order_confirmation", "{{1}} name, {{2}} order number, {{3}} total"),
+    **_template("cod_confirmation", "cod_confirmation",
+                "{{1}} name, {{2}} order number, {{3}} total; quick replies Confirm / Cancel"),
+    **_template("on_hold", "order_on_hold", "COD/bank transfer awaiting payment: {{1}} name, {{2}} order, {{3}} total"),
+    **_template("processing", None, "{{1}} name, {{2}} order number (the confirmation usually covers it)"),
+    **_template("completed", "order_completed", "{{1}} name, {{2}} order number"),
+    **_template("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
+    **_template("refunded", "order_refunded", "{{1}} name, {{2}} order number"),
+    "cod_confirmation": fields.Boolean(load_default=True),
+    "cod_cancel_order": fields.Boolean(load_default=False, metadata={
+        "description": "set the order to cancelled when the buyer taps Cancel (else only a note)"}),
+    "order_notes": fields.Boolean(load_default=True, metadata={
+        "description": "add a private order note for each WhatsApp message (needs the REST API key)"}),
+    "connection_id": fields.String(load_default=None, allow_none=True),
+    "attribution_window_days": fields.Integer(load_default=None, allow_none=True),
+}, name="WooCommerceConfig")
+
+
+def dedupe_key(order: dict) -> str:
+    """Exactly what ``event_id`` extracts from a pushed order: ``"{id}:{date_modified}"``."""
+    return f"{text(dig(order, 'id'))}:{text(dig(order, 'date_modified'))}"
+
+
+def _tpl(ctx, use: str) -> tuple[str | None, str]:
+    return (ctx.config.get(f"{use}_template") or None,
+            ctx.config.get(f"{use}_language") or ctx.config.get("language") or "en_US")
+
+
+class WooCommerce(Connector):
+    name = "woocommerce"
+    title = "WooCommerce"
+    config_schema = WooCommerceConfig
+    verify = HmacHeader("X-WC-Webhook-Signature", key="webhook_secret", encoding="base64")
+    event_id = Fields(JsonField("id"), JsonField("date_modified"))
+    topic = Header("X-WC-Webhook-Topic")
+    poll_every = 300
+
+    def is_ping(self, request) -> bool:
+        """The unsigned ``webhook_id=N`` form post WooCommerce sends when a webhook is saved."""
+        return request.header("X-WC-Webhook-Signature") is None and PING.fullmatch(request.body or b"") is not None
+
+    # -- orders --------------------------------------------------------------------------------
+    @on_webhook("order.created", "order.updated", "order.restored")
+    def order(self, payload, ctx):
+        order_id, status = text(dig(payload, "id")), text(dig(payload, "status")).lower()
+        if not order_id or not status:
+            return [Skip("order without id or status")]
+        if status in ("pending", "failed", "checkout-draft", "draft", "trash"):
+            return [Skip(f"order {status}: nothing to tell the customer")]
+        to = ctx.phone(payload, "billing.phone", "shipping.phone", country="billing.country")
+        if not to:
+            return []  # ctx.notes says why
+        first = text(dig(payload, "billing.first_name"), "there")
+        full = " ".join(p for p in (text(dig(payload, "billing.first_name")), text(dig(payload, "billing.last_name"))) if p)
+        number = text(dig(payload, "number")) or order_id
+        total = money(dig(payload, "total"), dig(payload, "currency"), ctx.config.get("locale")) or \
+            text(dig(payload, "total"), "-")
+        method = text(dig(payload, "payment_method")).lower()
+        actions: list = []
+
+        def send(kind: str, use: str, params):
+            template, language = _tpl(ctx, use)
+            if not template:
+                actions.append(Skip(f"{use.replace('_', ' ')} messages are off"))
+                return
+            key = f"wc:{ctx.installation_id}:{order_id}:{kind}"
+            actions.append(SendTemplate(to=to, template=template, language=language, params=params, name=full or None,
+                                        idempotency_key=key, reference={"order_id": order_id, "kind": kind}))
+            if ctx.config.get("order_notes", True) and ctx.config.get("consumer_key"):
+                actions.append(WriteBack(writeback.add_order_note, order_id=order_id, marker=key,
+                                         note=f"WhatsApp message '{template}' ({kind}) queued for +{to}."))
+
+        if status in ("processing", "on-hold"):
+            if method == "cod" and ctx.config.get("cod_confirmation", True) and _tpl(ctx, "cod_confirmation")[0]:
+                ours = f"{order_id}@{ctx.installation_id}"  # order ids repeat across stores
+                send("cod", "cod_confirmation", {"body": [first, number, total], "buttons": [
+                    {"index": 0, "sub_type": "quick_reply", "params": [f"wc_cod_confirm:{ours}"]},
+                    {"index": 1, "sub_type": "quick_reply", "params": [f"wc_cod_cancel:{ours}"]}]})
+            elif status == "on-hold" and method in OFFLINE:
+                send("on-hold", "on_hold", [first, number, total])
+            elif status == "processing":
+                send("confirmation", "order_confirmation", [first, number, total])
+            else:
+                actions.append(Skip("on-hold order paid online: waiting for the payment"))
+        if status == "processing" and _tpl(ctx, "processing")[0]:
+            send("processing", "processing", [first, number])
+        if status in ("completed", "cancelled", "refunded"):
+            send(status, STATUS_USES[status], [first, number])
+        amount, currency = decimal_amount(dig(payload, "total")), text(dig(payload, "currency"))
+        if status in ("processing", "completed") and dig(payload, "date_paid") and amount is not None and currency:
+            actions.append(RecordRevenue(to=to, order_id=order_id, amount=str(amount), currency=currency.upper()))
+        return actions
+
+    # -- catch-up poll (the one place a connector does I/O; runs in a worker) ----------------------
+    def poll(self, ctx) -> list[PolledEvent]:
+        if not (ctx.config.get("consumer_key") and ctx.config.get("consumer_secret")):
+            return []  # no REST API key: webhooks only
+        cursor = ctx.state.get("modified_after")
+        if not cursor:  # first poll: start from now, never replay the store's history
+            ctx.state["modified_after"] = (ctx.now - OVERLAP).replace(microsecond=0).isoformat()
+            return []
+        orders = writeback.orders_modified_after(ctx, cursor)
+        latest = max((text(dig(o, "date_modified_gmt")) for o in orders), default="")
+        if latest > cursor:
+            moved = dt.datetime.fromisoformat(latest) - OVERLAP  # same-second changes are not lost
+            ctx.state["modified_after"] = max(cursor, moved.isoformat())
+        return [PolledEvent("order.updated", o, dedupe_key(o)) for o in orders if text(dig(o, "id"))]
+
+    # -- COD replies ------------------------------------------------------------------------------
+    @staticmethod
+    def _order_of(event, ctx) -> str | None:
+        """``wc_cod_confirm:<order>@<installation>``: None when malformed or another store's."""
+        order_id, _, installation = (event.button or "").partition(":")[2].strip().partition("@")
+        if installation and installation != ctx.installation_id:
+            return None
+        return order_id if order_id.isdigit() else None
+
+    @on_whatsapp("message.received", button="wc_cod_confirm:")
+    def cod_confirmed(self, event, ctx):
+        order_id = self._order_of(event, ctx)
+        if not order_id:
+            return []  # another store's order (or a malformed payload): not this installation's reply
+        return [WriteBack(writeback.add_order_note, order_id=order_id, marker=f"wc-cod-confirmed:{order_id}",
+                          note="The customer confirmed this cash-on-delivery order on WhatsApp.")]
+
+    @on_whatsapp("message.received", button="wc_cod_cancel:")
+    def cod_cancelled(self, event, ctx):
+        order_id = self._order_of(event, ctx)
+        if not order_id:
+            return []
+        actions = [WriteBack(writeback.add_order_note, order_id=order_id, marker=f"wc-cod-cancelled:{order_id}",
+                             note="The customer cancelled this cash-on-delivery order on WhatsApp.")]
+        if ctx.config.get("cod_cancel_order"):
+            actions.append(WriteBack(writeback.set_order_status, order_id=order_id, status="cancelled"))
+        return actions
+
+
+@hookimpl
+def coexhub_connectors():
+    return [WooCommerce]
