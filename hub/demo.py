@@ -8,11 +8,15 @@ prints what the hub now holds. Everything runs in this process on the configured
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
 
 import click
 
 from hub.config import Settings
-from hub.testing import drain
+from hub.core.models import utcnow
+from hub.core.scheduler import tick
+from hub.testing import drain, sign
 from hub.testing.simulator import GraphSimulator, seed_demo_state
 
 DEV_META = {"meta_app_id": "1234567890", "meta_app_secret": "coexhub-dev-app-secret",
@@ -35,6 +39,7 @@ def run_demo(rt, echo=click.echo) -> dict:
     secret = rt.settings.meta_app_secret or DEV_META["meta_app_secret"]
     sim = GraphSimulator(app_secret=secret, app_id=rt.settings.meta_app_id or DEV_META["meta_app_id"])
     demo = seed_demo_state(sim)
+    sim.add_template(demo["waba_id"], "abandoned_cart", category="MARKETING", body_params=3)
     original = rt.settings
     rt.settings = dataclasses.replace(with_simulator(rt.settings, ""), graph_url=sim.serve())  # never real Meta
     try:
@@ -89,4 +94,33 @@ def _play(rt, sim, demo, echo) -> dict:
     echo(f"\nsend #{send['id']}: {send['status']} ({send['template_name']}) wamid {send['wamid'][:24]}…")
     echo(f"echo-aware hold on Asha until {asha['hold_until']} (the owner replied from the phone)")
     echo(f"analytics: {summary['rates']}, by origin {summary['messages_by_origin']}")
-    return {"workspace_id": workspace_id, "api_key": key, "contacts": contacts, "thread": thread, "send": send}
+    recovery = _abandoned_checkout(rt, client, h, echo) if "shopify" in rt.plugins.connectors else None
+    return {"workspace_id": workspace_id, "api_key": key, "contacts": contacts, "thread": thread, "send": send,
+            "recovery": recovery}
+
+
+def _abandoned_checkout(rt, client, h: dict, echo) -> dict:
+    """A Shopify store linked to the workspace; a buyer leaves a checkout; an hour later the
+    recovery template goes out (the scheduler's clock is moved forward instead of waiting)."""
+    secrets = {"webhook_secret": "demo-shopify-secret"}
+    inst = client.post("/api/v1/installations", headers=h, json={"connector": "shopify", "config": {
+        "shop": "demo-shop.myshopify.com", **secrets, "default_country": "IN"}}).json
+    checkout = {"id": 29000000000001, "token": "demo-checkout-token", "completed_at": None, "currency": "INR",
+                "total_price": "1299.00", "phone": None, "buyer_accepts_marketing": True,
+                "abandoned_checkout_url": "https://demo-shop.myshopify.com/cart/c/demo-checkout-token",
+                "customer": {"first_name": "Ravi", "last_name": "K", "phone": None},
+                "shipping_address": {"phone": "098200 12345", "country_code": "IN"}}
+    body = json.dumps(checkout).encode()
+    headers = {"Content-Type": "application/json", "X-Shopify-Topic": "checkouts/create",
+               "X-Shopify-Webhook-Id": "demo-webhook-1",
+               **sign(rt.plugins.connectors["shopify"], body, secrets)}
+    client.post(f"/webhooks/shopify/{inst['id']}", data=body, headers=headers)
+    drain(rt)
+    [scheduled] = client.get("/api/v1/sends?status=scheduled", headers=h).json
+    echo(f"\nShopify store linked; webhook URL {inst['webhook_url']}")
+    echo(f"abandoned checkout → recovery send #{scheduled['id']} scheduled for {scheduled['not_before']}")
+    tick(rt, now=utcnow() + dt.timedelta(minutes=61))
+    drain(rt)
+    sent = client.get(f"/api/v1/sends/{scheduled['id']}", headers=h).json
+    echo(f"an hour later: recovery send {sent['status']} ({sent['template_name']}: {sent['params']})")
+    return sent

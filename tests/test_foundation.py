@@ -90,3 +90,4 @@ def test_demo_plays_a_full_coexistence_flow(coexhub_runtime):
     assert result["send"]["status"] == "sent"
     assert {c["source"] for c in result["contacts"]} == {"customer", "app_sync"}
     assert any("echo-aware hold" in line for line in lines)
+    assert result["recovery"]["status"] == "sent" and result["recovery"]["template_name"] == "abandoned_cart"
