@@ -4,6 +4,7 @@ from sqlalchemy import select
 from hub.core import installations
 from hub.core.actions import SendTemplate
 from hub.core.execute import Executor
+from hub.core.processing import enqueue_all
 from hub.core.models import InboundEvent, Installation, Send
 from hub.core.scheduler import tick
 from tests import acme
@@ -56,8 +57,7 @@ def test_paid_order_after_a_recovery_send_is_attributed(client, coexistence, run
         ex = Executor(s, workspace.id)
         ex.run([SendTemplate(to="14155552671", template="order_update", params=["cart"],
                              reference={"checkout_token": "t1", "kind": "recovery", "attributable": True})])
-    for queue, func, args in ex.jobs:
-        client.rt.queues.enqueue(queue, func, *args)
+    enqueue_all(client.rt, ex.jobs)
     run_jobs()
     deliver(client, inst, {"id": "5001", "phone": "+1 415 555 2671", "total": "49.90", "currency": "usd"},
             "order.paid", "paid-1")

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from hub.core.actions import SendTemplate
 from hub.core.execute import Executor
+from hub.core.processing import enqueue_all
 from hub.core.models import Connection, Contact, Send
 from hub.core.scheduler import tick
 from hub.testing import payloads as p
@@ -13,8 +14,8 @@ from hub.testing import payloads as p
 CUSTOMER = "14155552671"
 
 
-def send(client, conn, **body):
-    return client.post("/api/v1/messages", json={"to": "+" + CUSTOMER, **body}, headers=conn.workspace.headers)
+def send(client, conn, to=CUSTOMER, **body):
+    return client.post("/api/v1/messages", json={"to": "+" + to, **body}, headers=conn.workspace.headers)
 
 
 def rows(client, model, *where):
@@ -129,7 +130,7 @@ def test_meta_errors_are_classified(client, coexistence, simulator, run_jobs):
     [contact] = rows(client, Contact, Contact.workspace_id == coexistence.workspace.id, Contact.wa_id == CUSTOMER)
     assert contact.marketing_opted_out
     simulator.fail_next(1, code=131016, http_status=503)
-    retried = send(client, coexistence, template="order_update", params=["b"]).json
+    retried = send(client, coexistence, "14155550188", template="order_update", params=["b"]).json
     run_jobs()
     s = client.get(f"/api/v1/sends/{retried['id']}", headers=h).json
     assert (s["status"], s["hold_reason"], s["attempts"]) == ("scheduled", "retry", 1)
@@ -168,8 +169,7 @@ def test_owner_reply_holds_automation_until_released(client, coexistence, simula
         executor = Executor(s, coexistence.workspace.id, origin="automation")
         executor.run([SendTemplate(to=CUSTOMER, template="order_update", params=["shipped"])])
         send_id = executor.outcome["sends"][0]
-    for queue, func, args in executor.jobs:
-        client.rt.queues.enqueue(queue, func, *args)
+    enqueue_all(client.rt, executor.jobs)
     api_send = send(client, coexistence, template="order_update", params=["manual"]).json
     run_jobs()
     held = client.get(f"/api/v1/sends/{send_id}", headers=h).json
@@ -252,3 +252,13 @@ def test_connection_warns_before_the_14_day_inactivity_disconnect(client, coexis
         s.get(Connection, coexistence.id).last_app_activity_at = dt.datetime(2000, 1, 1)
     warning = client.get(url, headers=coexistence.workspace.headers).json["app_inactivity_warning"]
     assert "open the app on the phone before day 14" in warning
+
+
+def test_pair_rate_holds_a_burst_to_one_customer(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    ids = [send(client, coexistence, template="order_update", params=[str(i)]).json["id"] for i in range(5)]
+    run_jobs()
+    states = [client.get(f"/api/v1/sends/{i}", headers=h).json for i in ids]
+    assert [s["status"] for s in states] == ["sent"] * 3 + ["scheduled"] * 2
+    assert {s["hold_reason"] for s in states[3:]} == {"pair_rate"}
+    assert len([r for r in simulator.sent(coexistence.phone_number_id) if r["body"]["to"] == CUSTOMER]) == 3

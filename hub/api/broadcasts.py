@@ -11,6 +11,7 @@ from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.core.models import Broadcast, Connection, Contact, Send, Workspace
 from hub.core.processing import enqueue_all
+from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
 from hub.core.sending.templates import find_template
 
@@ -124,7 +125,7 @@ def create_broadcast(body):
                 broadcast_id=bc.id, idempotency_key=f"broadcast:{bc.id}:{contact.id}")
             if created:
                 session.flush()
-                jobs.append(("send", "hub.core.sending.pipeline.deliver", (send.id,)))
+                jobs.append(delivery_job(send.id))
         bc.audience = {**audience, "excluded": excluded}
         result = present(session, bc)
     enqueue_all(rt, jobs)

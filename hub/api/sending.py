@@ -10,12 +10,12 @@ from hub.api.errors import ApiError
 from hub.core.connectors import normalize_phone
 from hub.core.models import Connection, Send, Template, utcnow
 from hub.core.processing import enqueue_all
+from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
 from hub.core.sending.templates import upsert_templates
 from hub.core.whatsapp.graph import Graph, GraphError
 
 bp = workspace_blueprint("sending", "Messages, sends and templates")
-DELIVER = "hub.core.sending.pipeline.deliver"
 
 
 class MessageIn(Schema):
@@ -94,7 +94,7 @@ def send_message(body):
             language=body["language"] if body["template"] else None, params=body["params"],
             idempotency_key=body["idempotency_key"], cancel_key=body["cancel_key"], not_before=body["send_at"])
         session.flush()
-        job = [("send", DELIVER, (send.id,))] if created and send.status == "queued" else []
+        job = [delivery_job(send.id)] if created and send.status == "queued" else []
     enqueue_all(runtime(), job)
     return send
 
@@ -144,7 +144,7 @@ def replay_send(send_id):
             send.connection_id = conn.id if conn else None
         send.status, send.attempts, send.not_before, send.hold_reason = "queued", 0, None, None
         send.updated_at = utcnow()
-    enqueue_all(runtime(), [("send", DELIVER, (send_id,))])
+    enqueue_all(runtime(), [delivery_job(send_id)])
     return send
 
 

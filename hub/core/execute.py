@@ -15,6 +15,7 @@ from hub.core import contacts
 from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, RecordRevenue,
     ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
 from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
+from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
 
 PENDING_SEND_STATES = ("scheduled", "queued")
@@ -55,7 +56,7 @@ class Executor:
             reference=action.reference, name=action.name)
         if created and send.status == "queued":
             self.session.flush()
-            self.jobs.append(("send", "hub.core.sending.pipeline.deliver", (send.id,)))
+            self.jobs.append(delivery_job(send.id))
         self.outcome["sends"].append(send.id)
         return send
 

@@ -19,10 +19,10 @@ SHARED = {"ingest": ("coexhub_ingest", "Webhooks received", ["provider", "result
           "jobs": ("coexhub_jobs", "Jobs run", ["job", "outcome"])}
 
 
-def count(redis, prefix: str, family: str, pipeline=None, **labels: str) -> None:
-    """Add one to a shared counter (``family`` is a key of ``SHARED``)."""
+def count(redis, prefix: str, family: str, pipeline=None, amount: int = 1, **labels: str) -> None:
+    """Add to a shared counter (``family`` is a key of ``SHARED``)."""
     field = ",".join(f"{k}={labels[k]}" for k in SHARED[family][2])
-    (pipeline or redis).hincrby(f"{prefix}:metrics:{family}", field, 1)
+    (pipeline or redis).hincrby(f"{prefix}:metrics:{family}", field, amount)
 
 
 class SharedCollector:

@@ -59,12 +59,13 @@ def process_event(event_id: int) -> str:
     return status
 
 
-def enqueue_all(rt: Runtime, jobs: list[tuple[str, str, tuple]]) -> None:
-    for queue, func, args in jobs:
+def enqueue_all(rt: Runtime, jobs: list[tuple]) -> None:
+    """Enqueue ``(queue, func, args[, job_id])`` jobs after a commit; a job id already waiting is skipped."""
+    for queue, func, args, *job_id in dict.fromkeys(jobs):
         try:
-            rt.queues.enqueue(queue, func, *args)
+            rt.queues.enqueue(queue, func, *args, job_id=job_id[0] if job_id else None)
         except Exception:  # the rows are committed; the scheduler picks them up
-            log.exception("could not enqueue %s%s", func, args)
+            log.exception("could not enqueue %s%s; the scheduler will", func, args)
 
 
 def _dispatch(rt: Runtime, session, event: InboundEvent):

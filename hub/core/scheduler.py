@@ -18,10 +18,12 @@ from sqlalchemy import or_, select, update
 from hub.core.ingest import PROCESS_JOB
 from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.polling import due_installations
+from hub.core.sending.pipeline import delivery_job
 from hub.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 STALE = dt.timedelta(minutes=5)  # a job enqueued this long ago and still not run is re-enqueued
+QUEUED_STALE = dt.timedelta(seconds=15)  # a queued send no batch job picked up (a lost wake-up)
 BATCH = 1000
 
 
@@ -31,7 +33,8 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
     with rt.db.session() as s:
         due = s.scalars(select(Send.id).join(Connection, Connection.id == Send.connection_id).where(
             Connection.status == "active",
-            or_(Send.status == "scheduled", (Send.status.in_(("queued", "sending"))) & (Send.updated_at < now - stale)),
+            or_(Send.status == "scheduled", (Send.status == "queued") & (Send.updated_at < now - QUEUED_STALE),
+                (Send.status == "sending") & (Send.updated_at < now - stale)),
             or_(Send.not_before.is_(None), Send.not_before <= now)).limit(BATCH)).all()
         if due:
             s.execute(update(Send).where(Send.id.in_(due)).values(status="queued", updated_at=now))
@@ -48,9 +51,9 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
             row.enqueued_at = now
         outbox_jobs = [("writeback" if row.kind == "writeback" else "outbound", row.id) for row in outbox]
         polls = due_installations(rt, s)
-    for send_id in due:
-        moved["sends"] += rt.queues.enqueue("send", "hub.core.sending.pipeline.deliver", send_id,
-                                            job_id=f"send-{send_id}")
+    moved["sends"] = len(due)
+    for queue, func, args, job_id in dict.fromkeys(delivery_job(send_id) for send_id in due):
+        rt.queues.enqueue(queue, func, *args, job_id=job_id)
     for event_id in events:
         moved["events"] += rt.queues.enqueue("ingest", PROCESS_JOB, event_id, job_id=f"event-{event_id}")
     for queue, row_id in outbox_jobs:

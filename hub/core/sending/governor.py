@@ -43,7 +43,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-if tat - now > burst * period then return {0, tat - now - burst * period} end
+local allowance = (burst - 1) * period
+if tat - now > allowance then return {0, tat - now - allowance} end
 redis.call('SET', KEYS[1], tat + period, 'PX', math.floor((tat + period - now) / 1000) + 1000)
 return {1, 0}
 """
@@ -75,8 +76,11 @@ class Governor:
     def release(self, phone_number_id: str, token: str) -> None:
         self._release(keys=self._keys(phone_number_id)[1:], args=[token])
 
-    def pair(self, phone_number_id: str, recipient: str, period: float = 6.0, burst: int = 3) -> Slot:
-        """Pair rate: about one message per ``period`` seconds to one user, bursts of ``burst``."""
-        granted, wait_us = self._pair(keys=[f"{self.prefix}:pair:{phone_number_id}:{recipient}"],
-                                      args=[int(period * 1_000_000), burst])
-        return Slot(bool(granted), wait_us / 1_000_000)
+    def pairs(self, pairs: list[tuple[str, str]], period: float = 6.0, burst: int = 3) -> list[Slot]:
+        """Pair rate for ``(phone_number_id, recipient)`` pairs in one round trip: about one
+        message per ``period`` seconds to one user, with bursts of ``burst``."""
+        pipe = self.redis.pipeline(transaction=False)
+        for number, recipient in pairs:
+            self._pair(keys=[f"{self.prefix}:pair:{number}:{recipient}"], args=[int(period * 1_000_000), burst],
+                       client=pipe)
+        return [Slot(bool(granted), wait_us / 1_000_000) for granted, wait_us in pipe.execute()]

@@ -1,4 +1,8 @@
-"""The ``deliver`` job: checks, governor, Graph call, error classification, status.
+"""The delivery jobs: claim, checks, governor, Graph call, error classification, status.
+
+``deliver_due`` works through queued sends in batches — fair across numbers, one database
+transaction per batch for the checks and one for the results — while each send still waits
+for its own slot from the per-number governor.
 
 Checks run in order before Meta sees anything: connection active → not opted out →
 approved template with valid parameters (or free-form inside the 24-hour window) →
@@ -9,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from hub.core import contacts
 from hub.core.metrics import count
@@ -40,57 +45,131 @@ class Refuse(Exception):
     """Never: the send fails with this reason."""
 
 
+BATCH, PER_NUMBER, JOB_SLOTS = 50, 20, 4
+BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
+DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
+
+
+def delivery_job(send_id: int) -> tuple:
+    """The job that will deliver ``send_id``: one of ``JOB_SLOTS`` batch jobs (so a burst of
+    sends wakes a few workers, not one job per send)."""
+    return ("send", DELIVER_DUE, (), f"deliver-{send_id % JOB_SLOTS}")
+
+
+def deliver_due() -> int:
+    """RQ job: deliver queued sends in batches (fair across numbers) until none are left."""
+    rt, started, done = current(), time.monotonic(), 0
+    while time.monotonic() - started < BUDGET:
+        claimed = claim(rt)
+        if not claimed:
+            return done
+        done += run(rt, claimed)
+    rt.queues.enqueue("send", DELIVER_DUE)  # more work: continue in a new job, let others run
+    return done
+
+
 def deliver(send_id: int) -> str:
     """RQ job: deliver one send (idempotent: only a ``queued`` send is attempted)."""
     rt = current()
-    governor = Governor(rt.redis, rt.settings.key_prefix)
+    claimed = claim(rt, send_id=send_id)
+    return "sent" if claimed and run(rt, claimed) else "skipped"
+
+
+def claim(rt, *, send_id: int | None = None, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
+    """Atomically move queued sends to ``sending`` — at most ``per_number`` per connection, so
+    one number's broadcast never starves the others — and return their ids."""
+    if send_id is not None:
+        wanted = Send.id == send_id
+    else:
+        ranked = select(Send.id, func.row_number().over(partition_by=Send.connection_id, order_by=Send.id)
+                        .label("rank")).where(Send.status == "queued").subquery()
+        wanted = Send.id.in_(select(ranked.c.id).where(ranked.c.rank <= per_number)
+                             .order_by(ranked.c.id).limit(limit))
+    with rt.db.session() as session:  # a row another worker claimed first no longer matches
+        result = session.execute(update(Send).where(wanted, Send.status == "queued")
+                                 .values(status="sending", updated_at=utcnow()).returning(Send.id),
+                                 execution_options={"synchronize_session": False})
+        return sorted(result.scalars())
+
+
+def run(rt, send_ids: list[int]) -> int:
+    """Check, pace and send claimed sends; returns how many Meta accepted."""
+    governor, outcomes = Governor(rt.redis, rt.settings.key_prefix), Counter()
+    work = []
     with rt.db.session() as session:
-        query = select(Send).where(Send.id == send_id)
-        send = session.scalars(query if rt.db.is_sqlite else query.with_for_update(skip_locked=True)).first()
-        if send is None or send.status != "queued":
-            return "skipped"
-        try:
-            conn, payload = prepare(session, send, governor)
-        except Hold as hold:
-            send.status, send.hold_reason, send.not_before = "scheduled", hold.reason, hold.until
-            return _done(rt, "held")
-        except Refuse as refuse:
-            send.status, send.last_error = "failed", str(refuse)
-            return _done(rt, "refused")
-        send.status, send.attempts, send.hold_reason = "sending", send.attempts + 1, None
-        token, number, rate = conn.access_token, conn.phone_number_id, conn.messages_per_second
+        templates: dict = {}
+        sends = session.scalars(select(Send).where(Send.id.in_(send_ids)).order_by(Send.id)).all()
+        _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per send
+        _preload(session, Contact, {s.contact_id for s in sends})
+        for send in sends:
+            try:
+                conn, payload = prepare(session, send, templates)
+            except Hold as hold:
+                send.status, send.hold_reason, send.not_before = "scheduled", hold.reason, hold.until
+                outcomes["held"] += 1
+                continue
+            except Refuse as refuse:
+                send.status, send.last_error = "failed", str(refuse)
+                outcomes["refused"] += 1
+                continue
+            work.append((send, conn.phone_number_id, conn.messages_per_second, conn.access_token, payload))
+        pair_rate = governor.pairs([(number, send.to) for send, number, *_ in work]) if work else []
+        for (send, *_), pair in zip(work, pair_rate):
+            if pair.granted:
+                send.attempts, send.hold_reason = send.attempts + 1, None
+            else:
+                send.status, send.hold_reason = "scheduled", "pair_rate"
+                send.not_before = utcnow() + dt.timedelta(seconds=pair.wait)
+                outcomes["held"] += 1
+        work = [(send.id, *rest) for (send, *rest), pair in zip(work, pair_rate) if pair.granted]
+    graph, results = Graph.from_settings(rt.settings), []
+    for send_id, number, rate, token, payload in work:
+        results.append((send_id, payload, _call(governor, graph, number, rate, token, payload, send_id)))
+    with rt.db.session() as session:
+        sends = {s.id: s for s in session.scalars(select(Send).where(Send.id.in_([r[0] for r in results])))}
+        wamids = [r for _, _, r in results if isinstance(r, str)]
+        known = {m.wamid: m for m in session.scalars(select(Message).where(Message.wamid.in_(wamids)))} \
+            if wamids else {}  # status webhooks that arrived before this commit
+        for send_id, payload, result in results:
+            send = sends[send_id]
+            if isinstance(result, GraphError):
+                outcomes[_failed(session, send, result)] += 1
+            elif isinstance(result, float):  # the number is booked further ahead than a worker waits
+                send.status, send.attempts = "scheduled", send.attempts - 1
+                send.not_before, send.hold_reason = utcnow() + dt.timedelta(seconds=result), "pacing"
+                outcomes["deferred"] += 1
+            else:
+                _sent(session, send, result, payload, known.get(result))
+                outcomes["sent"] += 1
+    pipe = rt.redis.pipeline(transaction=False)
+    for outcome, n in outcomes.items():
+        count(rt.redis, rt.settings.key_prefix, "jobs", pipeline=pipe, amount=n, job="deliver", outcome=outcome)
+    pipe.execute()
+    return outcomes["sent"]
+
+
+def _call(governor: Governor, graph: Graph, number: str, rate: int, token: str, payload: dict,
+          send_id: int) -> str | GraphError | float:
+    """Wait for the number's slot and call the Graph API: a wamid, the error, or seconds to defer."""
     token_id = f"{send_id}:{time.monotonic_ns()}"
     slot = governor.reserve(number, rate, token_id)
     while not slot.granted and slot.wait <= 0.05:  # a slot frees up in a moment
         time.sleep(slot.wait)
         slot = governor.reserve(number, rate, token_id)
-    if not slot.granted:  # the number is booked further ahead than a worker should sleep
-        with rt.db.session() as session:
-            send = session.get(Send, send_id)
-            send.status, send.attempts = "scheduled", send.attempts - 1
-            send.not_before = utcnow() + dt.timedelta(seconds=slot.wait)
-        return _done(rt, "deferred")
+    if not slot.granted:
+        return slot.wait
     time.sleep(slot.wait)
     try:
-        wamid = Graph.from_settings(rt.settings).send_message(number, token, payload)
+        return graph.send_message(number, token, payload)
     except GraphError as exc:
+        return exc
+    finally:
         governor.release(number, token_id)
-        with rt.db.session() as session:
-            outcome = _failed(session, session.get(Send, send_id), exc)
-        return _done(rt, outcome)
-    governor.release(number, token_id)
-    with rt.db.session() as session:
-        _sent(session, session.get(Send, send_id), wamid, payload)
-    return _done(rt, "sent")
 
 
-def _done(rt, outcome: str) -> str:
-    count(rt.redis, rt.settings.key_prefix, "jobs", job="deliver", outcome=outcome)
-    return outcome
-
-
-def prepare(session, send: Send, governor: Governor) -> tuple[Connection, dict]:
-    """Run the checks; return the connection and the Graph payload, or raise Hold/Refuse."""
+def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connection, dict]:
+    """Run the checks up to the echo hold; return the connection and the Graph payload, or
+    raise Hold/Refuse. (Pair rate and the governor follow, in ``run``.)"""
     conn = session.get(Connection, send.connection_id) if send.connection_id else None
     if conn is None:
         raise Refuse("no WhatsApp connection")
@@ -101,8 +180,11 @@ def prepare(session, send: Send, governor: Governor) -> tuple[Connection, dict]:
     if contact is not None and contact.opted_out and send.origin != "system":
         raise Refuse("contact opted out")
     if send.kind == "template":
-        template = find_template(session, send.workspace_id, conn.waba_id, send.template_name,
-                                 send.template_language)
+        key = (send.workspace_id, conn.waba_id, send.template_name, send.template_language)
+        templates = {} if templates is None else templates
+        if key not in templates:
+            templates[key] = find_template(session, *key)
+        template = templates[key]
         send.category = send.category or (template.category.lower() if template and template.category else None)
         if contact is not None and send.category == "marketing" and contact.marketing_opted_out:
             raise Refuse("contact opted out of marketing messages")
@@ -119,19 +201,20 @@ def prepare(session, send: Send, governor: Governor) -> tuple[Connection, dict]:
                    "type": "text", "text": {"body": send.text or "", "preview_url": False}}
     if send.origin in AUTOMATED and contact is not None and contact.hold_until and contact.hold_until > now:
         raise Hold("human_took_over", contact.hold_until)
-    pair = governor.pair(conn.phone_number_id, send.to)
-    if not pair.granted:
-        raise Hold("pair_rate", now + dt.timedelta(seconds=pair.wait))
     return conn, payload
 
 
-def _sent(session, send: Send, wamid: str, payload: dict) -> None:
+def _preload(session, model, ids: set) -> None:
+    ids.discard(None)
+    if ids:
+        session.scalars(select(model).where(model.id.in_(ids))).all()
+
+
+def _sent(session, send: Send, wamid: str, payload: dict, existing: Message | None) -> None:
     now = utcnow()
     send.status, send.wamid, send.sent_at, send.last_error, send.error_code = "sent", wamid, now, None, None
     body = {payload["type"]: payload[payload["type"]]}
-    existing = session.scalars(select(Message).where(Message.connection_id == send.connection_id,
-                                                     Message.wamid == wamid)).first()
-    if existing is not None:  # a status webhook arrived before this commit
+    if existing is not None and existing.connection_id == send.connection_id:  # its status came first
         existing.type, existing.body, existing.send_id = payload["type"], body, send.id
         existing.contact_id = existing.contact_id or send.contact_id
         return

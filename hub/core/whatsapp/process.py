@@ -15,6 +15,7 @@ from hub.core.connectors import Context
 from hub.core.execute import Executor
 from hub.core.metrics import count
 from hub.core.models import Connection, InboundEvent, Installation, Workspace
+from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send
 from hub.core.whatsapp import account, messages, sync
 from hub.core.whatsapp.events import DomainEvent
@@ -112,7 +113,7 @@ class OptOut:
                                     to=contact.wa_id, kind="text", origin="system", text=text)
         if created and send.status == "queued":
             self.session.flush()
-            self.jobs.append(("send", "hub.core.sending.pipeline.deliver", (send.id,)))
+            self.jobs.append(delivery_job(send.id))
 
 
 def plugin_actions(rt, session, item: DomainEvent) -> list[tuple[Executor, list]]:
