@@ -145,6 +145,89 @@ def up(host: str, port: int, workers: int) -> None:
     stop_children_on_exit(children)
 
 
+@cli.group()
+def connections() -> None:
+    """WhatsApp connections: list, connect by token, onboard from a signup code, disconnect."""
+
+
+@connections.command("list")
+@click.option("--workspace", "workspace_id", default=None, help="only this workspace")
+def connections_list(workspace_id: str | None) -> None:
+    from sqlalchemy import select
+
+    from hub.core.models import Connection
+
+    with runtime().db.session() as session:
+        query = select(Connection).order_by(Connection.created_at)
+        if workspace_id:
+            query = query.where(Connection.workspace_id == workspace_id)
+        for conn in session.scalars(query):
+            click.echo(f"{conn.id}  {conn.workspace_id}  +{conn.display_phone_number or '?'}  {conn.mode:<11} "
+                       f"{conn.messages_per_second}/s  {conn.status}{'  ' + conn.pause_reason if conn.pause_reason else ''}")
+
+
+def _connect_options(f):
+    for option in reversed([
+            click.option("--workspace", "workspace_id", required=True),
+            click.option("--waba", "waba_id", required=True, help="WhatsApp Business Account id"),
+            click.option("--phone-number-id", default=None, help="default: the WABA's first number"),
+            click.option("--history/--no-history", default=False, help="request chat history import")]):
+        f = option(f)
+    return f
+
+
+def _run_onboarding(action) -> None:
+    from hub.core.whatsapp.graph import Graph
+    from hub.core.whatsapp.onboarding import OnboardingError
+
+    rt = runtime()
+    with rt.db.session() as session:
+        try:
+            conn = action(session, Graph.from_settings(rt.settings), rt)
+        except OnboardingError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"connected {conn.id}: +{conn.display_phone_number} ({conn.mode}, {conn.messages_per_second}/s)")
+
+
+@connections.command("connect")
+@_connect_options
+@click.option("--token", required=True, envvar="COEXHUB_CONNECT_TOKEN", help="business access token")
+@click.option("--mode", type=click.Choice(["coexistence", "cloud_api"]), default="coexistence", show_default=True)
+def connections_connect(workspace_id, waba_id, phone_number_id, history, token, mode) -> None:
+    """Connect a number with an access token you already have."""
+    from hub.core.whatsapp.onboarding import connect
+
+    _run_onboarding(lambda session, graph, rt: connect(
+        session, graph, workspace_id, token=token, waba_id=waba_id, phone_number_id=phone_number_id,
+        mode=mode, history=history))
+
+
+@connections.command("onboard")
+@_connect_options
+@click.option("--code", required=True, help="the Embedded Signup code")
+def connections_onboard(workspace_id, waba_id, phone_number_id, history, code) -> None:
+    """Finish Embedded Signup (Coexistence) from its code."""
+    from hub.core.whatsapp.onboarding import onboard
+
+    _run_onboarding(lambda session, graph, rt: onboard(
+        session, graph, rt.settings, workspace_id, code=code, waba_id=waba_id, phone_number_id=phone_number_id,
+        history=history))
+
+
+@connections.command("disconnect")
+@click.argument("connection_id")
+def connections_disconnect(connection_id: str) -> None:
+    """Stop using a number (messages, contacts and queued sends are kept)."""
+    from hub.core.models import Connection
+
+    with runtime().db.session() as session:
+        conn = session.get(Connection, connection_id)
+        if conn is None:
+            raise click.ClickException(f"no connection {connection_id}")
+        conn.status, conn.pause_reason = "disconnected", "disconnected from the CLI"
+    click.echo(f"{connection_id} disconnected")
+
+
 @cli.command()
 def demo() -> None:
     """Play a full Coexistence flow against the bundled Graph API simulator and show the result."""

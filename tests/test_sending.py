@@ -262,3 +262,17 @@ def test_pair_rate_holds_a_burst_to_one_customer(client, coexistence, simulator,
     assert [s["status"] for s in states] == ["sent"] * 3 + ["scheduled"] * 2
     assert {s["hold_reason"] for s in states[3:]} == {"pair_rate"}
     assert len([r for r in simulator.sent(coexistence.phone_number_id) if r["body"]["to"] == CUSTOMER]) == 3
+
+
+def test_connections_cli_connects_lists_and_disconnects(runner, workspace, simulator, client):
+    simulator.add_number("777000111", "777000999", "EAAG-cli", display_phone_number="15550007777")
+    result = runner.invoke(["connections", "connect", "--workspace", workspace.id, "--waba", "777000999",
+                            "--token", "EAAG-cli"])
+    assert result.exit_code == 0, result.output
+    conn_id = result.output.split()[1].rstrip(":")
+    listed = runner.invoke(["connections", "list", "--workspace", workspace.id])
+    assert "+15550007777  coexistence 20/s  active" in listed.output
+    assert runner.invoke(["connections", "disconnect", conn_id]).exit_code == 0
+    assert client.get(f"/api/v1/connections/{conn_id}", headers=workspace.headers).json["status"] == "disconnected"
+    bad = runner.invoke(["connections", "onboard", "--workspace", workspace.id, "--waba", "1", "--code", "nope"])
+    assert bad.exit_code != 0 and "code exchange failed" in bad.output
