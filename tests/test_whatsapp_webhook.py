@@ -212,6 +212,12 @@ def test_template_status_updates_and_quality(client, coexistence, run_jobs):
     assert tpl.status == "PAUSED"
     [conn] = q(client, Connection, Connection.id == coexistence.id)
     assert conn.quality["event"] == "FLAGGED" and conn.quality["current_limit"] == "TIER_2K"
+    h = coexistence.workspace.headers
+    promo = client.post("/api/v1/messages", json={"to": "+" + CUSTOMER, "template": "promo", "params": ["x"]},
+                        headers=h).json
+    run_jobs()
+    held = client.get(f"/api/v1/sends/{promo['id']}", headers=h).json
+    assert (held["status"], held["hold_reason"]) == ("scheduled", "quality_flagged")  # marketing waits
 
 
 def test_user_preferences_stop_and_resume_marketing(client, coexistence, run_jobs):

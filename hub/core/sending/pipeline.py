@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 WINDOW = dt.timedelta(hours=24)
 AUTOMATED = ("connector", "automation", "broadcast")
 MAX_ATTEMPTS = 6
+QUALITY_HOLD = dt.timedelta(hours=1)
 
 
 class Hold(Exception):
@@ -188,6 +189,8 @@ def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connect
         send.category = send.category or (template.category.lower() if template and template.category else None)
         if contact is not None and send.category == "marketing" and contact.marketing_opted_out:
             raise Refuse("contact opted out of marketing messages")
+        if send.category == "marketing" and (conn.quality or {}).get("event") == "FLAGGED":
+            raise Hold("quality_flagged", now + QUALITY_HOLD)  # quality protects the messaging tier
         try:
             component_payload = build_template(template, send.template_name, send.template_language, send.params)
         except TemplateProblem as problem:
