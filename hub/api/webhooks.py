@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from hub.api.errors import ApiError
 from hub.core import ingest, installations
 from hub.core.metrics import count
-from hub.core.verifiers import IncomingRequest
+from hub.core.verifiers import IncomingRequest, SharedToken
 
 bp = Blueprint("webhooks", __name__)
 
@@ -38,6 +38,12 @@ def receive(connector_name: str, installation_id: str):
         count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="malformed")
         raise ApiError(400, "malformed_body", f"the body cannot be decoded: {exc}") from exc
     event_id, duplicate = ingest.store(rt, provider=connector_name, scope=installation_id,
-                                       dedupe_key=dedupe_key, body=body, headers=request.headers,
+                                       dedupe_key=dedupe_key, body=body, headers=_kept_headers(connector),
                                        topic=topic, workspace_id=inst.workspace_id)
     return jsonify(ok=True, event_id=event_id, duplicate=duplicate)
+
+
+def _kept_headers(connector) -> dict[str, str]:
+    """Request headers worth keeping with the event; a shared token is a secret, so it is not."""
+    token = getattr(connector.verify, "header", None) if isinstance(connector.verify, SharedToken) else None
+    return {k: v for k, v in request.headers.items() if not token or k.lower() != token.lower()}
