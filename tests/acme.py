@@ -7,7 +7,7 @@ from hub.connector import (CancelScheduled, Connector, DisableInstallation, Emit
                            RecordRevenue, ScheduleSend, SendTemplate, Skip, WriteBack, hookimpl, on_webhook, secret)
 
 WRITTEN: list[dict] = []
-FAIL_WRITES = {"remaining": 0}
+FAIL_WRITES: dict[str, int] = {}  # order id → failures still to simulate
 
 
 class AcmeConfig(Schema):
@@ -19,9 +19,9 @@ class AcmeConfig(Schema):
 
 
 def tag_order(ctx, order_id: str, tag: str) -> None:
-    """The write-back: fails FAIL_WRITES['remaining'] times first, to exercise retries."""
-    if FAIL_WRITES["remaining"] > 0:
-        FAIL_WRITES["remaining"] -= 1
+    """The write-back: fails FAIL_WRITES[order_id] times first, to exercise retries."""
+    if FAIL_WRITES.get(order_id, 0) > 0:
+        FAIL_WRITES[order_id] -= 1
         raise ConnectionError("store API unreachable")
     WRITTEN.append({"order_id": order_id, "tag": tag, "token": ctx.config.get("api_token")})
 

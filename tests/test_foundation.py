@@ -91,3 +91,17 @@ def test_demo_plays_a_full_coexistence_flow(coexhub_runtime):
     assert {c["source"] for c in result["contacts"]} == {"customer", "app_sync"}
     assert any("echo-aware hold" in line for line in lines)
     assert result["recovery"]["status"] == "sent" and result["recovery"]["template_name"] == "abandoned_cart"
+
+
+def test_a_failed_job_does_not_block_its_job_id(coexhub_runtime):
+    from rq import SimpleWorker
+
+    queues = coexhub_runtime.queues
+    queues["outbound"].empty()
+    assert queues.enqueue("outbound", "builtins.int", "not a number", job_id="blocker-1")
+    assert not queues.enqueue("outbound", "builtins.int", "1", job_id="blocker-1")  # still waiting
+    SimpleWorker([queues["outbound"]], connection=coexhub_runtime.redis).work(burst=True, logging_level="ERROR")
+    assert queues["outbound"].failed_job_registry.count >= 1
+    assert queues.enqueue("outbound", "builtins.int", "2", job_id="blocker-1")  # the failed one is replaced
+    assert queues["outbound"].count == 1
+    queues["outbound"].empty()

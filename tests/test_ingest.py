@@ -120,7 +120,7 @@ def test_missing_phone_is_recorded_not_sent(client, workspace, acme_installation
 def test_writeback_retries_then_succeeds_and_dead_letters_can_be_replayed(
         client, workspace, acme_installation, run_jobs):
     inst, secrets = acme_installation
-    acme.FAIL_WRITES["remaining"] = 1
+    acme.FAIL_WRITES["42"] = 1
     client.deliver("acme", inst["id"], {"id": 42}, secrets, headers("order.paid", "p1"))
     run_jobs()
     [row] = rows(client.rt, OutboundDelivery, workspace_id=workspace.id)
@@ -170,7 +170,7 @@ def test_lost_redis_job_is_reenqueued_by_the_scheduler(client, workspace, acme_i
 
 def test_a_dead_writeback_is_listed_and_replayed(client, workspace, acme_installation, run_jobs):
     inst, secrets = acme_installation
-    acme.FAIL_WRITES["remaining"] = len(outbox.RETRY_SECONDS) + 1
+    acme.FAIL_WRITES["43"] = len(outbox.RETRY_SECONDS) + 1
     client.deliver("acme", inst["id"], {"id": 43}, secrets, headers("order.paid", "p43"))
     run_jobs()
     for _ in outbox.RETRY_SECONDS:

@@ -276,3 +276,28 @@ def test_connections_cli_connects_lists_and_disconnects(runner, workspace, simul
     assert client.get(f"/api/v1/connections/{conn_id}", headers=workspace.headers).json["status"] == "disconnected"
     bad = runner.invoke(["connections", "onboard", "--workspace", workspace.id, "--waba", "1", "--code", "nope"])
     assert bad.exit_code != 0 and "code exchange failed" in bad.output
+
+
+def test_a_malformed_send_fails_alone_and_never_blocks_its_batch(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    bad_api = send(client, coexistence, template="order_update", params={"body": ["x"], "buttons": ["oops"]})
+    assert bad_api.status_code == 422 and "params" in bad_api.json["error"]["details"]["fields"]
+    with client.rt.db.session() as s:  # what a buggy connector could still produce
+        executor = Executor(s, coexistence.workspace.id, origin="automation")
+        executor.run([SendTemplate(to="14155550177", template="order_update", params={"body": ["x"], "buttons": [7]}),
+                      SendTemplate(to="14155550178", template="order_update", params=["fine"])])
+        bad_id, good_id = executor.outcome["sends"]
+    enqueue_all(client.rt, executor.jobs)
+    run_jobs()
+    bad, good = (client.get(f"/api/v1/sends/{i}", headers=h).json for i in (bad_id, good_id))
+    assert bad["status"] == "failed" and "buttons" in bad["last_error"]
+    assert good["status"] == "sent"
+
+
+def test_cancel_races_with_delivery_cleanly(client, coexistence, run_jobs):
+    h = coexistence.workspace.headers
+    s = send(client, coexistence, template="order_update", params=["x"]).json
+    with client.rt.db.session() as session:
+        session.get(Send, s["id"]).status = "sending"  # a worker claimed it a moment ago
+    r = client.post(f"/api/v1/sends/{s['id']}/cancel", headers=h)
+    assert r.status_code == 409

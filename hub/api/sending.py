@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import g, request
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub.api import owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
@@ -12,7 +12,7 @@ from hub.core.models import Connection, Send, Template, utcnow
 from hub.core.processing import enqueue_all
 from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
-from hub.core.sending.templates import upsert_templates
+from hub.core.sending.templates import params_problem, upsert_templates
 from hub.core.whatsapp.graph import Graph, GraphError
 
 bp = workspace_blueprint("sending", "Messages, sends and templates")
@@ -33,6 +33,9 @@ class MessageIn(Schema):
     def one_kind(self, data, **_):
         if bool(data.get("text")) == bool(data.get("template")):
             raise ValidationError("give either text or template")
+        problem = params_problem(data.get("params"))
+        if problem:
+            raise ValidationError(problem, "params")
 
 
 class SendOut(Schema):
@@ -125,9 +128,12 @@ def get_send(send_id):
 def cancel_send(send_id):
     with runtime().db.session() as session:
         send = owned(session, Send, send_id)
-        if send.status not in ("scheduled", "queued"):
+        changed = session.execute(  # conditional: a worker may claim it at this very moment
+            update(Send).where(Send.id == send_id, Send.status.in_(("scheduled", "queued")))
+            .values(status="cancelled", last_error="cancelled through the API", updated_at=utcnow())).rowcount
+        session.refresh(send)
+        if not changed:
             raise ApiError(409, "conflict", f"a {send.status} send cannot be cancelled")
-        send.status, send.last_error = "cancelled", "cancelled through the API"
         return send
 
 

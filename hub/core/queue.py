@@ -5,7 +5,8 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
 
 QUEUE_NAMES = ("ingest", "send", "writeback", "outbound")
 # Retries are not RQ's: every job works on a row (inbound event, send, outbox delivery) that
@@ -41,12 +42,27 @@ class Queues:
         return list(self.by_name.values())
 
     def enqueue(self, name: str, func: str, *args: Any, job_id: str | None = None, pipeline=None) -> bool:
-        """Enqueue ``func(*args)``; False when a job with ``job_id`` is already waiting."""
+        """Enqueue ``func(*args)``; False when a job with ``job_id`` is already waiting or running."""
+        for _ in range(2):
+            try:
+                self.by_name[name].enqueue_call(func, args=args, job_id=job_id, unique=bool(job_id and not pipeline),
+                                                result_ttl=0, failure_ttl=7 * 86400, pipeline=pipeline)
+                return True
+            except DuplicateJobError:
+                if not self._drop_finished(job_id):
+                    return False
+        return False
+
+    def _drop_finished(self, job_id: str) -> bool:
+        """A failed (kept for inspection) or finished job must not block its id: delete it."""
         try:
-            self.by_name[name].enqueue_call(func, args=args, job_id=job_id, unique=bool(job_id and not pipeline),
-                                            result_ttl=0, failure_ttl=7 * 86400, pipeline=pipeline)
-        except DuplicateJobError:
+            job = Job.fetch(job_id, connection=self.redis)
+        except NoSuchJobError:
+            return True
+        if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
+                                             JobStatus.DEFERRED):
             return False
+        job.delete()
         return True
 
     def depths(self) -> dict[str, int]:

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
 from hub.core.metrics import count
@@ -48,6 +49,7 @@ class Refuse(Exception):
 
 BATCH, PER_NUMBER, JOB_SLOTS = 50, 20, 4
 BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
+RECORD_EVERY, RECORD_SECONDS = 10, 0.5  # results are written at least this often
 DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
 
 
@@ -67,13 +69,6 @@ def deliver_due() -> int:
         done += run(rt, claimed)
     rt.queues.enqueue("send", DELIVER_DUE)  # more work: continue in a new job, let others run
     return done
-
-
-def deliver(send_id: int) -> str:
-    """RQ job: deliver one send (idempotent: only a ``queued`` send is attempted)."""
-    rt = current()
-    claimed = claim(rt, send_id=send_id)
-    return "sent" if claimed and run(rt, claimed) else "skipped"
 
 
 def claim(rt, *, send_id: int | None = None, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
@@ -99,7 +94,8 @@ def run(rt, send_ids: list[int]) -> int:
     work = []
     with rt.db.session() as session:
         templates: dict = {}
-        sends = session.scalars(select(Send).where(Send.id.in_(send_ids)).order_by(Send.id)).all()
+        sends = session.scalars(select(Send).where(Send.id.in_(send_ids), Send.status == "sending")
+                                .order_by(Send.id)).all()
         _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per send
         _preload(session, Contact, {s.contact_id for s in sends})
         for send in sends:
@@ -113,6 +109,11 @@ def run(rt, send_ids: list[int]) -> int:
                 send.status, send.last_error = "failed", str(refuse)
                 outcomes["refused"] += 1
                 continue
+            except Exception as exc:  # bad data in one send must not block the rest of the batch
+                log.exception("send %s cannot be prepared", send.id)
+                send.status, send.last_error = "failed", f"cannot be prepared: {type(exc).__name__}: {exc}"[:2000]
+                outcomes["refused"] += 1
+                continue
             work.append((send, conn.phone_number_id, conn.messages_per_second, conn.access_token, payload))
         pair_rate = governor.pairs([(number, send.to) for send, number, *_ in work]) if work else []
         for (send, *_), pair in zip(work, pair_rate):
@@ -123,9 +124,23 @@ def run(rt, send_ids: list[int]) -> int:
                 send.not_before = utcnow() + dt.timedelta(seconds=pair.wait)
                 outcomes["held"] += 1
         work = [(send.id, *rest) for (send, *rest), pair in zip(work, pair_rate) if pair.granted]
-    graph, results = Graph.from_settings(rt.settings), []
+    graph, results, recorded_at = Graph.from_settings(rt.settings), [], time.monotonic()
     for send_id, number, rate, token, payload in work:
         results.append((send_id, payload, _call(governor, graph, number, rate, token, payload, send_id)))
+        if len(results) >= RECORD_EVERY or time.monotonic() - recorded_at > RECORD_SECONDS:
+            _record(rt, results, outcomes)  # a crash now re-sends little: results are not held long
+            results, recorded_at = [], time.monotonic()
+    _record(rt, results, outcomes)
+    pipe = rt.redis.pipeline(transaction=False)
+    for outcome, n in outcomes.items():
+        count(rt.redis, rt.settings.key_prefix, "jobs", pipeline=pipe, amount=n, job="deliver", outcome=outcome)
+    pipe.execute()
+    return outcomes["sent"]
+
+
+def _record(rt, results: list[tuple], outcomes: Counter) -> None:
+    if not results:
+        return
     with rt.db.session() as session:
         sends = {s.id: s for s in session.scalars(select(Send).where(Send.id.in_([r[0] for r in results])))}
         wamids = [r for _, _, r in results if isinstance(r, str)]
@@ -142,17 +157,23 @@ def run(rt, send_ids: list[int]) -> int:
             else:
                 _sent(session, send, result, payload, known.get(result))
                 outcomes["sent"] += 1
-    pipe = rt.redis.pipeline(transaction=False)
-    for outcome, n in outcomes.items():
-        count(rt.redis, rt.settings.key_prefix, "jobs", pipeline=pipe, amount=n, job="deliver", outcome=outcome)
-    pipe.execute()
-    return outcomes["sent"]
 
 
 def _call(governor: Governor, graph: Graph, number: str, rate: int, token: str, payload: dict,
           send_id: int) -> str | GraphError | float:
     """Wait for the number's slot and call the Graph API: a wamid, the error, or seconds to defer."""
     token_id = f"{send_id}:{time.monotonic_ns()}"
+    try:
+        return _paced_call(governor, graph, number, rate, token, payload, token_id)
+    except GraphError as exc:
+        return exc
+    except Exception as exc:  # Redis, an odd answer…: retried like a timeout (Meta may have it)
+        log.exception("send %s: unexpected error around the Graph call", send_id)
+        return GraphError(f"{type(exc).__name__}: {exc}", timeout=True)
+
+
+def _paced_call(governor: Governor, graph: Graph, number: str, rate: int, token: str, payload: dict,
+                token_id: str) -> str | float:
     slot = governor.reserve(number, rate, token_id)
     while not slot.granted and slot.wait <= 0.05:  # a slot frees up in a moment
         time.sleep(slot.wait)
@@ -162,8 +183,6 @@ def _call(governor: Governor, graph: Graph, number: str, rate: int, token: str, 
     time.sleep(slot.wait)
     try:
         return graph.send_message(number, token, payload)
-    except GraphError as exc:
-        return exc
     finally:
         governor.release(number, token_id)
 
@@ -221,9 +240,16 @@ def _sent(session, send: Send, wamid: str, payload: dict, existing: Message | No
         existing.type, existing.body, existing.send_id = payload["type"], body, send.id
         existing.contact_id = existing.contact_id or send.contact_id
         return
-    session.add(Message(workspace_id=send.workspace_id, connection_id=send.connection_id,
-                        contact_id=send.contact_id, wamid=wamid, direction="out", origin="api",
-                        type=payload["type"], body=body, status="accepted", timestamp=now, send_id=send.id))
+    message = Message(workspace_id=send.workspace_id, connection_id=send.connection_id,
+                      contact_id=send.contact_id, wamid=wamid, direction="out", origin="api",
+                      type=payload["type"], body=body, status="accepted", timestamp=now, send_id=send.id)
+    try:
+        with session.begin_nested():
+            session.add(message)
+    except IntegrityError:  # a status webhook inserted it a moment ago
+        existing = session.scalars(select(Message).where(Message.connection_id == send.connection_id,
+                                                         Message.wamid == wamid)).one()
+        existing.type, existing.body, existing.send_id = payload["type"], body, send.id
 
 
 def _failed(session, send: Send, exc: GraphError) -> str:

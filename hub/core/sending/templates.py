@@ -20,6 +20,25 @@ class TemplateProblem(ValueError):
     pass
 
 
+def params_problem(params: Any) -> str | None:
+    """Why ``params`` has the wrong shape (see the module docstring), or None."""
+    scalar_or_dict = (str, int, float, dict)
+    if isinstance(params, list):
+        return None if all(isinstance(p, scalar_or_dict) for p in params) else "params must be texts, numbers or objects"
+    if not isinstance(params, dict):
+        return "params must be a list or an object with header, body and buttons"
+    if set(params) - {"header", "body", "buttons"}:
+        return f"unknown params keys: {sorted(set(params) - {'header', 'body', 'buttons'})}"
+    for part in ("header", "body"):
+        if not isinstance(params.get(part, []), list):
+            return f"params.{part} must be a list"
+    for button in params.get("buttons", []) if isinstance(params.get("buttons", []), list) else [None]:
+        if not isinstance(button, dict) or not str(button.get("index", "")).isdigit() \
+                or not isinstance(button.get("params", []), list):
+            return "each of params.buttons needs an integer index and a params list"
+    return None
+
+
 def find_template(session, workspace_id: str, waba_id: str, name: str | None, language: str | None):
     return session.scalars(select(Template).where(
         Template.workspace_id == workspace_id, Template.waba_id == waba_id, Template.name == name,
@@ -61,6 +80,9 @@ def build_template(template: Template | None, name: str | None, language: str | 
                               "(POST /api/v1/templates/sync)")
     if template.status != "APPROVED":
         raise TemplateProblem(f"template {name!r} is {template.status}, not APPROVED")
+    problem = params_problem(params if params is not None else [])
+    if problem:
+        raise TemplateProblem(problem)
     spec = params if isinstance(params, dict) else {"body": list(params or [])}
     components = []
     header = _component(template, "HEADER")
