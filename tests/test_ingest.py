@@ -185,3 +185,16 @@ def test_a_dead_writeback_is_listed_and_replayed(client, workspace, acme_install
     run_jobs()
     [row] = rows(client.rt, OutboundDelivery, workspace_id=workspace.id)
     assert row.status == "delivered" and {"order_id": "43", "tag": "paid-notified", "token": "acme-token"} in acme.WRITTEN
+
+
+def test_an_update_after_the_reminder_went_out_does_not_send_another(client, workspace, acme_installation,
+                                                                     run_jobs, connection):
+    inst, secrets = acme_installation
+    cart = {"token": "tok-once", "phone": "+91 90909 09090", "total_price": "10.00", "completed_at": None}
+    client.deliver("acme", inst["id"], cart, secrets, headers("cart.updated", "once-1"))
+    run_jobs(queues=("ingest",))
+    with client.rt.db.session() as s:
+        s.scalars(select(Send).where(Send.cancel_key == "cart:tok-once")).one().status = "sent"
+    client.deliver("acme", inst["id"], {**cart, "total_price": "11.00"}, secrets, headers("cart.updated", "once-2"))
+    run_jobs(queues=("ingest",))
+    assert [s.status for s in rows(client.rt, Send, workspace_id=workspace.id)] == ["sent"]

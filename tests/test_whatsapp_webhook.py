@@ -256,3 +256,16 @@ def test_unknown_fields_and_types_never_fail(client, coexistence, run_jobs):
     events = q(client, InboundEvent, InboundEvent.id.in_(ids))
     assert [(e.status, e.last_error) for e in events] == [("processed", None)] * 3
     assert events[0].outcome["ignored_fields"] == ["brand_new_field"]
+
+
+def test_two_records_of_one_person_merge_without_losing_an_opt_out(client, coexistence, run_jobs):
+    c = (coexistence.waba_id, coexistence.phone_number_id, coexistence.display)
+    post(client, p.text_message(*c, "15557654321", "by number"))
+    post(client, p.text_message(*c, None, "STOP", user_id="US.777"))  # same person, number hidden
+    run_jobs()
+    post(client, p.text_message(*c, "15557654321", "both ids now", user_id="US.777"))
+    run_jobs()
+    [person] = q(client, Contact, Contact.workspace_id == coexistence.workspace.id,
+                 (Contact.user_id == "US.777") | (Contact.wa_id == "15557654321"))
+    assert (person.wa_id, person.user_id, person.opted_out) == ("15557654321", "US.777", True)
+    assert len(q(client, Message, Message.contact_id == person.id)) == 3

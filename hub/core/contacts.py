@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from hub.core.models import Contact, utcnow
+from hub.core.models import Attribution, Contact, Message, Send, utcnow
 
 
 def upsert(session: Session, workspace_id: str, *, wa_id: str | None = None, user_id: str | None = None,
@@ -41,15 +41,23 @@ def add_tags(contact: Contact, tags: list[str]) -> None:
 
 
 def _merge(session: Session, keep: Contact, other: Contact) -> None:
-    from hub.core.models import Message, Send
-
-    for model in (Message, Send):
+    """Fold ``other`` into ``keep``: its history, tags and — never lost — its opt-outs."""
+    for model in (Message, Send, Attribution):
         session.query(model).filter(model.contact_id == other.id).update({"contact_id": keep.id})
-    keep.user_id = keep.user_id or other.user_id
-    keep.profile_name = keep.profile_name or other.profile_name
+    user_id, other.user_id = other.user_id, None
+    session.flush()  # free the unique (workspace, user_id) before ``keep`` takes it
+    keep.user_id = keep.user_id or user_id
+    for name in ("profile_name", "full_name", "first_name", "marketing_consent", "consent_source"):
+        if getattr(keep, name) is None:
+            setattr(keep, name, getattr(other, name))
     add_tags(keep, other.tags or [])
-    if other.last_inbound_at and (not keep.last_inbound_at or other.last_inbound_at > keep.last_inbound_at):
-        keep.last_inbound_at = other.last_inbound_at
+    keep.attributes = {**(other.attributes or {}), **(keep.attributes or {})}
+    keep.opted_out, keep.marketing_opted_out = keep.opted_out or other.opted_out, \
+        keep.marketing_opted_out or other.marketing_opted_out
+    for name in ("opted_out_at", "marketing_opted_out_at", "last_inbound_at", "hold_until"):
+        theirs, mine = getattr(other, name), getattr(keep, name)
+        if theirs and (not mine or theirs > mine):
+            setattr(keep, name, theirs)
     session.delete(other)
     session.flush()
 

@@ -66,13 +66,16 @@ class Executor:
     def _ScheduleSend(self, action: ScheduleSend) -> None:
         due = action.due_at(utcnow())
         if action.cancel_key:
-            pending = self.session.scalars(select(Send).where(
+            existing = self.session.scalars(select(Send).where(
                 Send.workspace_id == self.workspace_id, Send.cancel_key == action.cancel_key,
-                Send.status == "scheduled")).first()
-            if pending is not None:  # an update reschedules instead of adding another send
-                pending.not_before, pending.params, pending.to = due, action.params, action.to
-                pending.template_name, pending.template_language = action.template, action.language
-                self.outcome["sends"].append(pending.id)
+                Send.status.in_(("scheduled", "queued", "sending", "sent")))).first()
+            if existing is not None and existing.status == "scheduled":  # an update reschedules it
+                contact = contacts.upsert(self.session, self.workspace_id, wa_id=action.to, source=self.origin)
+                existing.not_before, existing.params, existing.to = due, action.params, action.to
+                existing.contact_id = contact.id if contact else existing.contact_id
+                existing.template_name, existing.template_language = action.template, action.language
+            if existing is not None:  # one send per cancel key: a reminder already out is not repeated
+                self.outcome["sends"].append(existing.id)
                 return
         self._send(action, not_before=due, cancel_key=action.cancel_key)
 

@@ -108,6 +108,8 @@ class OptOut:
             self._confirm(contact, self.settings.get("opt_in_reply", "You are subscribed again."))
 
     def _confirm(self, contact, text: str) -> None:
+        if not contact.wa_id:  # a hidden number (business-scoped id only): nothing to send to
+            return
         self.session.flush()
         send, created = create_send(self.session, workspace_id=self.conn.workspace_id, connection=self.conn,
                                     to=contact.wa_id, kind="text", origin="system", text=text)
