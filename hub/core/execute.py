@@ -142,5 +142,5 @@ class Executor:
                                event_type=event_type, enqueued_at=utcnow())
         self.session.add(row)
         self.session.flush()
-        self.jobs.append((queue, "hub.core.outbox.deliver", (row.id,)))
+        self.jobs.append((queue, "hub.core.outbox.deliver", (row.id,), f"outbox-{row.id}"))
         self.outcome["outbox"] += 1

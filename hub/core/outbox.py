@@ -17,10 +17,11 @@ import json
 import logging
 import socket
 import time
+from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import update
 
 from hub.core.connectors import Context
 from hub.core.metrics import count
@@ -37,33 +38,47 @@ class PermanentError(Exception):
 
 
 def deliver(delivery_id: int) -> str:
-    """RQ job: attempt one outbox row."""
+    """RQ job: attempt one outbox row. The row is claimed first (``delivering``), so a second
+    copy of the job does nothing, and the call to the outside runs outside any transaction."""
     rt = current()
     with rt.db.session() as session:
-        row = session.get(OutboundDelivery, delivery_id)
-        if row is None or row.status != "pending":
+        claimed = session.execute(
+            update(OutboundDelivery).where(OutboundDelivery.id == delivery_id, OutboundDelivery.status == "pending")
+            .values(status="delivering", enqueued_at=utcnow(), attempts=OutboundDelivery.attempts + 1)).rowcount
+        if not claimed:
             return "skipped"
-        row.attempts += 1
-        try:
-            if row.kind == "writeback":
-                _writeback(session, row)
-            else:
-                _webhook(rt, session, row)
+        row = session.get(OutboundDelivery, delivery_id)
+        call = _writeback(session, row) if row.kind == "writeback" else _webhook(rt, session, row)
+    response_status, error = None, None
+    try:
+        response_status = call()
+    except Exception as exc:  # recorded below; retried or dead-lettered
+        error = exc
+    with rt.db.session() as session:
+        row = session.get(OutboundDelivery, delivery_id)
+        row.response_status, row.enqueued_at = response_status, None
+        if response_status == 410:
+            sub = session.get(Subscription, row.target)
+            sub.enabled, sub.disabled_reason = False, "410 Gone from the target"
+            error = PermanentError("410 Gone: subscription disabled")
+        elif response_status is not None and not 200 <= response_status < 300:
+            error = RuntimeError(f"HTTP {response_status}")
+        if error is None:
             row.status, row.delivered_at, row.last_error = "delivered", utcnow(), None
-        except Exception as exc:  # recorded; retried or dead-lettered
-            log.warning("outbox %s attempt %s failed: %s", row.id, row.attempts, exc)
-            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if isinstance(exc, PermanentError) or row.attempts > len(RETRY_SECONDS):
+        else:
+            log.warning("outbox %s attempt %s failed: %s", row.id, row.attempts, error)
+            row.last_error = f"{type(error).__name__}: {error}"[:2000]
+            if isinstance(error, PermanentError) or row.attempts > len(RETRY_SECONDS):
                 row.status = "dead"
             else:
+                row.status = "pending"
                 row.next_attempt_at = utcnow() + dt.timedelta(seconds=RETRY_SECONDS[row.attempts - 1])
-        row.enqueued_at = None
         outcome = row.status
     count(rt.redis, rt.settings.key_prefix, "jobs", job="outbox", outcome=outcome)
     return outcome
 
 
-def _writeback(session, row: OutboundDelivery) -> None:
+def _writeback(session, row: OutboundDelivery) -> Callable[[], None]:
     module, _, name = row.target.partition(":")
     func = importlib.import_module(module)
     for part in name.split("."):
@@ -71,8 +86,9 @@ def _writeback(session, row: OutboundDelivery) -> None:
     installation = session.get(Installation, row.installation_id) if row.installation_id else None
     ctx = Context(workspace_id=row.workspace_id, installation_id=row.installation_id,
                   config={**(installation.config or {}), **(installation.secrets or {})} if installation else {},
-                  state=installation.state if installation else {})
-    func(ctx, **row.payload)
+                  state=dict(installation.state or {}) if installation else {})
+    kwargs = dict(row.payload)
+    return lambda: func(ctx, **kwargs)
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -82,25 +98,24 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
-def _webhook(rt, session, row: OutboundDelivery) -> None:
-    sub = session.scalars(select(Subscription).where(Subscription.id == row.target)).first()
+def _webhook(rt, session, row: OutboundDelivery) -> Callable[[], int]:
+    sub = session.get(Subscription, row.target)
     if sub is None or not sub.enabled:
-        raise PermanentError("subscription removed or disabled")
+        def refuse() -> int:
+            raise PermanentError("subscription removed or disabled")
+        return refuse
     msg_id, ts = f"msg_{row.id}", int(time.time())
     body = json.dumps({**row.payload, "timestamp": ts}, separators=(",", ":"), default=str).encode()
     headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts)}
     if sub.secret:
         headers["webhook-signature"] = sign(sub.secret, msg_id, ts, body)
-    url = sub.target_url
-    check_public(url, rt.settings.outbound_allow_private)
-    with httpx.Client(timeout=10, follow_redirects=False) as client:
-        response = client.post(url, content=body, headers=headers)
-    row.response_status = response.status_code
-    if response.status_code == 410:
-        sub.enabled, sub.disabled_reason = False, "410 Gone from target"
-        raise PermanentError("410 Gone: subscription disabled")
-    if not 200 <= response.status_code < 300:
-        raise RuntimeError(f"HTTP {response.status_code}")
+    url, allow_private = sub.target_url, rt.settings.outbound_allow_private
+
+    def post() -> int:
+        check_public(url, allow_private)
+        with httpx.Client(timeout=10, follow_redirects=False) as client:
+            return client.post(url, content=body, headers=headers).status_code
+    return post
 
 
 def check_public(url: str, allow_private: bool) -> None:

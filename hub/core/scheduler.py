@@ -44,11 +44,12 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
         if events:
             s.execute(update(InboundEvent).where(InboundEvent.id.in_(events)).values(enqueued_at=now))
         outbox = s.scalars(select(OutboundDelivery).where(
-            OutboundDelivery.status == "pending", OutboundDelivery.next_attempt_at <= now,
+            or_((OutboundDelivery.status == "pending") & (OutboundDelivery.next_attempt_at <= now),
+                OutboundDelivery.status == "delivering"),  # a worker died mid-delivery: try again
             or_(OutboundDelivery.enqueued_at.is_(None), OutboundDelivery.enqueued_at < now - stale))
             .limit(BATCH)).all()
         for row in outbox:
-            row.enqueued_at = now
+            row.status, row.enqueued_at = "pending", now
         outbox_jobs = [("writeback" if row.kind == "writeback" else "outbound", row.id) for row in outbox]
         polls = due_installations(rt, s)
     moved["sends"] = len(due)
