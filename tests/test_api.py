@@ -100,3 +100,31 @@ def test_errors_are_json(client, workspace):
     assert r.status_code == 404 and r.json["error"]["code"] == "not_found"
     r = client.post("/api/v1/installations", data="{", content_type="application/json", headers=workspace.headers)
     assert r.status_code == 400 and r.json["error"]["code"] == "bad_request"
+
+
+def test_out_of_range_and_wrongly_typed_input_is_4xx(client, workspace):
+    h = workspace.headers
+    huge = "9" * 30
+    for url in (f"/api/v1/sends/{huge}", f"/api/v1/contacts/{huge}", f"/api/v1/events/{huge}/replay"):
+        r = client.post(url, headers=h) if url.endswith("replay") else client.get(url, headers=h)
+        assert r.status_code == 404, url
+    assert client.get(f"/api/v1/sends?offset={huge}", headers=h).status_code == 200
+    assert client.get("/api/v1/sends?contact_id=abc", headers=h).status_code == 400
+    assert client.get("/api/v1/sends?limit=ten", headers=h).status_code == 400
+    r = client.post("/api/v1/broadcasts", json={"template": "t", "params": ["{name.__class__}"],
+                                               "audience": {"tags": ["x"]}}, headers=h)
+    assert r.status_code == 422 and "params" in r.json["error"]["details"]["fields"]
+
+
+def test_workspace_settings_are_validated_and_merged(client, workspace):
+    h = workspace.headers
+    bad = client.patch("/api/v1/workspace", json={"settings": {"opt_out_keywords": "STOP", "echo_hold_minutes": "x"}},
+                       headers=h)
+    assert bad.status_code == 422 and set(bad.json["error"]["details"]["fields"]["settings"]) == {
+        "opt_out_keywords", "echo_hold_minutes"}
+    ok = client.patch("/api/v1/workspace", json={"settings": {"echo_hold_minutes": 5, "opt_out_keywords": ["BASTA"]}},
+                      headers=h).json
+    ok = client.patch("/api/v1/workspace", json={"settings": {"require_marketing_consent": True}}, headers=h).json
+    assert ok["settings"] == {"echo_hold_minutes": 5.0, "opt_out_keywords": ["BASTA"], "require_marketing_consent": True}
+    assert client.post("/api/v1/workspaces", json={"name": "x", "settings": {"nope": 1}},
+                       headers=client.admin_headers).status_code == 422

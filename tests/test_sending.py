@@ -301,3 +301,20 @@ def test_cancel_races_with_delivery_cleanly(client, coexistence, run_jobs):
         session.get(Send, s["id"]).status = "sending"  # a worker claimed it a moment ago
     r = client.post(f"/api/v1/sends/{s['id']}/cancel", headers=h)
     assert r.status_code == 409
+
+
+def test_send_at_with_a_timezone_and_broadcast_attributes(client, coexistence, simulator, run_jobs):
+    h = coexistence.workspace.headers
+    later = send(client, coexistence, template="order_update", params=["x"], send_at="2099-01-01T05:30:00+05:30").json
+    assert later["status"] == "scheduled" and later["not_before"].startswith("2099-01-01T00:00:00")
+    simulator.state_sync(coexistence.phone_number_id, [("add", "+14155550199", "Meera Shah", "Meera")])
+    run_jobs()
+    [meera] = client.get("/api/v1/contacts?q=14155550199", headers=h).json
+    client.patch(f"/api/v1/contacts/{meera['id']}", json={"add_tags": ["pune"], "attributes": {"city": "Pune"}},
+                 headers=h)
+    bc = client.post("/api/v1/broadcasts", json={"template": "order_update", "params": ["{first_name} in {attributes.city}"],
+                                                 "audience": {"tags": ["pune"]}}, headers=h).json
+    run_jobs()
+    [req] = [r for r in simulator.sent(coexistence.phone_number_id) if r["body"]["to"] == "14155550199"]
+    assert req["body"]["template"]["components"][0]["parameters"][0]["text"] == "Meera in Pune"
+    assert client.get(f"/api/v1/broadcasts/{bc['id']}", headers=h).json["progress"] == {"sent": 1}

@@ -218,6 +218,9 @@ def test_template_status_updates_and_quality(client, coexistence, run_jobs):
     run_jobs()
     held = client.get(f"/api/v1/sends/{promo['id']}", headers=h).json
     assert (held["status"], held["hold_reason"]) == ("scheduled", "quality_flagged")  # marketing waits
+    post(client, p.template_status(coexistence.waba_id, "REINSTATED", int(tpl.meta_id), "order_update", "en_US"))
+    run_jobs()
+    assert q(client, Template, Template.id == tpl.id)[0].status == "APPROVED"
 
 
 def test_user_preferences_stop_and_resume_marketing(client, coexistence, run_jobs):
@@ -269,3 +272,10 @@ def test_two_records_of_one_person_merge_without_losing_an_opt_out(client, coexi
                  (Contact.user_id == "US.777") | (Contact.wa_id == "15557654321"))
     assert (person.wa_id, person.user_id, person.opted_out) == ("15557654321", "US.777", True)
     assert len(q(client, Message, Message.contact_id == person.id)) == 3
+
+
+def test_signed_envelopes_of_the_wrong_shape_are_400(client):
+    for body in (b'{"entry": [1]}', b'{"entry": [{"changes": "ab"}]}', b'{"entry": {"a": 1}}',
+                 b'{"entry": [{"changes": [{"field": "messages", "value": [1]}]}]}', b'"text"'):
+        r = post(client, body)
+        assert r.status_code == 400 and r.json["error"]["code"] == "malformed_body", body

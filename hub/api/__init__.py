@@ -29,11 +29,13 @@ def page_args(default: int = 50, maximum: int = 500) -> tuple[int, int]:
         offset = int(request.args.get("offset", 0))
     except ValueError as exc:
         raise ApiError(400, "bad_request", "limit and offset must be integers") from exc
-    return max(limit, 1), max(offset, 0)
+    return max(limit, 1), min(max(offset, 0), 2**62)
 
 
 def owned(session, model, object_id):
     """The workspace's object with this id, or 404 (another workspace's objects do not exist)."""
+    if isinstance(object_id, int) and not 0 < object_id < 2**63:
+        raise ApiError(404, "not_found", f"no {model.__tablename__[:-1]} {object_id}")
     obj = session.get(model, object_id)
     if obj is None or obj.workspace_id != g.workspace_id:
         raise ApiError(404, "not_found", f"no {model.__tablename__[:-1]} {object_id}")

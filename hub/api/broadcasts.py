@@ -1,7 +1,7 @@
 """Broadcasts: one template to an audience (tags or contact ids), paced by the governor."""
 from __future__ import annotations
 
-import string
+import re
 
 from flask import g
 from marshmallow import Schema, ValidationError, fields, validates_schema
@@ -37,6 +37,10 @@ class BroadcastIn(Schema):
     def some_audience(self, data, **_):
         if not data["audience"]["tags"] and not data["audience"]["contact_ids"]:
             raise ValidationError("the audience needs tags or contact_ids", "audience")
+        unknown = [f for p in data.get("params", []) for f in unknown_fields(p)]
+        if unknown:
+            raise ValidationError(f"unknown fields {unknown}: use {{name}}, {{first_name}}, {{wa_id}} or "
+                                  "{attributes.KEY}", "params")
 
 
 class BroadcastOut(Schema):
@@ -53,19 +57,26 @@ class BroadcastOut(Schema):
     eta_seconds = fields.Float()
 
 
-class _Fields(dict):
-    def __missing__(self, key):
-        raise KeyError(key)
+FIELD = re.compile(r"\{(name|first_name|wa_id|attributes\.[\w-]+)\}")
+ANY_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+def unknown_fields(param: str) -> list[str]:
+    return [m for m in ANY_FIELD.findall(param) if not FIELD.fullmatch(m)]
 
 
 def fill(param: str, contact: Contact) -> str:
-    values = _Fields(name=contact.profile_name or contact.full_name or contact.first_name or "",
-                     first_name=contact.first_name or (contact.full_name or contact.profile_name or "").split(" ")[0],
-                     wa_id=contact.wa_id or "")
-    for key, value in (contact.attributes or {}).items():
-        values[f"attributes.{key}"] = str(value)
-    names = [n for _, n, _, _ in string.Formatter().parse(param) if n]
-    return param.format_map({**values, **{n: values.get(n, "") for n in names if "." in n}}) if names else param
+    """Replace ``{name}``, ``{first_name}``, ``{wa_id}`` and ``{attributes.KEY}`` for one contact."""
+    values = {"name": contact.profile_name or contact.full_name or contact.first_name or "",
+              "first_name": contact.first_name or (contact.full_name or contact.profile_name or "").split(" ")[0],
+              "wa_id": contact.wa_id or ""}
+
+    def value(match: re.Match) -> str:
+        field = match.group(1)
+        if field.startswith("attributes."):
+            return str((contact.attributes or {}).get(field.split(".", 1)[1], ""))
+        return values[field]
+    return FIELD.sub(value, param)
 
 
 def present(session, bc: Broadcast) -> dict:

@@ -61,8 +61,8 @@ def _replay(model, row_id: int, job: tuple[str, str]):
     """Put a finished (dead, failed, unrouted, processed) row back to pending and enqueue it."""
     with runtime().db.session() as session:
         row = owned(session, model, row_id)
-        if row.status == "pending":
-            raise ApiError(409, "conflict", "it is still pending")
+        if row.status not in ("dead", "failed", "unrouted"):  # replaying finished work would repeat it
+            raise ApiError(409, "conflict", f"only dead or unrouted rows are replayed; this one is {row.status}")
         row.status, row.attempts, row.next_attempt_at, row.enqueued_at = "pending", 0, utcnow(), utcnow()
         queue = job[0] if model is InboundEvent or row.kind != "writeback" else "writeback"
     enqueue_all(runtime(), [(queue, job[1], (row_id,))])

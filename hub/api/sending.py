@@ -1,8 +1,10 @@
 """Send messages, follow sends (cancel, replay dead ones) and manage templates."""
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import g, request
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 from sqlalchemy import select, update
 
 from hub.api import owned, page_args, runtime, workspace_blueprint
@@ -36,6 +38,13 @@ class MessageIn(Schema):
         problem = params_problem(data.get("params"))
         if problem:
             raise ValidationError(problem, "params")
+
+    @post_load
+    def naive_utc(self, data, **_):
+        when = data.get("send_at")
+        if when is not None and when.tzinfo is not None:  # stored as naive UTC
+            data["send_at"] = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return data
 
 
 class SendOut(Schema):
@@ -111,7 +120,10 @@ def list_sends():
     for arg, column in (("status", Send.status), ("broadcast_id", Send.broadcast_id),
                         ("contact_id", Send.contact_id), ("hold_reason", Send.hold_reason)):
         if request.args.get(arg):
-            query = query.where(column == request.args[arg])
+            value = request.args[arg]
+            if arg == "contact_id" and not (value.isdigit() and int(value) < 2**63):
+                raise ApiError(400, "bad_request", "contact_id must be an integer")
+            query = query.where(column == value)
     with runtime().db.session() as session:
         return session.scalars(query.order_by(Send.id.desc()).limit(limit).offset(offset)).all()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import g
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from hub.api import runtime, workspace_blueprint
@@ -15,9 +15,30 @@ admin.before_request(require_admin)
 own = workspace_blueprint("workspace", "The workspace of the API key")
 
 
+class WorkspaceSettings(Schema):
+    """What a workspace can tune (every key optional)."""
+    echo_hold_minutes = fields.Float(validate=validate.Range(0, 7 * 24 * 60), metadata={
+        "description": "how long the owner's reply from the phone holds automated sends (default 30)"})
+    opt_out_keywords = fields.List(fields.String(validate=validate.Length(1, 40)), metadata={
+        "description": "default STOP, UNSUBSCRIBE, STOP ALL, CANCEL, PARAR, ALTO, DETENER"})
+    opt_in_keywords = fields.List(fields.String(validate=validate.Length(1, 40)))
+    opt_out_reply = fields.String(validate=validate.Length(1, 1024))
+    opt_in_reply = fields.String(validate=validate.Length(1, 1024))
+    history_import = fields.Boolean(metadata={"description": "request chat history when onboarding"})
+    require_marketing_consent = fields.Boolean()
+    attribution_window_days = fields.Float(validate=validate.Range(0, 366))
+    prices = fields.Dict(keys=fields.String(), values=fields.Float(validate=validate.Range(0)), metadata={
+        "description": "price per billable message by pricing category, for the spend estimate"})
+
+
 class WorkspaceIn(Schema):
-    name = fields.String(required=True)
-    settings = fields.Dict(load_default=dict)
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    settings = fields.Nested(WorkspaceSettings, load_default=dict)
+
+
+class WorkspacePatch(Schema):
+    name = fields.String(validate=validate.Length(1, 200))
+    settings = fields.Nested(WorkspaceSettings, metadata={"description": "merged into the current settings"})
 
 
 class WorkspaceOut(Schema):
@@ -66,6 +87,18 @@ def list_all():
 def current():
     with runtime().db.session() as session:
         return session.get(Workspace, g.workspace_id)
+
+
+@own.route("/workspace", methods=["PATCH"])
+@own.arguments(WorkspacePatch)
+@own.response(200, WorkspaceOut)
+def update(body):
+    with runtime().db.session() as session:
+        workspace = session.get(Workspace, g.workspace_id)
+        workspace.name = body.get("name", workspace.name)
+        if "settings" in body:
+            workspace.settings = {**(workspace.settings or {}), **body["settings"]}
+        return workspace
 
 
 @own.route("/workspace/keys", methods=["POST"])

@@ -82,7 +82,7 @@ def _dispatch(rt: Runtime, session, event: InboundEvent):
     payload = connector.parse(event.body)
     ctx = Context(workspace_id=installation.workspace_id, installation_id=installation.id,
                   config={**(installation.config or {}), **(installation.secrets or {})},
-                  state=installation.state or {})
+                  state=dict(installation.state or {}))
     actions = connector.handle_webhook(event.topic, payload, ctx)
     executor = Executor(session, installation.workspace_id, installation=installation)
     outcome = executor.run(actions)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
 from hub.core.metrics import count
+from hub.core.sending.sends import AUTOMATED
 from hub.core.models import Connection, Contact, Message, Send, utcnow
 from hub.core.runtime import current
 from hub.core.sending import errors
@@ -30,7 +31,6 @@ from hub.core.whatsapp.graph import Graph, GraphError
 
 log = logging.getLogger(__name__)
 WINDOW = dt.timedelta(hours=24)
-AUTOMATED = ("connector", "automation", "broadcast")
 MAX_ATTEMPTS = 6
 QUALITY_HOLD = dt.timedelta(hours=1)
 

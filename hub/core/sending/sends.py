@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from hub.core import contacts
 from hub.core.models import Connection, Installation, Send, utcnow
 
-AUTOMATED_ORIGINS = {"connector", "automation", "broadcast"}
+AUTOMATED = ("connector", "automation", "broadcast")  # origins the echo-aware hold applies to
 
 
 def sending_connection(session: Session, workspace_id: str,

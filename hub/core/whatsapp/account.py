@@ -45,7 +45,9 @@ def template_status(session, conns: list[Connection], waba_id: str, value: dict,
                                 name=value.get("message_template_name") or meta_id,
                                 language=value.get("message_template_language") or "", components=[])
             session.add(template)
-        template.status, template.status_reason = value.get("event") or template.status, value.get("reason")
+        event = value.get("event") or template.status
+        template.status = "APPROVED" if event in ("REINSTATED", "UNPAUSED") else event
+        template.status_reason = value.get("reason")
         out.append(DomainEvent("template.status", conn.workspace_id, conn.id,
                                {"name": template.name, "language": template.language, "status": template.status,
                                 "reason": template.status_reason}))

@@ -12,11 +12,11 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
+from hub.core.sending.sends import AUTOMATED
 from hub.core.models import Connection, Contact, Message, Send, Workspace, utcnow
 from hub.core.whatsapp.events import DomainEvent
 
 STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
-AUTOMATED = ("connector", "automation", "broadcast")
 DEFAULT_STOP = ("STOP", "UNSUBSCRIBE", "STOP ALL", "CANCEL", "PARAR", "ALTO", "DETENER")
 DEFAULT_START = ("START", "SUBSCRIBE", "UNSTOP")
 

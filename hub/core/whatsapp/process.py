@@ -129,7 +129,7 @@ def plugin_actions(rt, session, item: DomainEvent) -> list[tuple[Executor, list]
         if connector is None or not connector._whatsapp_handlers:
             continue
         ctx = Context(workspace_id=inst.workspace_id, installation_id=inst.id,
-                      config={**(inst.config or {}), **(inst.secrets or {})}, state=inst.state or {})
+                      config={**(inst.config or {}), **(inst.secrets or {})}, state=dict(inst.state or {}))
         actions = connector.handle_whatsapp(item, ctx)
         if actions:
             out.append((Executor(session, item.workspace_id, installation=inst), actions))

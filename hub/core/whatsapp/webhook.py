@@ -49,9 +49,8 @@ def receive():
         count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="bad_signature")
         raise ApiError(401, "bad_signature", "X-Hub-Signature-256 is missing or wrong")
     try:
-        envelope = json.loads(body)
-        entries = envelope.get("entry") or []
-    except (ValueError, AttributeError) as exc:
+        entries = _entries(json.loads(body))
+    except (ValueError, AttributeError, TypeError) as exc:
         count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="malformed")
         raise ApiError(400, "malformed_body", "the body is not a WhatsApp webhook envelope") from exc
     event_id, duplicate = ingest.store(
@@ -60,21 +59,32 @@ def receive():
     return jsonify(ok=True, event_id=event_id, duplicate=duplicate)
 
 
-def _first_field(entries) -> str | None:
-    for entry in entries if isinstance(entries, list) else ():
-        for change in (entry or {}).get("changes") or ():
-            return (change or {}).get("field")
+def _entries(envelope) -> list[dict]:
+    """The envelope's entries, checked to be objects holding lists of change objects."""
+    entries = envelope.get("entry") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("entry must be a list of objects")
+    for entry in entries:
+        changes = entry.get("changes") or []
+        if not isinstance(changes, list) or not all(isinstance(c, dict) and isinstance(c.get("value") or {}, dict)
+                                                    for c in changes):
+            raise ValueError("changes must be a list of objects with object values")
+    return entries
+
+
+def _first_field(entries: list[dict]) -> str | None:
+    for entry in entries:
+        for change in entry.get("changes") or ():
+            return change.get("field")
     return None
 
 
-def _workspace_of(rt, entries) -> str | None:
+def _workspace_of(rt, entries: list[dict]) -> str | None:
     """The workspace of the first routable change (for listing); processing routes each change."""
-    for entry in entries if isinstance(entries, list) else ():
-        for change in (entry or {}).get("changes") or ():
-            value = (change or {}).get("value") or {}
-            number = (value.get("metadata") or {}).get("phone_number_id") if isinstance(value, dict) else None
-            key = f"pn:{number}" if number else f"waba:{(entry or {}).get('id')}"
-            return _cached_workspace(rt, key)
+    for entry in entries:
+        for change in entry.get("changes") or ():
+            number = ((change.get("value") or {}).get("metadata") or {}).get("phone_number_id")
+            return _cached_workspace(rt, f"pn:{number}" if number else f"waba:{entry.get('id')}")
     return None
 
 
