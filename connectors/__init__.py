@@ -7,6 +7,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from marshmallow import fields
+
 
 def decimal_amount(value: Any) -> Decimal | None:
     """A provider's decimal-string amount (``"421.88"``) as a Decimal; None when absent or not a number.
@@ -62,3 +64,17 @@ def text(value: Any, default: str = "") -> str:
     if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
         return str(value).strip()
     return default
+
+
+def template_fields(use: str, default: str | None, description: str) -> dict[str, fields.Field]:
+    """Config fields ``<use>_template`` and ``<use>_language`` for one kind of message."""
+    return {f"{use}_template": fields.String(load_default=default, allow_none=True,
+                                             metadata={"description": description + " (empty: off)"}),
+            f"{use}_language": fields.String(load_default=None, allow_none=True,
+                                             metadata={"description": "template language; default: language"})}
+
+
+def template_for(ctx, use: str) -> tuple[str | None, str]:
+    """(template name or None when that message is off, language) from the installation's config."""
+    return (ctx.config.get(f"{use}_template") or None,
+            ctx.config.get(f"{use}_language") or ctx.config.get("language") or "en_US")

@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from connectors import decimal_amount, money, text, truthy
+from connectors import decimal_amount, money, template_fields, template_for, text, truthy
 from connectors.shopify import writeback
 from hub.connector import (
     CancelScheduled,
@@ -37,13 +37,6 @@ COD = re.compile(r"(\bcod\b|cash[\s_-]*on[\s_-]*delivery)", re.IGNORECASE)
 KNOWN_CHECKOUTS = 500  # checkout id → token pairs remembered for checkouts/delete (it carries only the id)
 
 
-def _template(use: str, default: str | None, description: str):
-    return {f"{use}_template": fields.String(load_default=default, allow_none=True,
-                                             metadata={"description": description + " (empty: off)"}),
-            f"{use}_language": fields.String(load_default=None, allow_none=True,
-                                             metadata={"description": "template language; default: language"})}
-
-
 ShopifyConfig = Schema.from_dict({
     "shop": fields.String(required=True, metadata={"description": "your-store.myshopify.com"}),
     "webhook_secret": secret(fields.String(required=True, metadata={
@@ -53,12 +46,12 @@ ShopifyConfig = Schema.from_dict({
     "default_country": fields.String(load_default="US", metadata={"description": "for numbers typed without +code"}),
     "locale": fields.String(load_default="en_US", metadata={"description": "how amounts are written (Babel locale)"}),
     "language": fields.String(load_default="en_US", metadata={"description": "default template language"}),
-    **_template("abandoned_cart", "abandoned_cart", "marketing template: {{1}} name, {{2}} total, {{3}} checkout link"),
-    **_template("second_reminder", None, "optional second recovery template (same parameters)"),
-    **_template("order_confirmation", "order_confirmation", "{{1}} name, {{2}} order number, {{3}} total"),
-    **_template("shipped", "order_shipped", "{{1}} name, {{2}} order, {{3}} tracking number, {{4}} tracking link"),
-    **_template("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
-    **_template("cod_confirmation", "cod_confirmation",
+    **template_fields("abandoned_cart", "abandoned_cart", "marketing template: {{1}} name, {{2}} total, {{3}} checkout link"),
+    **template_fields("second_reminder", None, "optional second recovery template (same parameters)"),
+    **template_fields("order_confirmation", "order_confirmation", "{{1}} name, {{2}} order number, {{3}} total"),
+    **template_fields("shipped", "order_shipped", "{{1}} name, {{2}} order, {{3}} tracking number, {{4}} tracking link"),
+    **template_fields("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
+    **template_fields("cod_confirmation", "cod_confirmation",
                 "{{1}} name, {{2}} order, {{3}} total; quick replies Confirm / Cancel"),
     "abandoned_cart_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(min=1)),
     "second_reminder_delay_minutes": fields.Integer(load_default=None, allow_none=True,
@@ -103,10 +96,6 @@ def _phone(ctx, payload: Any, *paths: str) -> str | None:
         else "billing_address.country_code"
     return ctx.phone(payload, *(paths or PHONE_PATHS), country=country)
 
-
-def _tpl(ctx, use: str) -> tuple[str | None, str]:
-    return (ctx.config.get(f"{use}_template") or None,
-            ctx.config.get(f"{use}_language") or ctx.config.get("language") or "en_US")
 
 
 def _key(ctx, order_id: str, kind: str) -> str:
@@ -167,7 +156,7 @@ class Shopify(Connector):
             return [Skip("checkout without token or id")]
         if dig(payload, "completed_at"):
             return self._cancel_checkout(ctx, token, checkout_id)
-        template, language = _tpl(ctx, "abandoned_cart")
+        template, language = template_for(ctx, "abandoned_cart")
         if not template:
             return [Skip("abandoned-cart reminders are off")]
         to = _phone(ctx, payload)
@@ -188,7 +177,7 @@ class Shopify(Connector):
                    ScheduleSend(to=to, template=template, language=language, params=params, name=full,
                                 after=int(ctx.config.get("abandoned_cart_delay_minutes") or 60) * 60,
                                 cancel_key=key, reference=reference)]
-        second, second_language = _tpl(ctx, "second_reminder")
+        second, second_language = template_for(ctx, "second_reminder")
         if ctx.config.get("second_reminder_delay_minutes"):
             actions.append(ScheduleSend(
                 to=to, template=second or template, language=second_language if second else language,
@@ -217,15 +206,15 @@ class Shopify(Connector):
         order_name = text(dig(payload, "name")) or text(dig(payload, "order_number")) or order_id
         body = [first, order_name, _total(ctx, payload)]
         if is_cod(payload) and ctx.config.get("cod_confirmation", True):
-            template, language = _tpl(ctx, "cod_confirmation")
+            template, language = template_for(ctx, "cod_confirmation")
             if template:
                 params = {"body": body, "buttons": [
-                    {"index": 0, "sub_type": "quick_reply", "params": [f"cod_confirm:{order_id}"]},
-                    {"index": 1, "sub_type": "quick_reply", "params": [f"cod_cancel:{order_id}"]}]}
+                    {"index": 0, "sub_type": "quick_reply", "params": [f"cod_confirm:{order_id}@{ctx.installation_id}"]},
+                    {"index": 1, "sub_type": "quick_reply", "params": [f"cod_cancel:{order_id}@{ctx.installation_id}"]}]}
                 return [*actions, SendTemplate(to=to, template=template, language=language, params=params, name=full,
                                                idempotency_key=_key(ctx, order_id, "cod"),
                                                reference={"order_id": order_id, "kind": "cod_confirmation"})]
-        template, language = _tpl(ctx, "order_confirmation")
+        template, language = template_for(ctx, "order_confirmation")
         if not template:
             return [*actions, Skip("order confirmations are off")]
         return [*actions, SendTemplate(to=to, template=template, language=language, params=body, name=full,
@@ -247,7 +236,7 @@ class Shopify(Connector):
     @on_webhook("orders/cancelled")
     def order_cancelled(self, payload, ctx):
         order_id = _id(dig(payload, "id"))
-        template, language = _tpl(ctx, "cancelled")
+        template, language = template_for(ctx, "cancelled")
         if not order_id or not template:
             return [Skip("order without id" if not order_id else "cancellation notices are off")]
         to = _phone(ctx, payload)
@@ -262,7 +251,7 @@ class Shopify(Connector):
     @on_webhook("fulfillments/create", "fulfillments/update")
     def fulfillment(self, payload, ctx):
         order_id, fulfillment_id = _id(dig(payload, "order_id")), _id(dig(payload, "id"))
-        template, language = _tpl(ctx, "shipped")
+        template, language = template_for(ctx, "shipped")
         if not order_id or not template:
             return [Skip("fulfillment without order_id" if not order_id else "shipping updates are off")]
         if text(dig(payload, "status")).lower() in ("cancelled", "error", "failure"):
@@ -287,20 +276,23 @@ class Shopify(Connector):
 
     # -- COD replies (WhatsApp quick-reply buttons) ------------------------------------------
     @staticmethod
-    def _order_of(event) -> str | None:
-        order_id = (event.button or "").partition(":")[2].strip()
+    def _order_of(event, ctx) -> str | None:
+        """``cod_confirm:<order>@<installation>``: another store's reply is not ours to act on."""
+        order_id, _, installation = (event.button or "").partition(":")[2].strip().partition("@")
+        if installation and installation != ctx.installation_id:
+            return None
         return order_id if order_id.isdigit() else None
 
     @on_whatsapp("message.received", button="cod_confirm:")
     def cod_confirmed(self, event, ctx):
-        order_id = self._order_of(event)
+        order_id = self._order_of(event, ctx)
         if not order_id:
             return [Skip(f"COD reply without an order id: {event.button!r}")]
         return [WriteBack(writeback.add_order_tag, order_id=order_id, tag="cod-confirmed")]
 
     @on_whatsapp("message.received", button="cod_cancel:")
     def cod_cancelled(self, event, ctx):
-        order_id = self._order_of(event)
+        order_id = self._order_of(event, ctx)
         if not order_id:
             return [Skip(f"COD reply without an order id: {event.button!r}")]
         actions = [WriteBack(writeback.add_order_tag, order_id=order_id, tag="cod-cancelled")]

@@ -12,7 +12,7 @@ import re
 
 from marshmallow import Schema, fields
 
-from connectors import decimal_amount, money, text
+from connectors import decimal_amount, money, template_fields, template_for, text
 from connectors.woocommerce import writeback
 from hub.connector import (
     Connector,
@@ -39,12 +39,6 @@ STATUS_USES = {"processing": "processing", "completed": "completed", "cancelled"
 OVERLAP = dt.timedelta(seconds=1)
 
 
-def _template(use: str, default: str | None, description: str):
-    return {f"{use}_template": fields.String(load_default=default, allow_none=True,
-                                             metadata={"description": description + " (empty: off)"}),
-            f"{use}_language": fields.String(load_default=None, allow_none=True)}
-
-
 WooCommerceConfig = Schema.from_dict({
     "store_url": fields.String(required=True, metadata={"description": "https://your-store.example"}),
     "webhook_secret": secret(fields.String(required=True, metadata={
@@ -56,14 +50,14 @@ WooCommerceConfig = Schema.from_dict({
         "description": "store country, for numbers typed without +code when billing.country is empty"}),
     "locale": fields.String(load_default="en_US"),
     "language": fields.String(load_default="en_US", metadata={"description": "default template language"}),
-    **_template("order_confirmation", "order_confirmation", "{{1}} name, {{2}} order number, {{3}} total"),
-    **_template("cod_confirmation", "cod_confirmation",
+    **template_fields("order_confirmation", "order_confirmation", "{{1}} name, {{2}} order number, {{3}} total"),
+    **template_fields("cod_confirmation", "cod_confirmation",
                 "{{1}} name, {{2}} order number, {{3}} total; quick replies Confirm / Cancel"),
-    **_template("on_hold", "order_on_hold", "COD/bank transfer awaiting payment: {{1}} name, {{2}} order, {{3}} total"),
-    **_template("processing", None, "{{1}} name, {{2}} order number (the confirmation usually covers it)"),
-    **_template("completed", "order_completed", "{{1}} name, {{2}} order number"),
-    **_template("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
-    **_template("refunded", "order_refunded", "{{1}} name, {{2}} order number"),
+    **template_fields("on_hold", "order_on_hold", "COD/bank transfer awaiting payment: {{1}} name, {{2}} order, {{3}} total"),
+    **template_fields("processing", None, "{{1}} name, {{2}} order number (the confirmation usually covers it)"),
+    **template_fields("completed", "order_completed", "{{1}} name, {{2}} order number"),
+    **template_fields("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
+    **template_fields("refunded", "order_refunded", "{{1}} name, {{2}} order number"),
     "cod_confirmation": fields.Boolean(load_default=True),
     "cod_cancel_order": fields.Boolean(load_default=False, metadata={
         "description": "set the order to cancelled when the buyer taps Cancel (else only a note)"}),
@@ -78,10 +72,6 @@ def dedupe_key(order: dict) -> str:
     """Exactly what ``event_id`` extracts from a pushed order: ``"{id}:{date_modified}"``."""
     return f"{text(dig(order, 'id'))}:{text(dig(order, 'date_modified'))}"
 
-
-def _tpl(ctx, use: str) -> tuple[str | None, str]:
-    return (ctx.config.get(f"{use}_template") or None,
-            ctx.config.get(f"{use}_language") or ctx.config.get("language") or "en_US")
 
 
 class WooCommerce(Connector):
@@ -117,7 +107,7 @@ class WooCommerce(Connector):
         actions: list = []
 
         def send(kind: str, use: str, params):
-            template, language = _tpl(ctx, use)
+            template, language = template_for(ctx, use)
             if not template:
                 actions.append(Skip(f"{use.replace('_', ' ')} messages are off"))
                 return
@@ -129,7 +119,7 @@ class WooCommerce(Connector):
                                          note=f"WhatsApp message '{template}' ({kind}) queued for +{to}."))
 
         if status in ("processing", "on-hold"):
-            if method == "cod" and ctx.config.get("cod_confirmation", True) and _tpl(ctx, "cod_confirmation")[0]:
+            if method == "cod" and ctx.config.get("cod_confirmation", True) and template_for(ctx, "cod_confirmation")[0]:
                 ours = f"{order_id}@{ctx.installation_id}"  # order ids repeat across stores
                 send("cod", "cod_confirmation", {"body": [first, number, total], "buttons": [
                     {"index": 0, "sub_type": "quick_reply", "params": [f"wc_cod_confirm:{ours}"]},
@@ -140,7 +130,7 @@ class WooCommerce(Connector):
                 send("confirmation", "order_confirmation", [first, number, total])
             else:
                 actions.append(Skip("on-hold order paid online: waiting for the payment"))
-        if status == "processing" and _tpl(ctx, "processing")[0]:
+        if status == "processing" and template_for(ctx, "processing")[0]:
             send("processing", "processing", [first, number])
         if status in ("completed", "cancelled", "refunded"):
             send(status, STATUS_USES[status], [first, number])

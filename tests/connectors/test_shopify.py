@@ -228,11 +228,11 @@ def test_cod_order_asks_to_confirm_and_the_reply_tags_the_order(client, shop, co
     buttons = [c for c in body["template"]["components"] if c["type"] == "button"]
     assert buttons == [
         {"type": "button", "sub_type": "quick_reply", "index": "0",
-         "parameters": [{"type": "payload", "payload": f"cod_confirm:{ORDER_ID}"}]},
+         "parameters": [{"type": "payload", "payload": f"cod_confirm:{ORDER_ID}@{shop['id']}"}]},
         {"type": "button", "sub_type": "quick_reply", "index": "1",
-         "parameters": [{"type": "payload", "payload": f"cod_cancel:{ORDER_ID}"}]}]
+         "parameters": [{"type": "payload", "payload": f"cod_cancel:{ORDER_ID}@{shop['id']}"}]}]
     reply = p.template_button_reply(coexistence.waba_id, coexistence.phone_number_id, coexistence.display, WA,
-                                    payload=f"cod_confirm:{ORDER_ID}", text="Confirm order")
+                                    payload=f"cod_confirm:{ORDER_ID}@{shop['id']}", text="Confirm order")
     assert simulator.deliver(reply).status_code == 200
     run_jobs()
     [request] = admin.seen("POST", "/admin/api/2026-04/graphql.json")
@@ -243,6 +243,14 @@ def test_cod_order_asks_to_confirm_and_the_reply_tags_the_order(client, shop, co
     assert request["json"]["variables"] == {"id": f"gid://shopify/Order/{ORDER_ID}", "tags": ["cod-confirmed"]}
     [row] = rows(client, OutboundDelivery, workspace_id=coexistence.workspace.id)
     assert (row.kind, row.status) == ("writeback", "delivered")
+
+
+def test_another_stores_cod_reply_is_ignored(client, shop, coexistence, simulator, admin, run_jobs):
+    reply = p.template_button_reply(coexistence.waba_id, coexistence.phone_number_id, coexistence.display, WA,
+                                    payload=f"cod_confirm:{ORDER_ID}@ins_someone_else", text="Confirm order")
+    simulator.deliver(reply)
+    run_jobs()
+    assert admin.seen("POST") == []
 
 
 def test_cod_cancel_reply_tags_and_cancels_when_configured(client, shop, coexistence, simulator, admin, run_jobs):
