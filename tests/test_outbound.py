@@ -32,9 +32,10 @@ def receiver():
 
 
 @pytest.fixture
-def allow_private(coexhub_runtime):
+def refuse_private(coexhub_runtime):
+    """The production default (the test kit allows loopback, where every stand-in lives)."""
     original = coexhub_runtime.settings
-    coexhub_runtime.settings = dataclasses.replace(original, outbound_allow_private=True)
+    coexhub_runtime.settings = dataclasses.replace(original, outbound_allow_private=False)
     yield
     coexhub_runtime.settings = original
 
@@ -58,7 +59,7 @@ def deliveries(client, workspace):
                                                         OutboundDelivery.kind == "webhook")).all()
 
 
-def test_emitted_events_are_delivered_signed(client, workspace, acme_installation, run_jobs, receiver, allow_private):
+def test_emitted_events_are_delivered_signed(client, workspace, acme_installation, run_jobs, receiver):
     url, got, _ = receiver
     inst, secrets = acme_installation
     subscribe(client, workspace, url)
@@ -73,7 +74,7 @@ def test_emitted_events_are_delivered_signed(client, workspace, acme_installatio
     assert [d.status for d in deliveries(client, workspace)] == ["delivered"]
 
 
-def test_410_disables_the_subscription(client, workspace, acme_installation, run_jobs, receiver, allow_private):
+def test_410_disables_the_subscription(client, workspace, acme_installation, run_jobs, receiver):
     url, got, status = receiver
     status["code"] = 410
     inst, secrets = acme_installation
@@ -86,7 +87,8 @@ def test_410_disables_the_subscription(client, workspace, acme_installation, run
         assert s.get(Subscription, sub_id).enabled is False
 
 
-def test_private_addresses_are_refused_by_default(client, workspace, acme_installation, run_jobs, receiver):
+def test_private_addresses_are_refused_by_default(client, workspace, acme_installation, run_jobs, receiver,
+                                                  refuse_private):
     url, got, _ = receiver
     inst, secrets = acme_installation
     subscribe(client, workspace, url)
@@ -95,3 +97,13 @@ def test_private_addresses_are_refused_by_default(client, workspace, acme_instal
     assert got == []
     [row] = deliveries(client, workspace)
     assert row.status == "dead" and "non-public address" in row.last_error
+
+
+def test_connector_calls_to_private_addresses_are_refused_by_default(refuse_private):
+    from hub.connector import outbound_url
+    from hub.core.outbox import PermanentError
+
+    with pytest.raises(PermanentError, match="non-public"):
+        outbound_url("http://127.0.0.1:9/admin/api/2026-04/graphql.json")
+    with pytest.raises(PermanentError, match="not an http"):
+        outbound_url("file:///etc/passwd")

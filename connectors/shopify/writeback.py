@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from hub.connector import outbound_url
+
 API_VERSION = "2026-04"
 TIMEOUT = 10.0
 
@@ -50,7 +52,7 @@ def graphql(ctx, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     if not token:
         raise ShopifyAdminError("no admin_api_token configured for this installation")
     with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-        response = client.post(admin_url(ctx.config), json={"query": query, "variables": variables},
+        response = client.post(outbound_url(admin_url(ctx.config)), json={"query": query, "variables": variables},
                                headers={"X-Shopify-Access-Token": token, "Accept": "application/json"})
     response.raise_for_status()
     body = response.json()

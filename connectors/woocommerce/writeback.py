@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from hub.connector import outbound_url
+
 TIMEOUT = 15.0
 PAGE_SIZE = 100
 MAX_PAGES = 10  # per poll; the cursor moves on, the next poll continues
@@ -26,7 +28,7 @@ def client(ctx) -> httpx.Client:
     key, secret_ = ctx.config.get("consumer_key"), ctx.config.get("consumer_secret")
     if not (key and secret_ and ctx.config.get("store_url")):
         raise WooCommerceError("store_url, consumer_key and consumer_secret are required for the REST API")
-    return httpx.Client(base_url=api_base(ctx.config), auth=(key, secret_), timeout=TIMEOUT,
+    return httpx.Client(base_url=outbound_url(api_base(ctx.config)), auth=(key, secret_), timeout=TIMEOUT,
                         follow_redirects=False, headers={"Accept": "application/json"})
 
 

@@ -46,7 +46,7 @@ __all__ = ["Connector", "Context", "on_webhook", "on_whatsapp", "secret", "confi
            "HmacHeader", "TimestampedHmac", "SharedToken", "NoVerification", "Verifier", "Header",
            "JsonField", "Fields", "BodyHash", "Extractor", "IncomingRequest", "SendTemplate", "SendText",
            "ScheduleSend", "CancelScheduled", "UpsertContact", "WriteBack", "Emit", "Skip", "Action", "dig",
-           "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone"]
+           "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone", "outbound_url"]
 
 
 def on_webhook(*topics: str):
@@ -176,6 +176,16 @@ class Context:
                 return number
         self.notes.append("invalid phone number" if seen else "no phone number")
         return None
+
+
+def outbound_url(url: str) -> str:
+    """``url`` if a connector may call it: http(s) and, unless ``COEXHUB_OUTBOUND_ALLOW_PRIVATE``
+    is set, not resolving to a loopback/private/reserved address (installations are user input)."""
+    from hub.core.outbox import check_public
+    from hub.core.runtime import current
+
+    check_public(url, current().settings.outbound_allow_private)
+    return url
 
 
 def normalize_phone(raw: str, region: str | None = None) -> str | None:

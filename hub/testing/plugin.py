@@ -64,7 +64,7 @@ def coexhub_settings(tmp_path_factory, worker_id_suffix, graph_simulator):
         redis_url=os.environ.get("COEXHUB_TEST_REDIS_URL", ""),
         secret_keys=(Fernet.generate_key().decode(),), admin_token="adm_test_" + secrets.token_hex(8),
         meta_app_id="1234567890", meta_app_secret="test-app-secret", meta_verify_token="test-verify-token",
-        public_url="http://hub.test", graph_url=graph_simulator.base_url, key_prefix=f"coexhub-test-{secrets.token_hex(4)}{worker_id_suffix}")
+        public_url="http://hub.test", graph_url=graph_simulator.base_url, outbound_allow_private=True, key_prefix=f"coexhub-test-{secrets.token_hex(4)}{worker_id_suffix}")
     yield settings
     if dropper:
         dropper()
