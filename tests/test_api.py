@@ -128,3 +128,17 @@ def test_workspace_settings_are_validated_and_merged(client, workspace):
     assert ok["settings"] == {"echo_hold_minutes": 5.0, "opt_out_keywords": ["BASTA"], "require_marketing_consent": True}
     assert client.post("/api/v1/workspaces", json={"name": "x", "settings": {"nope": 1}},
                        headers=client.admin_headers).status_code == 422
+
+
+def test_contacts_filter_by_tag_and_page(client, workspace):
+    from hub.core import contacts
+
+    with client.rt.db.session() as s:
+        for i in range(5):
+            c = contacts.upsert(s, workspace.id, wa_id=f"1415555{1000 + i}")
+            contacts.add_tags(c, ["vip"] if i % 2 == 0 else ["vipx"])
+    h = workspace.headers
+    vip = client.get("/api/v1/contacts?tag=vip", headers=h).json
+    assert sorted(c["wa_id"] for c in vip) == ["14155551000", "14155551002", "14155551004"]
+    assert len(client.get("/api/v1/contacts?tag=vip&limit=2&offset=2", headers=h).json) == 1
+    assert len(client.get("/api/v1/contacts?limit=2", headers=h).json) == 2

@@ -1,9 +1,11 @@
 """Contacts: list and search, get, tag, opt out/in, release an echo hold; a contact's thread."""
 from __future__ import annotations
 
+import json
+
 from flask import g, request
 from marshmallow import Schema, fields
-from sqlalchemy import or_, select, update
+from sqlalchemy import String, or_, select, update
 
 from hub.api import owned, page_args, runtime, workspace_blueprint
 from hub.core import contacts
@@ -74,11 +76,14 @@ def list_contacts():
                                 Contact.full_name.ilike(like)))
     if request.args.get("opted_out"):
         query = query.where(Contact.opted_out.is_(request.args["opted_out"].lower() == "true"))
-    with runtime().db.session() as session:
-        rows = session.scalars(query.order_by(Contact.id.desc())).all()
     tag = request.args.get("tag")
-    rows = [c for c in rows if tag in (c.tags or [])] if tag else rows  # JSON lists: filtered here
-    return rows[offset:offset + limit]
+    with runtime().db.session() as session:
+        if not tag:
+            return session.scalars(query.order_by(Contact.id.desc()).limit(limit).offset(offset)).all()
+        # tags are a JSON list (portable across SQLite and PostgreSQL): narrow in SQL, match exactly here
+        rows = session.scalars(query.where(Contact.tags.cast(String).contains(json.dumps(tag)))
+                               .order_by(Contact.id.desc())).all()
+    return [c for c in rows if tag in (c.tags or [])][offset:offset + limit]
 
 
 @bp.route("/contacts/<int:contact_id>", methods=["GET"])

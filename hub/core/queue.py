@@ -42,7 +42,10 @@ class Queues:
         return list(self.by_name.values())
 
     def enqueue(self, name: str, func: str, *args: Any, job_id: str | None = None, pipeline=None) -> bool:
-        """Enqueue ``func(*args)``; False when a job with ``job_id`` is already waiting or running."""
+        """Enqueue ``func(*args)``; False when a job with ``job_id`` is already waiting or running.
+
+        Job ids are global in Redis, so they carry the key prefix (hubs may share a server)."""
+        job_id = f"{self.prefix}-{job_id}" if job_id else None
         for _ in range(2):
             try:
                 self.by_name[name].enqueue_call(func, args=args, job_id=job_id, unique=bool(job_id and not pipeline),
