@@ -78,3 +78,12 @@ def template_for(ctx, use: str) -> tuple[str | None, str]:
     """(template name or None when that message is off, language) from the installation's config."""
     return (ctx.config.get(f"{use}_template") or None,
             ctx.config.get(f"{use}_language") or ctx.config.get("language") or "en_US")
+
+
+def order_in_reply(event, ctx) -> str | None:
+    """The order id in a quick-reply payload ``<action>:<order>@<installation>``; None when it is
+    malformed or names another installation (another store's reply is not ours to act on)."""
+    order_id, _, installation = (event.button or "").partition(":")[2].strip().partition("@")
+    if installation and installation != ctx.installation_id:
+        return None
+    return order_id if order_id.isdigit() else None

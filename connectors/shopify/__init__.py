@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from connectors import decimal_amount, money, template_fields, template_for, text, truthy
+from connectors import decimal_amount, money, order_in_reply, template_fields, template_for, text, truthy
 from connectors.shopify import writeback
 from hub.connector import (
     CancelScheduled,
@@ -275,24 +275,16 @@ class Shopify(Connector):
         return [DisableInstallation("app uninstalled")]
 
     # -- COD replies (WhatsApp quick-reply buttons) ------------------------------------------
-    @staticmethod
-    def _order_of(event, ctx) -> str | None:
-        """``cod_confirm:<order>@<installation>``: another store's reply is not ours to act on."""
-        order_id, _, installation = (event.button or "").partition(":")[2].strip().partition("@")
-        if installation and installation != ctx.installation_id:
-            return None
-        return order_id if order_id.isdigit() else None
-
     @on_whatsapp("message.received", button="cod_confirm:")
     def cod_confirmed(self, event, ctx):
-        order_id = self._order_of(event, ctx)
+        order_id = order_in_reply(event, ctx)
         if not order_id:
             return [Skip(f"COD reply without an order id: {event.button!r}")]
         return [WriteBack(writeback.add_order_tag, order_id=order_id, tag="cod-confirmed")]
 
     @on_whatsapp("message.received", button="cod_cancel:")
     def cod_cancelled(self, event, ctx):
-        order_id = self._order_of(event, ctx)
+        order_id = order_in_reply(event, ctx)
         if not order_id:
             return [Skip(f"COD reply without an order id: {event.button!r}")]
         actions = [WriteBack(writeback.add_order_tag, order_id=order_id, tag="cod-cancelled")]

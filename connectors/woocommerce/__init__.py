@@ -12,7 +12,7 @@ import re
 
 from marshmallow import Schema, fields
 
-from connectors import decimal_amount, money, template_fields, template_for, text
+from connectors import decimal_amount, money, order_in_reply, template_fields, template_for, text
 from connectors.woocommerce import writeback
 from hub.connector import (
     Connector,
@@ -155,17 +155,9 @@ class WooCommerce(Connector):
         return [PolledEvent("order.updated", o, dedupe_key(o)) for o in orders if text(dig(o, "id"))]
 
     # -- COD replies ------------------------------------------------------------------------------
-    @staticmethod
-    def _order_of(event, ctx) -> str | None:
-        """``wc_cod_confirm:<order>@<installation>``: None when malformed or another store's."""
-        order_id, _, installation = (event.button or "").partition(":")[2].strip().partition("@")
-        if installation and installation != ctx.installation_id:
-            return None
-        return order_id if order_id.isdigit() else None
-
     @on_whatsapp("message.received", button="wc_cod_confirm:")
     def cod_confirmed(self, event, ctx):
-        order_id = self._order_of(event, ctx)
+        order_id = order_in_reply(event, ctx)
         if not order_id:
             return []  # another store's order (or a malformed payload): not this installation's reply
         return [WriteBack(writeback.add_order_note, order_id=order_id, marker=f"wc-cod-confirmed:{order_id}",
@@ -173,7 +165,7 @@ class WooCommerce(Connector):
 
     @on_whatsapp("message.received", button="wc_cod_cancel:")
     def cod_cancelled(self, event, ctx):
-        order_id = self._order_of(event, ctx)
+        order_id = order_in_reply(event, ctx)
         if not order_id:
             return []
         actions = [WriteBack(writeback.add_order_note, order_id=order_id, marker=f"wc-cod-cancelled:{order_id}",
