@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 from hub.core.ingest import PROCESS_JOB
 from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.polling import due_installations
-from hub.core.sending.pipeline import delivery_job
+from hub.core.sending.pipeline import JOB_SLOTS, delivery_job
 from hub.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,12 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
     with rt.db.session() as s:
         due = s.scalars(select(Send.id).join(Connection, Connection.id == Send.connection_id).where(
             Connection.status == "active",
-            or_(Send.status == "scheduled", (Send.status == "queued") & (Send.updated_at < now - QUEUED_STALE),
-                (Send.status == "sending") & (Send.updated_at < now - stale)),
+            or_(Send.status == "scheduled", (Send.status == "sending") & (Send.updated_at < now - stale)),
             or_(Send.not_before.is_(None), Send.not_before <= now)).limit(BATCH)).all()
         if due:
             s.execute(update(Send).where(Send.id.in_(due)).values(status="queued", updated_at=now))
+        waiting = s.scalars(select(Send.id).where(Send.status == "queued", Send.updated_at < now - QUEUED_STALE)
+                            .limit(1)).first()  # queued work no batch job is looking at: wake them
         events = s.scalars(select(InboundEvent.id).where(
             InboundEvent.status == "pending", InboundEvent.next_attempt_at <= now,
             or_(InboundEvent.enqueued_at.is_(None), InboundEvent.enqueued_at < now - stale)).limit(BATCH)).all()
@@ -53,7 +54,8 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
         outbox_jobs = [("writeback" if row.kind == "writeback" else "outbound", row.id) for row in outbox]
         polls = due_installations(rt, s)
     moved["sends"] = len(due)
-    for queue, func, args, job_id in dict.fromkeys(delivery_job(send_id) for send_id in due):
+    wake = due if not waiting else range(JOB_SLOTS)
+    for queue, func, args, job_id in dict.fromkeys(delivery_job(send_id) for send_id in wake):
         rt.queues.enqueue(queue, func, *args, job_id=job_id)
     for event_id in events:
         moved["events"] += rt.queues.enqueue("ingest", PROCESS_JOB, event_id, job_id=f"event-{event_id}")
