@@ -320,3 +320,14 @@ def test_send_at_with_a_timezone_and_broadcast_attributes(client, coexistence, s
     [req] = [r for r in simulator.sent(coexistence.phone_number_id) if r["body"]["to"] == "14155550199"]
     assert req["body"]["template"]["components"][0]["parameters"][0]["text"] == "Meera in Pune"
     assert client.get(f"/api/v1/broadcasts/{bc['id']}", headers=h).json["progress"] == {"sent": 1}
+
+
+def test_a_queued_send_whose_wake_up_was_lost_is_delivered(client, coexistence, run_jobs):
+    h = coexistence.workspace.headers
+    s = send(client, coexistence, "14155550166", template="order_update", params=["lost"]).json
+    client.rt.queues["send"].empty()  # the job that would have picked it up is gone
+    with client.rt.db.session() as session:
+        session.get(Send, s["id"]).updated_at = dt.datetime(2000, 1, 1)
+    tick(client.rt)
+    run_jobs()
+    assert client.get(f"/api/v1/sends/{s['id']}", headers=h).json["status"] == "sent"
