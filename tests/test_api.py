@@ -142,3 +142,15 @@ def test_contacts_filter_by_tag_and_page(client, workspace):
     assert sorted(c["wa_id"] for c in vip) == ["14155551000", "14155551002", "14155551004"]
     assert len(client.get("/api/v1/contacts?tag=vip&limit=2&offset=2", headers=h).json) == 1
     assert len(client.get("/api/v1/contacts?limit=2", headers=h).json) == 2
+
+
+def test_api_keys_are_listed_without_secrets_and_can_be_revoked(client, workspace):
+    second = client.post("/api/v1/workspace/keys", json={"name": "zapier"}, headers=workspace.headers).json["api_key"]
+    keys = client.get("/api/v1/workspace/keys", headers=workspace.headers).json
+    assert [k["name"] for k in keys] == ["default", "zapier"] and second not in str(keys)
+    zapier = keys[1]
+    assert second.startswith(zapier["prefix"])
+    other = client.new_workspace("Other")
+    assert client.delete(f"/api/v1/workspace/keys/{zapier['id']}", headers=other.headers).status_code == 404
+    assert client.delete(f"/api/v1/workspace/keys/{zapier['id']}", headers=workspace.headers).json["revoked_at"]
+    assert client.get("/api/v1/workspace", headers={"Authorization": f"Bearer {second}"}).status_code == 401

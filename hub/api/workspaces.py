@@ -6,9 +6,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from hub.api import runtime, workspace_blueprint
+from hub.api import owned, runtime, workspace_blueprint
 from hub.api.auth import new_key, require_admin
-from hub.core.models import Workspace
+from hub.core.models import ApiKey, Workspace, utcnow
 
 admin = Blueprint("workspaces", __name__, url_prefix="/api/v1", description="Workspaces (admin token)")
 admin.before_request(require_admin)
@@ -56,6 +56,15 @@ class KeyIn(Schema):
 class KeyOut(Schema):
     api_key = fields.String()
     name = fields.String()
+
+
+class KeyInfo(Schema):
+    id = fields.String()
+    name = fields.String()
+    prefix = fields.String(metadata={"description": "the key's first characters, to recognise it"})
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
 
 
 def create_workspace(session, name: str, settings: dict | None = None) -> tuple[Workspace, str]:
@@ -107,3 +116,21 @@ def update(body):
 def add_key(body):
     with runtime().db.session() as session:
         return {"api_key": new_key(session, g.workspace_id, body["name"]), "name": body["name"]}
+
+
+@own.route("/workspace/keys", methods=["GET"])
+@own.response(200, KeyInfo(many=True))
+def list_keys():
+    with runtime().db.session() as session:
+        return session.scalars(select(ApiKey).where(ApiKey.workspace_id == g.workspace_id)
+                               .order_by(ApiKey.created_at)).all()
+
+
+@own.route("/workspace/keys/<key_id>", methods=["DELETE"])
+@own.response(200, KeyInfo)
+def revoke_key(key_id):
+    """Revoke a key (the one making this request included, if you ask)."""
+    with runtime().db.session() as session:
+        key = owned(session, ApiKey, key_id)
+        key.revoked_at = key.revoked_at or utcnow()
+        return key
