@@ -71,16 +71,12 @@ def deliver_due() -> int:
     return done
 
 
-def claim(rt, *, send_id: int | None = None, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
+def claim(rt, *, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
     """Atomically move queued sends to ``sending`` — at most ``per_number`` per connection, so
     one number's broadcast never starves the others — and return their ids."""
-    if send_id is not None:
-        wanted = Send.id == send_id
-    else:
-        ranked = select(Send.id, func.row_number().over(partition_by=Send.connection_id, order_by=Send.id)
-                        .label("rank")).where(Send.status == "queued").subquery()
-        wanted = Send.id.in_(select(ranked.c.id).where(ranked.c.rank <= per_number)
-                             .order_by(ranked.c.id).limit(limit))
+    ranked = select(Send.id, func.row_number().over(partition_by=Send.connection_id, order_by=Send.id)
+                    .label("rank")).where(Send.status == "queued").subquery()
+    wanted = Send.id.in_(select(ranked.c.id).where(ranked.c.rank <= per_number).order_by(ranked.c.id).limit(limit))
     with rt.db.session() as session:  # a row another worker claimed first no longer matches
         result = session.execute(update(Send).where(wanted, Send.status == "queued")
                                  .values(status="sending", updated_at=utcnow()).returning(Send.id),
