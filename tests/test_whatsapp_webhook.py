@@ -279,3 +279,18 @@ def test_signed_envelopes_of_the_wrong_shape_are_400(client):
                  b'{"entry": [{"changes": [{"field": "messages", "value": [1]}]}]}', b'"text"'):
         r = post(client, body)
         assert r.status_code == 400 and r.json["error"]["code"] == "malformed_body", body
+
+
+def test_an_edit_or_delete_that_arrives_before_its_message_is_kept(client, coexistence, run_jobs):
+    c = (coexistence.waba_id, coexistence.phone_number_id, coexistence.display, CUSTOMER)
+    edited, deleted = p.new_wamid(), p.new_wamid()
+    post(client, p.echo_edit(*c, original_message_id=edited, new_body="final text"))
+    post(client, p.revoke_message(*c, original_message_id=deleted))
+    run_jobs()
+    post(client, p.echo(*c, "first text", wamid=edited))
+    post(client, p.text_message(*c, "oops", wamid=deleted))
+    run_jobs()
+    [e] = q(client, Message, Message.wamid == edited)
+    [d] = q(client, Message, Message.wamid == deleted)
+    assert e.edited_at and e.body["edited"]["text"]["body"] == "final text" and e.origin == "app_echo"
+    assert d.revoked_at is not None and d.direction == "in"

@@ -84,10 +84,11 @@ def customer_messages(session, conn: Connection, value: dict, out: list[DomainEv
         contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id,
                                   profile_name=name)
         kind, when = msg.get("type") or "unknown", ts(msg.get("timestamp"))
-        if kind == "revoke":  # the customer deleted a message
-            original = (msg.get("revoke") or {}).get("original_message_id")
-            session.execute(update(Message).where(Message.connection_id == conn.id, Message.wamid == original)
-                            .values(revoked_at=when))
+        if kind == "revoke":  # the customer deleted a message (perhaps before we saw it)
+            original = _original(session, conn, (msg.get("revoke") or {}).get("original_message_id"),
+                                 contact, "in", "customer", when)
+            if original is not None:
+                original.revoked_at = when
         message = insert_message(
             session, workspace_id=conn.workspace_id, connection_id=conn.id,
             contact_id=contact.id if contact else None, wamid=msg.get("id") or f"noid:{when.timestamp()}",
@@ -155,8 +156,7 @@ def echoes(session, conn: Connection, value: dict, out: list[DomainEvent]) -> No
                                   user_id=echo.get("to_user_id"))
         if kind in ("edit", "revoke"):
             change = echo.get(kind) or {}
-            original = session.scalars(select(Message).where(
-                Message.connection_id == conn.id, Message.wamid == change.get("original_message_id"))).first()
+            original = _original(session, conn, change.get("original_message_id"), contact, "out", "app_echo", when)
             if original is not None:
                 if kind == "edit":
                     original.edited_at = when
@@ -180,6 +180,18 @@ def echoes(session, conn: Connection, value: dict, out: list[DomainEvent]) -> No
         out.append(DomainEvent("message.echoed", conn.workspace_id, conn.id,
                                {"action": "message", **_message_data(message, contact)},
                                contact_id=contact.id if contact else None))
+
+
+def _original(session, conn: Connection, wamid: str | None, contact: Contact | None, direction: str,
+              origin: str, when: dt.datetime) -> Message | None:
+    """The message an edit or delete refers to. Meta delivers out of order, so when it has not
+    arrived yet a placeholder takes its place; the original then finds it and is not stored twice."""
+    if not wamid:
+        return None
+    found = session.scalars(select(Message).where(Message.connection_id == conn.id, Message.wamid == wamid)).first()
+    return found or insert_message(session, workspace_id=conn.workspace_id, connection_id=conn.id,
+                                   contact_id=contact.id if contact else None, wamid=wamid, direction=direction,
+                                   origin=origin, type="unknown", body={}, status="received", timestamp=when)
 
 
 def hold_automations(session, contact: Contact, until: dt.datetime) -> int:
