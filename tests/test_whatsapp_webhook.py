@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from hub.core.models import Connection, Contact, InboundEvent, Message, Template
 from hub.testing import payloads as p
+from tests import acme
 
 CUSTOMER = "919876543210"
 
@@ -294,3 +295,15 @@ def test_an_edit_or_delete_that_arrives_before_its_message_is_kept(client, coexi
     [d] = q(client, Message, Message.wamid == deleted)
     assert e.edited_at and e.body["edited"]["text"]["body"] == "final text" and e.origin == "app_echo"
     assert d.revoked_at is not None and d.direction == "in"
+
+
+def test_domain_events_reach_plugins_and_their_actions_run(client, coexistence, run_jobs):
+    c = (coexistence.waba_id, coexistence.phone_number_id, coexistence.display, CUSTOMER)
+    acme.SEEN_EVENTS.clear()
+    post(client, p.batch(p.text_message(*c, "tag me"), p.echo(*c, "sure"),
+                         p.state_sync(*c[:3], [("add", "+14155550123", "Li Wei", "Li")])))
+    run_jobs()
+    assert [t for t, ws in acme.SEEN_EVENTS if ws == coexistence.workspace.id] == \
+        ["message.received", "message.echoed", "contact.synced"]
+    contact, _ = thread(client, coexistence)
+    assert contact.tags == ["tagged-by-plugin"]
