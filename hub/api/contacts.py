@@ -104,16 +104,9 @@ def patch_contact(body, contact_id):
             contact.tags = [t for t in contact.tags or [] if t not in body["remove_tags"]]
         if body.get("attributes"):
             contact.attributes = {**(contact.attributes or {}), **body["attributes"]}
-        if "opted_out" in body:
-            if body["opted_out"]:
-                contacts.opt_out(contact)
-            else:
-                contact.opted_out, contact.opted_out_at = False, None
-        if "marketing_opted_out" in body:
-            if body["marketing_opted_out"]:
-                contacts.opt_out(contact, marketing_only=True)
-            else:
-                contact.marketing_opted_out, contact.marketing_opted_out_at = False, None
+        for field, marketing_only in (("opted_out", False), ("marketing_opted_out", True)):
+            if field in body:
+                (contacts.opt_out if body[field] else contacts.opt_in)(contact, marketing_only=marketing_only)
         if "marketing_consent" in body:
             contact.marketing_consent, contact.consent_source = body["marketing_consent"], "api"
         return contact

@@ -8,6 +8,8 @@ from sqlalchemy import select
 from hub.api import owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.core.models import InboundEvent, OutboundDelivery, utcnow
+from hub.core.ingest import process_job
+from hub.core.outbox import outbox_job
 from hub.core.processing import enqueue_all
 
 bp = workspace_blueprint("events", "Inbound events and outbox deliveries (dead letters, replay)")
@@ -57,22 +59,22 @@ def list_events():
     return _listing(InboundEvent, InboundEvent.id)
 
 
-def _replay(model, row_id: int, job: tuple[str, str]):
-    """Put a finished (dead, failed, unrouted, processed) row back to pending and enqueue it."""
+def _replay(model, row_id: int):
+    """Put a dead, failed or unrouted row back to pending and enqueue its job."""
     with runtime().db.session() as session:
         row = owned(session, model, row_id)
         if row.status not in ("dead", "failed", "unrouted"):  # replaying finished work would repeat it
             raise ApiError(409, "conflict", f"only dead or unrouted rows are replayed; this one is {row.status}")
         row.status, row.attempts, row.next_attempt_at, row.enqueued_at = "pending", 0, utcnow(), utcnow()
-        queue = job[0] if model is InboundEvent or row.kind != "writeback" else "writeback"
-    enqueue_all(runtime(), [(queue, job[1], (row_id,))])
+        job = process_job(row_id) if model is InboundEvent else outbox_job(row)
+    enqueue_all(runtime(), [job])
     return row
 
 
 @bp.route("/events/<int:event_id>/replay", methods=["POST"])
 @bp.response(202, EventOut)
 def replay_event(event_id):
-    return _replay(InboundEvent, event_id, ("ingest", "hub.core.processing.process_event"))
+    return _replay(InboundEvent, event_id)
 
 
 @bp.route("/deliveries", methods=["GET"])
@@ -84,4 +86,4 @@ def list_deliveries():
 @bp.route("/deliveries/<int:delivery_id>/replay", methods=["POST"])
 @bp.response(202, DeliveryOut)
 def replay_delivery(delivery_id):
-    return _replay(OutboundDelivery, delivery_id, ("outbound", "hub.core.outbox.deliver"))
+    return _replay(OutboundDelivery, delivery_id)

@@ -62,6 +62,14 @@ def _merge(session: Session, keep: Contact, other: Contact) -> None:
     session.flush()
 
 
+def opt_in(contact: Contact, *, marketing_only: bool = False) -> None:
+    """Lift an opt-out (START, WhatsApp's own "resume", or the API)."""
+    if marketing_only:
+        contact.marketing_opted_out, contact.marketing_opted_out_at = False, None
+    else:
+        contact.opted_out, contact.opted_out_at = False, None
+
+
 def opt_out(contact: Contact, *, marketing_only: bool = False) -> None:
     now = utcnow()
     if marketing_only:

@@ -15,6 +15,7 @@ from hub.core import contacts
 from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, RecordRevenue,
     ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
 from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
+from hub.core.outbox import outbox_job
 from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
 
@@ -94,7 +95,7 @@ class Executor:
             contact.attributes = {**(contact.attributes or {}), **action.attributes}
 
     def _WriteBack(self, action: WriteBack) -> None:
-        self._outbox(kind="writeback", target=action.target, payload=action.kwargs, queue="writeback")
+        self._outbox(kind="writeback", target=action.target, payload=action.kwargs)
 
     def _Emit(self, action: Emit) -> None:
         subs = self.session.scalars(select(Subscription).where(
@@ -102,7 +103,7 @@ class Executor:
         for sub in subs:
             if action.event in sub.events or "*" in sub.events:
                 self._outbox(kind="webhook", target=sub.id, payload={"type": action.event, "data": action.data},
-                             queue="outbound", event_type=action.event)
+                             event_type=action.event)
 
     def _DisableInstallation(self, action: DisableInstallation) -> None:
         if self.installation is not None:
@@ -136,11 +137,11 @@ class Executor:
     def _Skip(self, action: Skip) -> None:
         self.outcome["skipped"].append(action.reason)
 
-    def _outbox(self, *, kind: str, target: str, payload: dict, queue: str, event_type: str | None = None):
+    def _outbox(self, *, kind: str, target: str, payload: dict, event_type: str | None = None):
         row = OutboundDelivery(workspace_id=self.workspace_id, kind=kind, target=target, payload=payload,
                                installation_id=self.installation.id if self.installation else None,
                                event_type=event_type, enqueued_at=utcnow())
         self.session.add(row)
         self.session.flush()
-        self.jobs.append((queue, "hub.core.outbox.deliver", (row.id,), f"outbox-{row.id}"))
+        self.jobs.append(outbox_job(row))
         self.outcome["outbox"] += 1

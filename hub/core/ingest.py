@@ -13,6 +13,11 @@ KEPT_HEADERS_SKIP = {"authorization", "cookie", "content-length", "host", "conne
 PROCESS_JOB = "hub.core.processing.process_event"  # by name: the web process never imports jobs
 
 
+def process_job(event_id: int) -> tuple:
+    """The job that processes an inbound event (its id keeps one copy waiting)."""
+    return ("ingest", PROCESS_JOB, (event_id,), f"event-{event_id}")
+
+
 def _insert_statement(dialect: str):
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert

@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
 
 
+def outbox_job(row: OutboundDelivery) -> tuple:
+    """The job that attempts an outbox row (its id keeps one copy waiting)."""
+    return ("writeback" if row.kind == "writeback" else "outbound", "hub.core.outbox.deliver", (row.id,),
+            f"outbox-{row.id}")
+
+
 class PermanentError(Exception):
     """A delivery that must not be retried (e.g. 410 Gone, a refused address)."""
 

@@ -37,7 +37,7 @@ def process_event(event_id: int) -> str:
         if not rt.db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         event = session.scalars(query).first()
-        if event is None or event.status not in ("pending",):
+        if event is None or event.status != "pending":
             return "skipped"
         try:
             with session.begin_nested():

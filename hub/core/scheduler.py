@@ -15,7 +15,8 @@ import time
 
 from sqlalchemy import or_, select, update
 
-from hub.core.ingest import PROCESS_JOB
+from hub.core.ingest import process_job
+from hub.core.outbox import outbox_job
 from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.polling import due_installations
 from hub.core.sending.pipeline import JOB_SLOTS, delivery_job
@@ -51,16 +52,16 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
             .limit(BATCH)).all()
         for row in outbox:
             row.status, row.enqueued_at = "pending", now
-        outbox_jobs = [("writeback" if row.kind == "writeback" else "outbound", row.id) for row in outbox]
+        outbox_jobs = [outbox_job(row) for row in outbox]
         polls = due_installations(rt, s)
     moved["sends"] = len(due)
     wake = due if not waiting else range(JOB_SLOTS)
     for queue, func, args, job_id in dict.fromkeys(delivery_job(send_id) for send_id in wake):
         rt.queues.enqueue(queue, func, *args, job_id=job_id)
-    for event_id in events:
-        moved["events"] += rt.queues.enqueue("ingest", PROCESS_JOB, event_id, job_id=f"event-{event_id}")
-    for queue, row_id in outbox_jobs:
-        moved["outbox"] += rt.queues.enqueue(queue, "hub.core.outbox.deliver", row_id, job_id=f"outbox-{row_id}")
+    for queue, func, args, job_id in [process_job(event_id) for event_id in events]:
+        moved["events"] += rt.queues.enqueue(queue, func, *args, job_id=job_id)
+    for queue, func, args, job_id in outbox_jobs:
+        moved["outbox"] += rt.queues.enqueue(queue, func, *args, job_id=job_id)
     for installation_id in polls:
         moved["polls"] += rt.queues.enqueue("ingest", "hub.core.polling.poll_installation", installation_id,
                                             job_id=f"poll-{installation_id}")

@@ -66,7 +66,7 @@ def user_preferences(session, conn: Connection, value: dict, out: list[DomainEve
                                    {"wa_id": contact.wa_id, "scope": "marketing", "source": "user_preferences"},
                                    contact_id=contact.id))
         elif pref.get("value") == "resume":
-            contact.marketing_opted_out, contact.marketing_opted_out_at = False, None
+            contacts.opt_in(contact, marketing_only=True)
 
 
 def quality_update(session, conns: list[Connection], value: dict, out: list[DomainEvent]) -> None:

@@ -104,7 +104,7 @@ class OptOut:
                                            {"wa_id": contact.wa_id, "scope": "all", "source": "keyword"},
                                            contact_id=contact.id))
         elif word in self.start and contact.opted_out:
-            contact.opted_out, contact.opted_out_at = False, None
+            contacts.opt_in(contact)
             self._confirm(contact, self.settings.get("opt_in_reply", "You are subscribed again."))
 
     def _confirm(self, contact, text: str) -> None:
