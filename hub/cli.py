@@ -10,10 +10,12 @@ import time
 
 import click
 
+from hub import sim_cli
 from hub.config import Settings
 
 log = logging.getLogger("hub.cli")
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+SIMULATOR_PORT_OFFSET = 765  # `coexhub up` runs the simulator on its own port + 765 (8765 by default)
 
 
 def runtime():
@@ -45,7 +47,7 @@ def cli(verbose: bool) -> None:
 @click.option("--workspace", "workspace_name", default="Default", show_default=True)
 def init(workspace_name: str) -> None:
     """Run migrations and create the first workspace (its API key is printed once)."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
     from hub.api.workspaces import create_workspace
     from hub.core.models import Workspace
@@ -54,12 +56,14 @@ def init(workspace_name: str) -> None:
     rt.db.migrate()
     click.echo(f"database ready: {rt.db.engine.url.render_as_string(hide_password=True)}")
     with rt.db.session() as session:
-        if session.scalar(select(func.count()).select_from(Workspace)):
-            click.echo("workspaces exist already; none created")
+        existing = session.scalars(select(Workspace).order_by(Workspace.created_at)).all()
+        if existing:
+            names = ", ".join(f"{w.id} ({w.name!r})" for w in existing)
+            click.echo(f"workspaces exist already ({names}); none created")
         else:
             workspace, key = create_workspace(session, workspace_name)
-            click.echo(f"workspace {workspace.id} ({workspace_name}) created")
-            click.echo(f"API key (shown once): {key}")
+            click.echo(f"workspace {workspace.id} ({workspace_name!r}) created")
+            click.echo(f"workspace {workspace.id} ({workspace_name!r}) — API key (shown once): {key}")
     if "admin.token" in rt.settings.generated:
         click.echo(f"admin token (saved in {rt.settings.data_dir / 'admin.token'}): {rt.settings.admin_token}")
 
@@ -117,7 +121,9 @@ def scheduler(interval: float) -> None:
 @cli.command()
 @host_port
 @click.option("--workers", type=int, default=2, show_default=True, help="worker processes")
-def up(host: str, port: int, workers: int) -> None:
+@click.option("--simulator-port", type=int, default=None, show_default="port + 765, so 8765",
+              help="the Graph API simulator's port (when no Meta app is configured)")
+def up(host: str, port: int, workers: int, simulator_port: int | None) -> None:
     """Web + workers + scheduler on one machine (embedded defaults when nothing is configured)."""
     from hub.core.queue import socket_url
 
@@ -132,11 +138,13 @@ def up(host: str, port: int, workers: int) -> None:
     if not rt.settings.meta_app_secret:  # no Meta app configured: talk to the bundled simulator
         from hub.demo import dev_env
 
-        sim_port = port + 765
+        sim_port = simulator_port or port + SIMULATOR_PORT_OFFSET
+        hub_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         env.update(dev_env(f"http://127.0.0.1:{sim_port}"))
         children.append(subprocess.Popen(base + ["simulator", "--port", str(sim_port),
-                                                 "--hub-url", f"http://{host}:{port}"], env=env))
-        click.echo(f"no Meta app configured: using the Graph API simulator on http://127.0.0.1:{sim_port}")
+                                                 "--hub-url", f"http://{hub_host}:{port}"], env=env))
+        click.echo(f"no Meta app configured: using the Graph API simulator on http://127.0.0.1:{sim_port} "
+                   f"(drive it with `coexhub simulator --help`; set COEXHUB_SIMULATOR_URL if not on 8765)")
     children += [subprocess.Popen(base + ["worker", "--simple"], env=env) for _ in range(workers)]
     children.append(subprocess.Popen(base + ["scheduler"], env=env))
     children.append(subprocess.Popen(base + ["serve", "--host", host, "--port", str(port)], env=env))
@@ -238,18 +246,33 @@ def demo() -> None:
     run_demo(rt)
 
 
-@cli.command()
-@host_port
+@cli.group(invoke_without_command=True)
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="address to bind")
+@click.option("--port", type=int, default=DEFAULT_PORT + SIMULATOR_PORT_OFFSET, show_default=True,
+              help="port to bind (`coexhub up` uses its own port + 765)")
 @click.option("--hub-url", default=None, help="where to deliver webhooks (the hub's base URL)")
 @click.option("--app-secret", default=None, help="signs webhooks (default: COEXHUB_META_APP_SECRET or the dev secret)")
 @click.option("--no-demo", is_flag=True, help="start empty instead of with the demo number and templates")
-def simulator(host: str, port: int, hub_url: str | None, app_secret: str | None, no_demo: bool) -> None:
-    """Run the Graph API simulator (tests, the demo, benchmarks, local development)."""
+@click.pass_context
+def simulator(ctx, host: str, port: int, hub_url: str | None, app_secret: str | None, no_demo: bool) -> None:
+    """Run the Graph API simulator, or drive a running one (the commands below, over HTTP).
+
+    Without a command it serves the simulator (tests, the demo, local development): Meta's send
+    endpoint with its limits and errors, the onboarding calls, signed webhooks to --hub-url and
+    statuses (sent, delivered, read) posted by themselves. The commands talk to a running
+    simulator at --url (default $COEXHUB_SIMULATOR_URL or http://127.0.0.1:8765), through its
+    control API under /_sim (documented in docs/getting-started.md).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from hub.demo import DEV_META
     from hub.testing.simulator import run
 
     secret = app_secret or Settings.from_env().meta_app_secret or DEV_META["meta_app_secret"]
     run(host, port, hub_url, secret, seed_demo=not no_demo, app_id=DEV_META["meta_app_id"])
+
+
+sim_cli.register(simulator)  # numbers, add-number, customer-message, owner-reply, contact-sync, ...
 
 
 def stop_children_on_exit(children: list[subprocess.Popen]) -> None:

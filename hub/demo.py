@@ -1,9 +1,10 @@
 """``coexhub demo``: a full Coexistence flow against the bundled Graph API simulator.
 
-It creates a workspace, onboards the simulator's demo number through Embedded Signup, then
+It creates a workspace, connects the simulator's demo number (Coexistence), then
 plays what a real number sees — a customer message, the owner's reply from the phone app,
 the app's contact sync, an API template send with its sent/delivered/read statuses — and
 prints what the hub now holds. Everything runs in this process on the configured stores.
+Safe to run again: once the demo number is connected, later runs say so and change nothing.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from hub.testing.simulator import GraphSimulator, seed_demo_state
 DEV_META = {"meta_app_id": "1234567890", "meta_app_secret": "coexhub-dev-app-secret",
             "meta_verify_token": "coexhub-dev-verify-token"}
 CUSTOMER = "14155552671"
+DEMO_WORKSPACE = "Demo shop"
 
 
 def with_simulator(settings: Settings, graph_url: str) -> Settings:
@@ -49,22 +51,56 @@ def run_demo(rt, echo=click.echo) -> dict:
         rt.settings = original
 
 
+def _demo_connection(rt, phone_number_id: str):
+    """The connection of the demo number with its workspace, if an earlier demo made it."""
+    from sqlalchemy import select
+
+    from hub.core.models import Connection, Workspace
+
+    with rt.db.session() as session:
+        conn = session.scalars(select(Connection).where(Connection.phone_number_id == phone_number_id)).first()
+        if conn is None:
+            return None
+        workspace = session.get(Workspace, conn.workspace_id)
+        return {"connection_id": conn.id, "workspace_id": workspace.id, "workspace_name": workspace.name,
+                "display": conn.display_phone_number, "status": conn.status}
+
+
+def _create_demo_workspace(rt, demo) -> tuple[str, str, dict]:
+    """Workspace + connected demo number in one transaction: a failure leaves no workspace behind."""
+    from hub.api.workspaces import create_workspace
+    from hub.core.whatsapp.graph import Graph
+    from hub.core.whatsapp.onboarding import OnboardingError, connect
+
+    with rt.db.session() as session:
+        workspace, key = create_workspace(session, DEMO_WORKSPACE)
+        try:
+            conn = connect(session, Graph.from_settings(rt.settings), workspace.id, token=demo["token"],
+                           waba_id=demo["waba_id"], phone_number_id=demo["phone_number_id"])
+        except OnboardingError as exc:  # the session rolls back: no workspace is left behind
+            raise click.ClickException(f"connecting the demo number failed: {exc}") from exc
+        facts = {"display_phone_number": conn.display_phone_number, "mode": conn.mode,
+                 "messages_per_second": conn.messages_per_second,
+                 "contact_sync_request_id": conn.contact_sync_request_id}
+        return workspace.id, key, facts
+
+
 def _play(rt, sim, demo, echo) -> dict:
     from hub.app import create_app
-    from hub.api.workspaces import create_workspace
 
+    earlier = _demo_connection(rt, demo["phone_number_id"])
+    if earlier is not None:
+        echo(f"demo skipped: it ran before. Workspace {earlier['workspace_id']} ({earlier['workspace_name']!r}) "
+             f"holds the demo number +{earlier['display']} ({earlier['status']}); its API key was printed "
+             f"the first time. `make clean` (or deleting {rt.settings.data_dir}) starts over.")
+        return {"skipped": True, "workspace_id": earlier["workspace_id"], "api_key": None}
     app = create_app(runtime=rt)
     client = app.test_client()
     sim.hub_client = client
-    with rt.db.session() as session:
-        workspace, key = create_workspace(session, "Demo shop")
-        workspace_id = workspace.id
+    workspace_id, key, conn = _create_demo_workspace(rt, demo)
     h = {"Authorization": f"Bearer {key}"}
-    echo(f"workspace {workspace_id} created; API key (shown once): {key}")
-    conn = client.post("/api/v1/connections", headers=h, json={
-        "access_token": demo["token"], "waba_id": demo["waba_id"], "phone_number_id": demo["phone_number_id"]}).json
-    if "error" in conn:
-        raise click.ClickException(f"connecting the demo number failed: {conn['error']}")
+    echo(f"workspace {workspace_id} ({DEMO_WORKSPACE!r}) created")
+    echo(f"workspace {workspace_id} ({DEMO_WORKSPACE!r}) — API key (shown once): {key}")
     echo(f"connected +{conn['display_phone_number']} ({conn['mode']}, {conn['messages_per_second']} msg/s); "
          f"contact sync requested: {conn['contact_sync_request_id']}")
     pn = demo["phone_number_id"]

@@ -46,7 +46,7 @@ def test_onboarding_follows_the_coexistence_steps(client, workspace, simulator):
     assert [t["name"] for t in templates] == ["order_update"]
     bad = client.post("/api/v1/connections/onboard", json={"code": "used-or-wrong", "waba_id": "1"},
                       headers=workspace.headers)
-    assert bad.status_code == 502 and bad.json["error"]["details"]["step"] == "code exchange"
+    assert bad.status_code == 422 and bad.json["error"]["details"]["step"] == "code exchange"
 
 
 def test_template_send_end_to_end_with_statuses(client, coexistence, simulator, run_jobs):

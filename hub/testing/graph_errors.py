@@ -31,16 +31,20 @@ ERRORS = {  # code -> (message, details)
 
 class GraphError(Exception):
     def __init__(self, code: int, http_status: int = 400, details: str | None = None,
-                 message: str | None = None):
+                 message: str | None = None, subcode: int | None = None):
         super().__init__(code)
+        self.subcode = subcode
         default_message, default_details = ERRORS.get(code, (f"(#{code}) Error", ""))
         self.code, self.http_status = code, http_status
         self.message, self.details = message or default_message, details or default_details
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": "OAuthException", "code": self.code,
-                          "error_data": {"messaging_product": "whatsapp", "details": self.details},
-                          "fbtrace_id": "A" + "".join(random.choices("abcdefghijkXYZ0123456789", k=22))}}
+        error = {"message": self.message, "type": "OAuthException", "code": self.code,
+                 "error_data": {"messaging_product": "whatsapp", "details": self.details},
+                 "fbtrace_id": "A" + "".join(random.choices("abcdefghijkXYZ0123456789", k=22))}
+        if self.subcode is not None:
+            error["error_subcode"] = self.subcode
+        return {"error": error}
 
 
 __all__ = ["ERRORS", "GraphError"]

@@ -5,10 +5,17 @@ app at ``sim.app`` (usable through ``httpx.WSGITransport`` or live via ``sim.ser
 delivers signed webhooks to the hub (``sim.hub_url`` or ``sim.hub_client``). It enforces what
 Meta enforces: bearer tokens (190), per-number throughput (130429), the customer service window
 (131047), template existence/parameters/status (132001/132000/132015/132016).
+
+Statuses of accepted sends (sent, delivered, read — or failed for recipients set up with
+``fail_delivery_to``) queue up until ``flush_statuses()`` in tests; with ``live_statuses=True``
+(``coexhub simulator`` and ``coexhub up``) they are posted by themselves after short delays.
+A control API under ``/_sim`` (``hub.testing.sim_control``) adds numbers and signup codes and
+plays customers, the owner's phone and contact syncs over HTTP.
 """
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import threading
@@ -27,6 +34,9 @@ from hub.testing.graph_errors import ERRORS, GraphError  # noqa: F401  (re-expor
 WINDOW_SECONDS = 24 * 3600
 SEND_TYPES = {"text", "template", "image", "document", "audio", "video", "interactive", "reaction"}
 SYNC_TYPES = {"smb_app_state_sync", "history"}
+STATUS_DELAYS = (0.5, 1.5, 3.0)  # seconds after the send: sent, delivered, read (live mode)
+ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
+log = logging.getLogger("hub.testing.simulator")
 
 
 class _Version(BaseConverter):
@@ -37,11 +47,21 @@ def _digits(phone: str) -> str:
     return re.sub(r"\D", "", str(phone))
 
 
+def _status_error(code: int) -> dict:
+    """One entry of a ``failed`` status's ``errors[]``, shaped as Meta sends it."""
+    message, details = ERRORS.get(code, (f"(#{code}) Error", ""))
+    title = re.sub(r"^\(#\d+\)\s*", "", message)
+    return {"code": code, "title": title, "message": title,
+            "error_data": {"details": details or title}, "href": ERROR_DOCS}
+
+
 class GraphSimulator:
     def __init__(self, *, hub_url: str | None = None, hub_client=None,
                  app_secret: str = "test-app-secret", app_id: str = "1234567890",
-                 clock: Callable[[], float] = time.time, seed: int | None = None):
+                 clock: Callable[[], float] = time.time, seed: int | None = None,
+                 live_statuses: bool = False, status_delays: tuple[float, float, float] = STATUS_DELAYS):
         self.hub_url, self.hub_client = hub_url, hub_client
+        self.live_statuses, self.status_delays = live_statuses, status_delays
         self.app_secret, self.app_id, self.clock = app_secret, app_id, clock
         self.random = random.Random(seed)
         self.lock = threading.RLock()
@@ -54,6 +74,8 @@ class GraphSimulator:
         self.subscribed: set[str] = set()
         self.sync_requests: dict[tuple[str, str], str] = {}
         self.signup_codes: dict[str, tuple[str, str, str]] = {}
+        self.used_codes: set[str] = set()
+        self.delivery_failures: dict[str, int] = {}
         self.recipient_errors: dict[str, tuple[int, int]] = {}
         self._faults: deque[dict] = deque()
         self._send_times: dict[str, deque] = {}
@@ -133,6 +155,14 @@ class GraphSimulator:
     def clear_error_for(self, to: str) -> None:
         with self.lock:
             self.recipient_errors.pop(_digits(to), None)
+            self.delivery_failures.pop(_digits(to), None)
+
+    def fail_delivery_to(self, to: str, code: int = 131026) -> None:
+        """Sends to ``to`` are accepted (a wamid comes back) and then fail by webhook: one
+        ``failed`` status carrying Meta's ``errors[]`` for ``code`` (131026 undeliverable,
+        131049 marketing cap, 131050 user stopped marketing, ...)."""
+        with self.lock:
+            self.delivery_failures[_digits(to)] = code
 
     def sent(self, phone_number_id: str | None = None) -> list[dict]:
         """Successful message sends (mark-as-read excluded)."""
@@ -184,6 +214,30 @@ class GraphSimulator:
                                                           n["display_phone_number"]))
         return self.deliver(payloads.history_chunk(n["waba_id"], n["id"], n["display_phone_number"],
                                                    threads=threads, **kw))
+
+    def _post_later(self, delay: float, envelope: dict, attempt: int = 0) -> None:
+        """Live mode: deliver ``envelope`` after ``delay`` s; retry (like Meta) while the hub fails."""
+        def fire():
+            try:
+                response = self.deliver(envelope)
+                failed = response is not None and response.status_code >= 500
+            except Exception as exc:  # the hub is down or restarting
+                log.warning("status webhook not delivered (%s); attempt %d", exc, attempt + 1)
+                failed = True
+            if failed and attempt < 5:
+                self._post_later(2.0 ** attempt, envelope, attempt + 1)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        timer.start()
+
+    def _queue_statuses(self, events: list[dict]) -> None:
+        if not self.live_statuses:
+            with self.lock:
+                self.pending_statuses.extend(events)
+            return
+        for delay, env in zip(self.status_delays, events):
+            self._post_later(delay, env)
 
     def flush_statuses(self, shuffle: bool = False) -> int:
         """Deliver queued sent/delivered/read statuses (optionally out of order); returns count."""
@@ -303,11 +357,16 @@ class GraphSimulator:
                        "pricing_type": "free_customer_service"}
         now = int(self.clock())
         args = (number["waba_id"], number["id"], number["display_phone_number"], wamid)
-        events = [payloads.status(*args, st, _digits(to), timestamp=now + i, **pricing,
-                                  biz_opaque_callback_data=body.get("biz_opaque_callback_data"))
-                  for i, st in enumerate(("sent", "delivered", "read"))]
-        with self.lock:
-            self.pending_statuses.extend(events)
+        opaque = body.get("biz_opaque_callback_data")
+        failure = self.delivery_failures.get(_digits(to))
+        if failure:
+            events = [payloads.status(*args, "failed", _digits(to), timestamp=now, errors=[_status_error(failure)],
+                                      biz_opaque_callback_data=opaque)]
+        else:
+            events = [payloads.status(*args, st, _digits(to), timestamp=now + i, **pricing,
+                                      biz_opaque_callback_data=opaque)
+                      for i, st in enumerate(("sent", "delivered", "read"))]
+        self._queue_statuses(events)
         return {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": _digits(to)}],
                 "messages": [message]}
 
@@ -338,8 +397,16 @@ class GraphSimulator:
             if args.get("client_id") != self.app_id or args.get("client_secret") != self.app_secret:
                 raise GraphError(101, 400, "Error validating client secret.",
                                  "Error validating client secret.")
+            code = args.get("code", "")
             with self.lock:
-                found = self.signup_codes.pop(args.get("code", ""), None)
+                found = self.signup_codes.pop(code, None)
+                if found:  # a new onboarding: the one-time syncs may be requested again
+                    self.used_codes.add(code)
+                    for sync_type in SYNC_TYPES:
+                        self.sync_requests.pop((found[1], sync_type), None)
+            if not found and code in self.used_codes:
+                raise GraphError(100, 400, "This authorization code has been used.",
+                                 "This authorization code has been used.", subcode=36009)
             if not found:
                 raise GraphError(100, 400, "Invalid verification code format.",
                                  "Invalid verification code format.")
@@ -410,6 +477,10 @@ class GraphSimulator:
             self._record()
             return jsonify({"success": True})
 
+        from hub.testing.sim_control import register_control
+
+        register_control(app, self)
+
         @app.route("/<path:rest>", methods=["GET", "POST", "DELETE"])
         def unknown(rest):
             self._record()
@@ -456,14 +527,16 @@ def seed_demo_state(sim: GraphSimulator) -> dict:
 
 def run(host: str = "127.0.0.1", port: int = 8765, hub_url: str | None = None,
         app_secret: str = "test-app-secret", seed_demo: bool = True, app_id: str = "1234567890") -> None:
-    """Serve the simulator in the foreground (for ``coexhub simulator``)."""
-    sim = GraphSimulator(hub_url=hub_url, app_secret=app_secret, app_id=app_id)
+    """Serve the simulator in the foreground (for ``coexhub simulator``); statuses are live."""
+    sim = GraphSimulator(hub_url=hub_url, app_secret=app_secret, app_id=app_id, live_statuses=True)
     if seed_demo:
         seed_demo_state(sim)
         print(f"demo: waba={DEMO['waba_id']} phone_number_id={DEMO['phone_number_id']} "
-              f"token={DEMO['token']} signup code=demo-code", flush=True)
+              f"token={DEMO['token']} signup code=demo-code (single use)", flush=True)
     server = make_server(host, port, sim.app, threaded=True)
-    print(f"Graph simulator on http://{host}:{server.server_port} (webhooks -> {hub_url})", flush=True)
+    base = f"http://{host}:{server.server_port}"
+    print(f"Graph simulator on {base} (webhooks -> {hub_url}); control API: {base}/_sim, "
+          f"or `coexhub simulator --help`", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ only if the workspace opted in — chat history, each exactly once, keeping the 
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub.core.models import Connection, utcnow
 from hub.core.sending.templates import upsert_templates
@@ -16,9 +16,10 @@ COEXISTENCE_MPS, CLOUD_API_MPS = 20, 80
 
 
 class OnboardingError(Exception):
-    def __init__(self, message: str, step: str, graph: GraphError | None = None):
+    def __init__(self, message: str, step: str, graph: GraphError | None = None, *, invalid_code: bool = False):
         super().__init__(message)
         self.step, self.graph = step, graph
+        self.invalid_code = invalid_code  # a used, expired or unknown signup code: the caller's problem
 
 
 def _step(step: str, func, *args):
@@ -28,10 +29,29 @@ def _step(step: str, func, *args):
         raise OnboardingError(f"{step} failed: {exc}", step, exc) from exc
 
 
+CODE_USED, CODE_EXPIRED = 36009, 36007  # Meta's error_subcode on /oauth/access_token (code 100)
+
+
+def _exchange_code(graph: Graph, settings, code: str) -> str:
+    """The business token for a signup code; a used, expired or unknown code (Meta's code 100)
+    is the caller's problem (``invalid_code``), anything else a Graph failure."""
+    try:
+        return graph.exchange_code(settings.meta_app_id, settings.meta_app_secret, code)
+    except GraphError as exc:
+        if exc.code != 100:
+            raise OnboardingError(f"code exchange failed: {exc}", "code exchange", exc) from exc
+        reason = {CODE_USED: "was already used (each Embedded Signup code works once; to connect the "
+                             "number again, finish Embedded Signup again for a new code)",
+                  CODE_EXPIRED: "has expired (codes live a few minutes: finish Embedded Signup again)"}
+        raise OnboardingError(f"code exchange failed: the signup code "
+                              f"{reason.get(exc.subcode, f'was refused by Meta: {exc}')}", "code exchange", exc,
+                              invalid_code=True) from exc
+
+
 def onboard(session, graph: Graph, settings, workspace_id: str, *, code: str, waba_id: str,
             phone_number_id: str | None = None, history: bool = False) -> Connection:
     """Embedded Signup finish → an active Coexistence connection."""
-    token = _step("code exchange", graph.exchange_code, settings.meta_app_id, settings.meta_app_secret, code)
+    token = _exchange_code(graph, settings, code)
     return connect(session, graph, workspace_id, token=token, waba_id=waba_id, phone_number_id=phone_number_id,
                    mode="coexistence", history=history)
 
@@ -48,7 +68,10 @@ def connect(session, graph: Graph, workspace_id: str, *, token: str, waba_id: st
     details = _step("read phone number", graph.phone_number, phone_number_id, token)
     conn = session.scalars(select(Connection).where(Connection.phone_number_id == phone_number_id)).first()
     if conn is not None and conn.workspace_id != workspace_id:
-        raise OnboardingError("this number is connected to another workspace", "conflict")
+        if conn.status != "disconnected":
+            raise OnboardingError("this number is connected to another workspace (it can move once "
+                                  "that workspace disconnects it)", "conflict")
+        hand_over(session, conn, workspace_id)
     if conn is None:
         conn = Connection(workspace_id=workspace_id, phone_number_id=phone_number_id, history_status={},
                           quality={})
@@ -76,3 +99,18 @@ def request_syncs(conn: Connection, graph: Graph) -> None:
                                         conn.access_token, "history") or "requested"
         conn.history_status = {**(conn.history_status or {}), "state": "requested",
                                "requested_at": utcnow().isoformat()}
+
+
+def hand_over(session, conn: Connection, workspace_id: str) -> None:
+    """A number its workspace disconnected moves to ``workspace_id``: the old workspace keeps its
+    messages and contacts; its sends still waiting for this number are cancelled (they must never
+    leave from another business), and the one-time syncs may be requested again."""
+    from hub.core.models import Send
+
+    session.execute(update(Send).where(Send.connection_id == conn.id, Send.workspace_id == conn.workspace_id,
+                                       Send.status.in_(("scheduled", "queued")))
+                    .values(status="cancelled", last_error="the number was connected to another workspace",
+                            updated_at=utcnow()))
+    conn.workspace_id = workspace_id
+    conn.contact_sync_request_id = conn.history_request_id = None
+    conn.history_opt_in, conn.history_status, conn.quality, conn.last_app_activity_at = False, {}, {}, None

@@ -1,0 +1,137 @@
+"""``coexhub simulator <command>``: drive a running Graph API simulator through its ``/_sim`` API.
+
+Each command is one HTTP call (see ``hub.testing.sim_control``); ``--json`` prints the answer as
+JSON for scripts, otherwise a short human summary.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+
+
+def _common(f):
+    f = click.option("--json", "as_json", is_flag=True, help="print the simulator's JSON answer")(f)
+    return click.option("--url", envvar="COEXHUB_SIMULATOR_URL", default=DEFAULT_URL, show_default=True,
+                        help="the running simulator ($COEXHUB_SIMULATOR_URL)")(f)
+
+
+def call(url: str, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+    """One request to the simulator's control API; a clear error when it is not running."""
+    import httpx
+
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=30)
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"no simulator answers at {url} ({exc}); start one with `coexhub up` "
+                                   "or `coexhub simulator`, or pass --url") from exc
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    if response.status_code >= 400:
+        message = (data.get("error") or {}).get("message") if isinstance(data, dict) else None
+        raise click.ClickException(message or f"the simulator answered HTTP {response.status_code}")
+    return data
+
+
+def _show(data: dict, as_json: bool, summary: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else summary)
+
+
+def _number_lines(n: dict) -> str:
+    codes = ", ".join(n["signup_codes"]) or "none (new-code makes one)"
+    return (f"+{n['display_phone_number']}  phone_number_id={n['phone_number_id']}  waba_id={n['waba_id']}  "
+            f"token={n['token']}\n  unused signup codes: {codes}\n  templates: {', '.join(n['templates']) or 'none'}")
+
+
+def _webhook(data: dict) -> str:
+    status = data.get("webhook_status")
+    return "webhook delivered to the hub" if status == 200 else f"webhook answered {status} (is the hub running?)"
+
+
+def register(group: click.Group) -> None:
+    """Add the client commands to the ``coexhub simulator`` group."""
+
+    @group.command("numbers")
+    @_common
+    def numbers(url: str, as_json: bool) -> None:
+        """List the numbers, WABAs, tokens and unused signup codes the simulator accepts."""
+        data = call(url, "GET", "/_sim")
+        _show(data, as_json, "\n".join(_number_lines(n) for n in data["numbers"]) or "no numbers yet")
+
+    @group.command("add-number")
+    @_common
+    @click.option("--phone-number-id", default=None, help="default: generated")
+    @click.option("--waba-id", default=None, help="default: generated")
+    @click.option("--token", default=None, help="the business token (default: generated)")
+    @click.option("--display", "display_phone_number", default=None, help="digits, default 1555…")
+    @click.option("--name", "verified_name", default=None, help="the verified business name")
+    def add_number(url: str, as_json: bool, **fields) -> None:
+        """Add a Coexistence number with a single-use Embedded Signup code and starter templates."""
+        data = call(url, "POST", "/_sim/numbers", {k: v for k, v in fields.items() if v})
+        _show(data, as_json, _number_lines(data) + f"\nconnect it: POST /api/v1/connections/onboard "
+                             f"{{\"code\": \"{data['code']}\", \"waba_id\": \"{data['waba_id']}\"}}")
+
+    @group.command("new-code")
+    @_common
+    @click.argument("phone_number_id")
+    def new_code(url: str, as_json: bool, phone_number_id: str) -> None:
+        """Another single-use signup code for a number (to connect it again)."""
+        data = call(url, "POST", f"/_sim/numbers/{phone_number_id}/codes")
+        _show(data, as_json, f"signup code {data['code']} (waba_id {data['waba_id']})")
+
+    @group.command("customer-message")
+    @_common
+    @click.argument("phone_number_id")
+    @click.argument("sender")
+    @click.argument("text")
+    @click.option("--name", default="Customer", show_default=True, help="the customer's WhatsApp profile name")
+    def customer_message(url: str, as_json: bool, phone_number_id: str, sender: str, text: str, name: str) -> None:
+        """A customer (SENDER, a phone number) writes TEXT to the number; opens the 24-hour window."""
+        data = call(url, "POST", f"/_sim/numbers/{phone_number_id}/customer-message",
+                    {"from": sender, "text": text, "name": name})
+        _show(data, as_json, f"customer message {data['wamid']}: {_webhook(data)}")
+
+    @group.command("owner-reply")
+    @_common
+    @click.argument("phone_number_id")
+    @click.argument("to")
+    @click.argument("text")
+    def owner_reply(url: str, as_json: bool, phone_number_id: str, to: str, text: str) -> None:
+        """The owner answers TO from the WhatsApp Business app on the phone (smb_message_echoes)."""
+        data = call(url, "POST", f"/_sim/numbers/{phone_number_id}/owner-reply", {"to": to, "text": text})
+        _show(data, as_json, f"owner reply {data['wamid']}: {_webhook(data)}")
+
+    @group.command("contact-sync")
+    @_common
+    @click.argument("phone_number_id")
+    @click.argument("contacts", nargs=-1, required=True)
+    @click.option("--remove", "removed", multiple=True, help="a phone number the owner deleted (repeatable)")
+    def contact_sync(url: str, as_json: bool, phone_number_id: str, contacts: tuple[str, ...],
+                     removed: tuple[str, ...]) -> None:
+        """The app's address book: CONTACTS as PHONE=FULL NAME (smb_app_state_sync)."""
+        items = []
+        for item in contacts:
+            phone, _, full_name = item.partition("=")
+            items.append({"phone": phone, "full_name": full_name or None,
+                          "first_name": full_name.split()[0] if full_name else None})
+        items += [{"phone": phone, "action": "remove"} for phone in removed]
+        data = call(url, "POST", f"/_sim/numbers/{phone_number_id}/contact-sync", {"contacts": items})
+        _show(data, as_json, f"contact sync of {len(items)} contacts: {_webhook(data)}")
+
+    @group.command("fail-delivery")
+    @_common
+    @click.argument("wa_id")
+    @click.option("--code", type=int, default=131026, show_default=True, help="Meta's error code in the failed status")
+    @click.option("--clear", is_flag=True, help="deliver to this customer normally again")
+    def fail_delivery(url: str, as_json: bool, wa_id: str, code: int, clear: bool) -> None:
+        """Sends to WA_ID are accepted, then a failed status with Meta's error arrives."""
+        if clear:
+            data = call(url, "DELETE", f"/_sim/recipients/{wa_id}/failure")
+        else:
+            data = call(url, "POST", f"/_sim/recipients/{wa_id}/failure", {"code": code})
+        _show(data, as_json, f"deliveries to {wa_id}: " + (f"fail with {code}" if data["failure"] else "normal"))
