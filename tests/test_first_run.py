@@ -47,7 +47,7 @@ def fresh(tmp_path, coexhub_runtime):
 
 def coexhub(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=Path(env["COEXHUB_DATA_DIR"]).parent)
+                          timeout=timeout, check=False, cwd=Path(env["COEXHUB_DATA_DIR"]).parent)
 
 
 def rows(url: str, sql: str) -> list[tuple]:
@@ -135,9 +135,10 @@ def test_the_getting_started_steps_work_as_documented(fresh, tmp_path):
         done = coexhub(env, command)
         assert done.returncode == 0, done.stdout + done.stderr
     port, sim_port = free_port(), free_port()
-    up = subprocess.Popen([sys.executable, "-m", "hub.cli", "up", "--port", str(port), "--simulator-port",
-                           str(sim_port), "--workers", "1"], env=env, cwd=tmp_path, start_new_session=True,
-                          stdout=open(tmp_path / "up.log", "w"), stderr=subprocess.STDOUT)
+    with open(tmp_path / "up.log", "w") as log:
+        up = subprocess.Popen([sys.executable, "-m", "hub.cli", "up", "--port", str(port), "--simulator-port",
+                               str(sim_port), "--workers", "1"], env=env, cwd=tmp_path, start_new_session=True,
+                              stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until_ready(f"http://127.0.0.1:{port}/readyz", up)
         wait_until_ready(f"http://127.0.0.1:{sim_port}/_sim", up)
@@ -145,7 +146,7 @@ def test_the_getting_started_steps_work_as_documented(fresh, tmp_path):
         docs_env = {**env, "HUB": f"http://127.0.0.1:{port}", "COEXHUB_SIMULATOR_URL": f"http://127.0.0.1:{sim_port}"}
         try:
             ran = subprocess.run(["bash", "-c", script], env=docs_env, cwd=tmp_path, capture_output=True,
-                                 text=True, timeout=240)
+                                 text=True, timeout=240, check=False)
         except subprocess.TimeoutExpired as exc:
             raise AssertionError(f"the documented steps hung:\n{exc.stdout}\n{exc.stderr}\n"
                                  f"{(tmp_path / 'up.log').read_text()[-3000:]}") from exc

@@ -105,7 +105,7 @@ def test_a_disconnected_number_connects_again_to_the_same_or_another_workspace(c
     pnid = number["phone_number_id"]
     first = onboard(client, workspace, number).json
     later = client.post("/api/v1/messages", headers=workspace.headers, json={
-        "to": "+" + CUSTOMER, "template": "hello_world", "send_at": (dt.datetime.now(dt.timezone.utc)
+        "to": "+" + CUSTOMER, "template": "hello_world", "send_at": (dt.datetime.now(dt.UTC)
                                                                     + dt.timedelta(hours=2)).isoformat()}).json
     assert later["status"] == "scheduled"
     other = client.new_workspace("Second")

@@ -217,11 +217,13 @@ class GraphSimulator:
 
     def _post_later(self, delay: float, envelope: dict, attempt: int = 0) -> None:
         """Live mode: deliver ``envelope`` after ``delay`` s; retry (like Meta) while the hub fails."""
+        import httpx
+
         def fire():
             try:
                 response = self.deliver(envelope)
                 failed = response is not None and response.status_code >= 500
-            except Exception as exc:  # the hub is down or restarting
+            except httpx.HTTPError as exc:  # the hub is down or restarting
                 log.warning("status webhook not delivered (%s); attempt %d", exc, attempt + 1)
                 failed = True
             if failed and attempt < 5:
