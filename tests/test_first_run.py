@@ -135,6 +135,8 @@ def test_the_getting_started_steps_work_as_documented(fresh, tmp_path):
         done = coexhub(env, command)
         assert done.returncode == 0, done.stdout + done.stderr
     port, sim_port = free_port(), free_port()
+    while sim_port == port:
+        sim_port = free_port()
     with open(tmp_path / "up.log", "w") as log:
         up = subprocess.Popen([sys.executable, "-m", "hub.cli", "up", "--port", str(port), "--simulator-port",
                                str(sim_port), "--workers", "1"], env=env, cwd=tmp_path, start_new_session=True,
