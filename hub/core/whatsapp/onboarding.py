@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from hub.core.models import Connection, utcnow
+from hub.core.models import Connection, Send, utcnow
 from hub.core.sending.templates import upsert_templates
 from hub.core.whatsapp.graph import Graph, GraphError
 
@@ -105,8 +105,6 @@ def hand_over(session, conn: Connection, workspace_id: str) -> None:
     """A number its workspace disconnected moves to ``workspace_id``: the old workspace keeps its
     messages and contacts; its sends still waiting for this number are cancelled (they must never
     leave from another business), and the one-time syncs may be requested again."""
-    from hub.core.models import Send
-
     session.execute(update(Send).where(Send.connection_id == conn.id, Send.workspace_id == conn.workspace_id,
                                        Send.status.in_(("scheduled", "queued")))
                     .values(status="cancelled", last_error="the number was connected to another workspace",
