@@ -70,6 +70,7 @@ def register(group: click.Group) -> None:
     @click.option("--token", default=None, help="the business token (default: generated)")
     @click.option("--display", "display_phone_number", default=None, help="digits, default 1555…")
     @click.option("--name", "verified_name", default=None, help="the verified business name")
+    @click.option("--code", default=None, help="the signup code to accept (default: generated)")
     def add_number(url: str, as_json: bool, **fields) -> None:
         """Add a Coexistence number with a single-use Embedded Signup code and starter templates."""
         data = call(url, "POST", "/_sim/numbers", {k: v for k, v in fields.items() if v})
@@ -79,9 +80,10 @@ def register(group: click.Group) -> None:
     @group.command("new-code")
     @_common
     @click.argument("phone_number_id")
-    def new_code(url: str, as_json: bool, phone_number_id: str) -> None:
+    @click.option("--code", default=None, help="the code to accept (default: generated)")
+    def new_code(url: str, as_json: bool, phone_number_id: str, code: str | None) -> None:
         """Another single-use signup code for a number (to connect it again)."""
-        data = call(url, "POST", f"/_sim/numbers/{phone_number_id}/codes")
+        data = call(url, "POST", f"/_sim/numbers/{phone_number_id}/codes", {"code": code} if code else {})
         _show(data, as_json, f"signup code {data['code']} (waba_id {data['waba_id']})")
 
     @group.command("customer-message")

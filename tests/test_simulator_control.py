@@ -85,6 +85,10 @@ def test_control_api_rejects_what_it_cannot_play(control):
                         json={"contacts": [{"name": "no phone"}]}).status_code == 400
     again = control.post("/_sim/numbers", json={"phone_number_id": number["phone_number_id"]})
     assert again.status_code == 409
+    chosen = control.post(f"/_sim/numbers/{number['phone_number_id']}/codes", json={"code": "my-own-code"})
+    assert chosen.status_code == 201 and chosen.json()["code"] == "my-own-code"
+    assert control.post(f"/_sim/numbers/{number['phone_number_id']}/codes",
+                        json={"code": "my-own-code"}).status_code == 409  # codes are single use
 
 
 def test_a_used_code_is_a_clear_422_with_metas_error(client, workspace, control):

@@ -3,8 +3,8 @@
 | method and path | body | what it does |
 |---|---|---|
 | ``GET /_sim`` | | what the simulator accepts: numbers (WABA, token), unused signup codes, templates |
-| ``POST /_sim/numbers`` | ``{phone_number_id?, waba_id?, token?, display_phone_number?, verified_name?}`` | a new Coexistence number, a single-use Embedded Signup code for it and starter templates |
-| ``POST /_sim/numbers/<id>/codes`` | | another signup code for the number (codes are single use) |
+| ``POST /_sim/numbers`` | ``{phone_number_id?, waba_id?, token?, display_phone_number?, verified_name?, code?}`` | a new Coexistence number, a single-use Embedded Signup code for it and starter templates |
+| ``POST /_sim/numbers/<id>/codes`` | ``{code?}`` | another signup code for the number (codes are single use) |
 | ``POST /_sim/numbers/<id>/customer-message`` | ``{from, text, name?}`` | a customer writes in (opens the 24-hour window) |
 | ``POST /_sim/numbers/<id>/owner-reply`` | ``{to, text}`` | the owner replies from the Business app (``smb_message_echoes``) |
 | ``POST /_sim/numbers/<id>/contact-sync`` | ``{contacts: [{phone, full_name?, first_name?, action?}]}`` | the app's contacts (``smb_app_state_sync``) |
@@ -39,29 +39,33 @@ def _digits(n: int) -> str:
     return str(secrets.randbelow(9 * 10 ** (n - 1)) + 10 ** (n - 1))
 
 
-def new_code(sim: GraphSimulator, phone_number_id: str) -> str:
-    """A fresh single-use Embedded Signup code that connects ``phone_number_id``."""
+def new_code(sim: GraphSimulator, phone_number_id: str, code: str | None = None) -> str:
+    """A single-use Embedded Signup code (``code``, or a fresh one) that connects ``phone_number_id``."""
     number = sim.numbers[str(phone_number_id)]
-    code = "sim-code-" + secrets.token_hex(6)
+    code = code or "sim-code-" + secrets.token_hex(6)
+    if code in sim.signup_codes or code in sim.used_codes:
+        raise ControlError(409, "code_exists", f"the signup code {code!r} was issued already; codes are single use")
     sim.add_signup_code(code, number["waba_id"], number["id"], number["token"])
     return code
 
 
 def provision_number(sim: GraphSimulator, *, phone_number_id: str | None = None, waba_id: str | None = None,
                      token: str | None = None, display_phone_number: str | None = None,
-                     verified_name: str = "My Shop", templates: bool = True) -> dict:
+                     verified_name: str = "My Shop", templates: bool = True, code: str | None = None) -> dict:
     """Add a Coexistence number (ids generated when not given), its signup code and starter
     templates (``hello_world``, ``order_update`` with 2 parameters, ``spring_sale``)."""
     pnid, waba = phone_number_id or _digits(15), waba_id or _digits(15)
     if pnid in sim.numbers:
         raise ControlError(409, "number_exists", f"the simulator already has number {pnid}")
+    if code and (code in sim.signup_codes or code in sim.used_codes):
+        raise ControlError(409, "code_exists", f"the signup code {code!r} was issued already; codes are single use")
     number = sim.add_number(pnid, waba, token or "EAAsim" + secrets.token_hex(12),
                             display_phone_number or "1555" + _digits(7), verified_name=verified_name)
     known = {t["name"] for t in sim.templates.get(waba, [])}
     for name, category, params in STARTER_TEMPLATES if templates else ():
         if name not in known:
             sim.add_template(waba, name, category=category, body_params=params)
-    code = new_code(sim, pnid)
+    code = new_code(sim, pnid, code)
     return {**describe(sim, number), "code": code}
 
 
@@ -127,7 +131,7 @@ def register_control(app: Flask, sim: GraphSimulator) -> None:
     @bp.post("/numbers")
     def add_number():
         body = request.get_json(silent=True) or {}
-        keys = ("phone_number_id", "waba_id", "token", "display_phone_number", "verified_name")
+        keys = ("phone_number_id", "waba_id", "token", "display_phone_number", "verified_name", "code")
         with sim.lock:
             number = provision_number(sim, **{k: str(body[k]) for k in keys if body.get(k)},
                                       templates=body.get("templates", True) is not False)
@@ -135,8 +139,10 @@ def register_control(app: Flask, sim: GraphSimulator) -> None:
 
     @bp.post("/numbers/<phone_number_id>/codes")
     def add_code(phone_number_id):
-        number = _number(sim, phone_number_id)
-        return jsonify({"code": new_code(sim, phone_number_id), "waba_id": number["waba_id"],
+        number, wanted = _number(sim, phone_number_id), (request.get_json(silent=True) or {}).get("code")
+        with sim.lock:
+            code = new_code(sim, phone_number_id, str(wanted) if wanted else None)
+        return jsonify({"code": code, "waba_id": number["waba_id"],
                         "phone_number_id": number["id"]}), 201
 
     @bp.post("/numbers/<phone_number_id>/customer-message")
