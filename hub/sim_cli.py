@@ -50,7 +50,9 @@ def _number_lines(n: dict) -> str:
 
 def _webhook(data: dict) -> str:
     status = data.get("webhook_status")
-    return "webhook delivered to the hub" if status == 200 else f"webhook answered {status} (is the hub running?)"
+    if status == 200:
+        return "webhook delivered to the hub"
+    return data.get("webhook_error") or f"the hub answered the webhook with {status}"
 
 
 def register(group: click.Group) -> None:

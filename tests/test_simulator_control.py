@@ -76,6 +76,19 @@ def test_a_workspace_gets_a_number_and_plays_every_coexistence_event(client, wor
     assert (messages[-1]["origin"], messages[-1]["status"]) == ("api", "read")
 
 
+def test_a_play_says_when_no_hub_listens():
+    sim = GraphSimulator(hub_url="http://127.0.0.1:9")
+    base = sim.serve()
+    try:
+        number = httpx.post(f"{base}/_sim/numbers", json={}).json()
+        played = httpx.post(f"{base}/_sim/numbers/{number['phone_number_id']}/customer-message",
+                            json={"from": CUSTOMER, "text": "anyone?"})
+        assert played.status_code == 200 and played.json()["webhook_status"] is None
+        assert "the hub did not answer" in played.json()["webhook_error"]
+    finally:
+        sim.shutdown()
+
+
 def test_control_api_rejects_what_it_cannot_play(control):
     assert control.post("/_sim/numbers/404404/customer-message", json={"from": "1", "text": "x"}).status_code == 404
     number = control.post("/_sim/numbers", json={}).json()
