@@ -8,6 +8,8 @@ from typing import Iterator
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.config import private_file
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -20,7 +22,9 @@ class Database:
         if self.is_sqlite:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                for name in (path, f"{path}-wal", f"{path}-shm"):  # created owner-only, or tightened
+                    private_file(Path(name), create=name == path)
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
