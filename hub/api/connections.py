@@ -74,7 +74,7 @@ def _graph() -> Graph:
 
 
 def _onboarding_error(exc: OnboardingError):
-    status = 409 if exc.step == "conflict" else 502
+    status = {"conflict": 409, "ownership": 422}.get(exc.step, 502)
     return ApiError(status, "onboarding_failed", str(exc), step=exc.step,
                     graph_error=exc.graph.as_dict() if exc.graph else None)
 
