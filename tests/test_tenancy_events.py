@@ -125,3 +125,15 @@ def test_error_text_has_no_sql_parameters_or_payload_values(client):
     assert public_error(ValueError("bad value 'Bertha Private' for +49 151 12345678"), payload) == \
         "ValueError: bad value '…' for …"
     assert public_error(RuntimeError("handler bug")) == "RuntimeError: handler bug"
+
+
+def test_errors_stored_before_the_fix_are_shown_without_their_sql(client, workspace):
+    legacy = ("sqlalchemy.exc.IntegrityError: (sqlite3.IntegrityError) UNIQUE constraint failed: contacts.wa_id\n"
+              "[SQL: INSERT INTO contacts (workspace_id, wa_id) VALUES (?, ?)]\n"
+              "[parameters: ('ws_other', '4917612345678')]")
+    with client.rt.db.session() as s:
+        event = InboundEvent(provider="whatsapp", scope="meta", dedupe_key=secrets.token_hex(8), body=b"{}",
+                             headers={}, workspace_id=workspace.id, status="dead", attempts=8, last_error=legacy)
+        s.add(event)
+    shown = client.get(f"/api/v1/events/{event.id}", headers=workspace.headers).json["last_error"]
+    assert shown == "sqlalchemy.exc.IntegrityError: (sqlite3.IntegrityError) UNIQUE constraint failed: contacts.wa_id"

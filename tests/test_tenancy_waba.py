@@ -40,6 +40,12 @@ def test_a_number_under_another_workspaces_waba_is_refused_with_422(client, simu
     assert templates(client, b) == {}
     assert client.get("/api/v1/events", headers=b.headers).json == []
 
+    # a token Meta refuses for that WABA: 422 with Meta's reason, nothing connected
+    refused = client.post("/api/v1/connections", headers=b.headers, json={
+        "access_token": "EAAG-not-a-token", "waba_id": victim.waba_id, "phone_number_id": pnid})
+    assert refused.status_code == 422 and "cannot see WABA" in refused.json["error"]["message"], refused.json
+    assert client.get("/api/v1/connections", headers=b.headers).json == []
+
     # its own number under its own WABA connects as before (and the first number when none is named)
     ok = client.post("/api/v1/connections", headers=b.headers, json={"access_token": token, "waba_id": own_waba})
     assert ok.status_code == 201 and ok.json["phone_number_id"] == pnid, ok.json

@@ -68,7 +68,14 @@ def number_of_waba(graph: Graph, token: str, waba_id: str, phone_number_id: str 
 
     Template, account and quality webhooks are routed by WABA: a number connected under a
     WABA it does not belong to would hand that WABA's events to the wrong workspace."""
-    numbers = _step("list phone numbers", graph.phone_numbers, waba_id, token)
+    try:
+        numbers = graph.phone_numbers(waba_id, token)
+    except GraphError as exc:  # Meta refuses a WABA the token may not see: a 4xx, not an outage
+        refused = not exc.timeout and exc.http_status is not None and 400 <= exc.http_status < 500 \
+            and exc.http_status != 429
+        if refused:
+            raise OnboardingError(f"the token cannot see WABA {waba_id}: {exc}", "ownership", exc) from exc
+        raise OnboardingError(f"list phone numbers failed: {exc}", "list phone numbers", exc) from exc
     ids = [str(n.get("id")) for n in numbers if isinstance(n, dict) and n.get("id")]
     if not ids:
         raise OnboardingError(f"WABA {waba_id} has no phone number this token can see", "ownership")
