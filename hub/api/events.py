@@ -106,12 +106,20 @@ def _visible_event(session, event_id: int) -> InboundEvent:
 @bp.route("/events", methods=["GET"])
 @bp.response(200, EventOut(many=True))
 def list_events():
+    """Newest first; ``?status=dead`` lists dead letters. Includes deliveries shared with other workspaces."""
     limit, offset = page_args()
-    query = select(InboundEvent).where(tenancy.visible_to(g.workspace_id))
-    if request.args.get("status"):
-        query = query.where(InboundEvent.status == request.args["status"])
+    status = [InboundEvent.status == request.args["status"]] if request.args.get("status") else []
+    newest = limit + offset
+    # two index-backed queries merged here: one OR across both tables scans the whole event table
+    own = select(InboundEvent.id).where(InboundEvent.workspace_id == g.workspace_id, *status)
+    linked = select(InboundEventWorkspace.event_id).join(InboundEvent, InboundEvent.id == InboundEventWorkspace.event_id) \
+        .where(InboundEventWorkspace.workspace_id == g.workspace_id, *status)
     with runtime().db.session() as session:
-        events = session.scalars(query.order_by(InboundEvent.id.desc()).limit(limit).offset(offset)).all()
+        ids = set(session.scalars(own.order_by(InboundEvent.id.desc()).limit(newest)))
+        ids |= set(session.scalars(linked.order_by(InboundEventWorkspace.event_id.desc()).limit(newest)))
+        page = sorted(ids, reverse=True)[offset:offset + limit]
+        events = session.scalars(select(InboundEvent).where(InboundEvent.id.in_(page))
+                                 .order_by(InboundEvent.id.desc())).all() if page else []
         return _event_views(session, events)
 
 
