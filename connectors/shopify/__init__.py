@@ -264,6 +264,8 @@ class Shopify(Connector):
         template, language = template_for(ctx, "cancelled")
         if not order_id or not template:
             return [Skip("order without id" if not order_id else "cancellation notices are off")]
+        if not dig(payload, "cancelled_at"):  # the topic is not signed: a live order's body is no cancellation
+            return [Skip("orders/cancelled whose order has no cancelled_at")]
         to = _phone(ctx, payload)
         if not to:
             return []

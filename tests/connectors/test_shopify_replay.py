@@ -58,6 +58,16 @@ def test_captured_order_replayed_as_app_uninstalled_does_not_disable(client, wor
     assert event.outcome["skipped"] == ["app/uninstalled ignored: the body is not a shop"]
 
 
+def test_a_live_order_replayed_as_orders_cancelled_sends_no_cancellation(client, workspace, run_jobs):
+    inst = client.install(workspace, "shopify", {**SECRETS, "shop": "jsmith.myshopify.com", "default_country": "US"})
+    live = json.dumps(sample("orders_create", cancelled_at=None, phone="+1 415-555-2671")).encode()
+    assert post(client, inst, live, "orders/cancelled", "wh-evil-3", iso(0)).status_code == 200
+    run_jobs(queues=("ingest",))
+    [event] = rows(client, InboundEvent, scope=inst["id"])
+    assert event.status == "processed" and event.outcome["sends"] == []
+    assert event.outcome["skipped"] == ["orders/cancelled whose order has no cancelled_at"]
+
+
 def test_another_shops_uninstall_does_not_disable_this_one(client, workspace, inst, run_jobs):
     other = {**json.loads((FIXTURES / "app_uninstalled.json").read_text()), "myshopify_domain": "other.myshopify.com"}
     assert post(client, inst, json.dumps(other).encode(), "app/uninstalled", "u-other", iso(0)).status_code == 200
