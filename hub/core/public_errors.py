@@ -13,7 +13,7 @@ import re
 from typing import Any, Iterable
 
 MAX_CHARS = 300
-MAX_VALUES = 5000
+MAX_VALUES = 20_000  # payload nodes looked at (cost on the failure path); beyond: phone/e-mail patterns only
 REDACTED = "…"
 _SQL_TAIL = re.compile(r"\s*(\[SQL:|\[parameters:|\(Background on this error).*", re.DOTALL)
 _DRIVER = re.compile(r"^\([\w.]+\)\s*")  # "(sqlite3.IntegrityError) " in SQLAlchemy's text
@@ -30,8 +30,8 @@ def public_error(exc: BaseException, payload: Any = None) -> str:
     orig = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError: the driver's own message
     message = str(orig) if isinstance(orig, BaseException) else _str(exc)
     message = _SQL_TAIL.sub("", _DRIVER.sub("", message.strip())).strip()
-    message = message.splitlines()[0].strip() if message else ""
-    message = redact(message, payload_values(payload))
+    message = message.splitlines()[0].strip()[:2 * MAX_CHARS] if message else ""
+    message = redact(message, payload_values(payload)) if message else ""
     text = f"{name}: {message}" if message else name
     return text if len(text) <= MAX_CHARS else text[:MAX_CHARS - 1] + REDACTED
 
@@ -39,9 +39,8 @@ def public_error(exc: BaseException, payload: Any = None) -> str:
 def redact(message: str, values: Iterable[str] = ()) -> str:
     """``message`` with each of ``values`` (longest first) and anything shaped like a phone
     number or an e-mail address replaced by ``…``."""
-    for value in sorted(set(values), key=len, reverse=True):
-        if value in message:
-            message = message.replace(value, REDACTED)
+    for value in sorted({v for v in values if v in message}, key=len, reverse=True):
+        message = message.replace(value, REDACTED)
     message = _PHONE.sub(lambda m: REDACTED if sum(c.isdigit() for c in m.group()) >= 7 else m.group(), message)
     return _EMAIL.sub(REDACTED, message)
 
