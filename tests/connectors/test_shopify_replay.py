@@ -113,3 +113,18 @@ def test_a_wrong_signature_is_bad_signature_before_any_timestamp_check(client, i
                "X-Shopify-Topic": "orders/create", "X-Shopify-Triggered-At": iso(REPLAY_WINDOW + 60)}
     response = client.post(f"/webhooks/shopify/{inst['id']}", data=body, headers=headers)
     assert response.status_code == 401 and response.json["error"]["code"] == "bad_signature"
+
+
+def test_the_timestamp_option_is_generic_for_any_hmac_header_connector():
+    from hub.connector import HmacHeader, IncomingRequest, Rejected
+
+    verifier = HmacHeader("X-Sig", key="k", timestamp_header="X-Sent-At", max_age=60)
+    body, secrets = b'{"a": 1}', {"k": "secret"}
+    fresh = verifier.sign(body, secrets)
+    assert verifier.verify(IncomingRequest(fresh, body), secrets) is True
+    unix = {**fresh, "X-Sent-At": str(int(time.time()) - 30)}
+    assert verifier.verify(IncomingRequest(unix, body), secrets) is True
+    with pytest.raises(Rejected, match="X-Sent-At is 2 min old"):
+        verifier.verify(IncomingRequest({**fresh, "X-Sent-At": str(int(time.time()) - 150)}, body), secrets)
+    assert verifier.verify(IncomingRequest({**fresh, "X-Sig": "wrong"}, body), secrets) is False
+    assert HmacHeader("X-Sig", key="k").sign(body, secrets).keys() == {"X-Sig"}  # no option, no header
