@@ -6,11 +6,12 @@ into that directory.  ``COEXHUB_ENV=production`` refuses to generate secrets.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from cryptography.fernet import Fernet
 
@@ -84,7 +85,7 @@ class Settings:
             missing = [n for n, v in (("COEXHUB_SECRET_KEY", self.secret_keys),
                                       ("COEXHUB_ADMIN_TOKEN", self.admin_token)) if not v]
             raise ConfigError(f"production mode requires {', '.join(missing)}")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         generated = []
         keys = self.secret_keys
         if not keys:
@@ -97,9 +98,45 @@ class Settings:
 
 def _read_or_create(path: Path, make, generated: list) -> str:
     if path.exists():
+        private_file(path, create=False)
         return path.read_text().strip()
     value = make()
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(value + "\n")
     generated.append(path.name)
     return value
+
+
+# -- the data directory holds the database, Redis' dump and the keys: owner only ----------------
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (0700) or tighten an existing one this user owns to 0700."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path, *, create: bool = True) -> Path:
+    """Make ``path`` owner-only (0600): created empty when missing (and ``create``), tightened when it exists.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file, so creating
+    ``hub.db`` 0600 before SQLite opens it keeps all three private."""
+    if create:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    return path
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Files created meanwhile (and by child processes started meanwhile) are owner-only.
+
+    Redis rewrites its dump file on every save, so the embedded server is started under it."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)

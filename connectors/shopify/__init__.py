@@ -14,9 +14,11 @@ from marshmallow import Schema, fields, validate
 from connectors import decimal_amount, money, order_in_reply, template_fields, template_for, text, truthy
 from connectors.shopify import writeback
 from hub.connector import (
+    BodyHash,
     CancelScheduled,
     Connector,
     DisableInstallation,
+    Fields,
     Header,
     HmacHeader,
     RecordRevenue,
@@ -35,6 +37,13 @@ from hub.connector import (
 PHONE_PATHS = ("sms_marketing_phone", "phone", "customer.phone", "shipping_address.phone", "billing_address.phone")
 COD = re.compile(r"(\bcod\b|cash[\s_-]*on[\s_-]*delivery)", re.IGNORECASE)
 KNOWN_CHECKOUTS = 500  # checkout id → token pairs remembered for checkouts/delete (it carries only the id)
+# Shopify retries a failed delivery 8 times over 4 hours: a delivery whose X-Shopify-Triggered-At
+# is older than 5 hours is no retry but a replay, and is refused (401). The header is not signed.
+REPLAY_WINDOW = 5 * 3600
+# app/uninstalled carries the shop resource; these keys belong to orders, checkouts, fulfillments
+SHOP_KEYS = {"myshopify_domain", "domain", "shop_owner", "plan_name", "money_format", "iana_timezone", "primary_locale"}
+NOT_SHOP_KEYS = {"line_items", "order_number", "order_id", "checkout_token", "token", "cart_token", "financial_status",
+                 "fulfillment_status", "total_price", "tracking_number", "abandoned_checkout_url", "customer"}
 
 
 ShopifyConfig = Schema.from_dict({
@@ -122,12 +131,28 @@ def is_cod(payload: Any) -> bool:
     return any(COD.search(n) for n in [*names, text(dig(payload, "gateway"))] if n)
 
 
+def not_this_shop(payload: Any, ctx) -> str | None:
+    """Why ``payload`` is not the shop resource of this installation's store (None when it is)."""
+    if not isinstance(payload, dict) or not any(key in payload for key in SHOP_KEYS):
+        return "the body is not a shop"
+    if NOT_SHOP_KEYS & payload.keys():
+        return f"the body looks like another resource ({', '.join(sorted(NOT_SHOP_KEYS & payload.keys()))})"
+    domain, shop = text(payload.get("myshopify_domain")).lower(), text(ctx.config.get("shop")).lower()
+    if domain and shop and domain != shop:
+        return f"the body is the shop {domain}, not {shop}"
+    return None
+
+
 class Shopify(Connector):
     name = "shopify"
     title = "Shopify"
     config_schema = ShopifyConfig
-    verify = HmacHeader("X-Shopify-Hmac-Sha256", key="webhook_secret", encoding="base64")
-    event_id = Header("X-Shopify-Webhook-Id")
+    verify = HmacHeader("X-Shopify-Hmac-Sha256", key="webhook_secret", encoding="base64",
+                        timestamp_header="X-Shopify-Triggered-At", max_age=REPLAY_WINDOW)
+    # The HMAC covers the body only: the webhook id and topic headers can be rewritten by anyone
+    # holding a captured delivery. Deduping on topic + body makes a captured body replayed under
+    # a new X-Shopify-Webhook-Id a duplicate (a real retry carries the same body anyway).
+    event_id = Fields(Header("X-Shopify-Topic"), BodyHash())
     topic = Header("X-Shopify-Topic")
 
     # -- abandoned checkouts -----------------------------------------------------------------
@@ -239,6 +264,8 @@ class Shopify(Connector):
         template, language = template_for(ctx, "cancelled")
         if not order_id or not template:
             return [Skip("order without id" if not order_id else "cancellation notices are off")]
+        if not dig(payload, "cancelled_at"):  # the topic is not signed: a live order's body is no cancellation
+            return [Skip("orders/cancelled whose order has no cancelled_at")]
         to = _phone(ctx, payload)
         if not to:
             return []
@@ -272,6 +299,9 @@ class Shopify(Connector):
 
     @on_webhook("app/uninstalled")
     def uninstalled(self, payload, ctx):
+        problem = not_this_shop(payload, ctx)
+        if problem:  # destructive: acted on only for a body that is this shop (the topic is not signed)
+            return [Skip(f"app/uninstalled ignored: {problem}")]
         return [DisableInstallation("app uninstalled")]
 
     # -- COD replies (WhatsApp quick-reply buttons) ------------------------------------------

@@ -74,9 +74,10 @@ def _graph() -> Graph:
 
 
 def _onboarding_error(exc: OnboardingError):
-    """409 for a number another workspace uses, 422 for a used/expired/unknown signup code, 502
-    when the Graph API failed."""
+    """409 for a number another workspace uses, 422 for a number outside the WABA or a
+    used/expired/unknown signup code, 502 when the Graph API failed."""
     status, code = (409, "onboarding_failed") if exc.step == "conflict" else \
+        (422, "onboarding_failed") if exc.step == "ownership" else \
         (422, "invalid_signup_code") if exc.invalid_code else (502, "onboarding_failed")
     return ApiError(status, code, str(exc), step=exc.step, graph_error=exc.graph.as_dict() if exc.graph else None)
 

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from hub.api.errors import ApiError
 from hub.core import ingest, installations
 from hub.core.metrics import count
-from hub.core.verifiers import IncomingRequest, SharedToken
+from hub.core.verifiers import IncomingRequest, Rejected, SharedToken
 
 bp = Blueprint("webhooks", __name__)
 
@@ -26,8 +26,13 @@ def receive(connector_name: str, installation_id: str):
     incoming = IncomingRequest(request.headers, body, request.args)
     if connector.is_ping(incoming):
         return jsonify(ok=True, ping=True)
-    if not connector.verify.verify(incoming, inst.secrets) and \
-            not connector.verify.verify(incoming, installations.lookup(rt, installation_id, fresh=True).secrets):
+    try:
+        genuine = connector.verify.verify(incoming, inst.secrets) or \
+            connector.verify.verify(incoming, installations.lookup(rt, installation_id, fresh=True).secrets)
+    except Rejected as exc:  # signed, but refused for a stated reason (too old: a replay)
+        count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="rejected")
+        raise ApiError(401, "rejected", str(exc)) from exc
+    if not genuine:
         count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="bad_signature")
         raise ApiError(401, "bad_signature", "the webhook signature is missing or wrong")
     try:

@@ -35,6 +35,7 @@ from hub.core.verifiers import (
     IncomingRequest,
     JsonField,
     NoVerification,
+    Rejected,
     SharedToken,
     TimestampedHmac,
     Verifier,
@@ -43,7 +44,7 @@ from hub.core.verifiers import (
 )
 
 __all__ = ["Connector", "Context", "on_webhook", "on_whatsapp", "secret", "config_json_schema",
-           "HmacHeader", "TimestampedHmac", "SharedToken", "NoVerification", "Verifier", "Header",
+           "HmacHeader", "TimestampedHmac", "SharedToken", "NoVerification", "Verifier", "Rejected", "Header",
            "JsonField", "Fields", "BodyHash", "Extractor", "IncomingRequest", "SendTemplate", "SendText",
            "ScheduleSend", "CancelScheduled", "UpsertContact", "WriteBack", "Emit", "Skip", "Action", "dig",
            "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone", "outbound_url"]

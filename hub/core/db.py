@@ -5,8 +5,10 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from hub.config import private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -18,9 +20,11 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path = make_url(url).database  # None or ":memory:" for an in-memory database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                for name in (path, f"{path}-wal", f"{path}-shm"):  # created owner-only, or tightened
+                    private_file(Path(name), create=name == path)
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:

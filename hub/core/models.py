@@ -210,6 +210,16 @@ class InboundEvent(Base):
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
+class InboundEventWorkspace(Base):
+    """A further workspace an inbound event concerns (one Meta delivery can hold several
+    workspaces' numbers); ``InboundEvent.workspace_id`` is the first, these are the others."""
+    __tablename__ = "inbound_event_workspaces"
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("inbound_events.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(40), ForeignKey("workspaces.id", ondelete="CASCADE"),
+                                              primary_key=True, index=True)
+
+
 class Broadcast(Base):
     __tablename__ = "broadcasts"
     id: Mapped[str] = _id("bc")

@@ -26,6 +26,7 @@ from sqlalchemy import update
 from hub.core.connectors import Context
 from hub.core.metrics import count
 from hub.core.models import Installation, OutboundDelivery, Subscription, utcnow
+from hub.core.public_errors import public_error
 from hub.core.runtime import current
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def deliver(delivery_id: int) -> str:
             row.status, row.delivered_at, row.last_error = "delivered", utcnow(), None
         else:
             log.warning("outbox %s attempt %s failed: %s", row.id, row.attempts, error)
-            row.last_error = f"{type(error).__name__}: {error}"[:2000]
+            row.last_error = public_error(error, row.payload)
             if isinstance(error, PermanentError) or row.attempts > len(RETRY_SECONDS):
                 row.status = "dead"
             else:

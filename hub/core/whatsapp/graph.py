@@ -76,7 +76,14 @@ class Graph:
         self.request("POST", f"{waba_id}/subscribed_apps", token)
 
     def phone_numbers(self, waba_id: str, token: str) -> list[dict[str, Any]]:
-        return self.request("GET", f"{waba_id}/phone_numbers", token).get("data", [])
+        """Every number of the WABA the token can see (all pages)."""
+        out, url = [], f"{waba_id}/phone_numbers"
+        params: dict[str, Any] | None = {"limit": 100}
+        while url:
+            data = self.request("GET", url, token, params=params)
+            out += data.get("data", [])
+            url, params = (data.get("paging") or {}).get("next"), None
+        return out
 
     def phone_number(self, phone_number_id: str, token: str) -> dict[str, Any]:
         return self.request("GET", phone_number_id, token,

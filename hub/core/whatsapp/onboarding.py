@@ -59,12 +59,8 @@ def onboard(session, graph: Graph, settings, workspace_id: str, *, code: str, wa
 def connect(session, graph: Graph, workspace_id: str, *, token: str, waba_id: str,
             phone_number_id: str | None = None, mode: str = "coexistence", history: bool = False,
             messages_per_second: int | None = None) -> Connection:
+    phone_number_id = number_of_waba(graph, token, waba_id, phone_number_id)
     _step("subscribe app", graph.subscribe_app, waba_id, token)
-    if not phone_number_id:
-        numbers = _step("list phone numbers", graph.phone_numbers, waba_id, token)
-        if not numbers:
-            raise OnboardingError("the WABA has no phone number", "list phone numbers")
-        phone_number_id = str(numbers[0]["id"])
     details = _step("read phone number", graph.phone_number, phone_number_id, token)
     conn = session.scalars(select(Connection).where(Connection.phone_number_id == phone_number_id)).first()
     if conn is not None and conn.workspace_id != workspace_id:
@@ -87,6 +83,29 @@ def connect(session, graph: Graph, workspace_id: str, *, token: str, waba_id: st
         request_syncs(conn, graph)
     upsert_templates(session, workspace_id, waba_id, _step("list templates", graph.templates, waba_id, token))
     return conn
+
+
+def number_of_waba(graph: Graph, token: str, waba_id: str, phone_number_id: str | None) -> str:
+    """The number to connect, checked to belong to ``waba_id`` as the token sees it
+    (``GET /{waba_id}/phone_numbers``); the WABA's first number when none is named.
+
+    Template, account and quality webhooks are routed by WABA: a number connected under a
+    WABA it does not belong to would hand that WABA's events to the wrong workspace."""
+    try:
+        numbers = graph.phone_numbers(waba_id, token)
+    except GraphError as exc:  # Meta refuses a WABA the token may not see: a 4xx, not an outage
+        refused = not exc.timeout and exc.http_status is not None and 400 <= exc.http_status < 500 \
+            and exc.http_status != 429
+        if refused:
+            raise OnboardingError(f"the token cannot see WABA {waba_id}: {exc}", "ownership", exc) from exc
+        raise OnboardingError(f"list phone numbers failed: {exc}", "list phone numbers", exc) from exc
+    ids = [str(n.get("id")) for n in numbers if isinstance(n, dict) and n.get("id")]
+    if not ids:
+        raise OnboardingError(f"WABA {waba_id} has no phone number this token can see", "ownership")
+    if phone_number_id and str(phone_number_id) not in ids:
+        raise OnboardingError(f"phone number {phone_number_id} does not belong to WABA {waba_id} "
+                              "(it is not among the WABA's numbers this token can see)", "ownership")
+    return str(phone_number_id or ids[0])
 
 
 def request_syncs(conn: Connection, graph: Graph) -> None:

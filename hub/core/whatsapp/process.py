@@ -10,7 +10,7 @@ import logging
 
 from sqlalchemy import select
 
-from hub.core import contacts
+from hub.core import contacts, tenancy
 from hub.core.connectors import Context
 from hub.core.execute import Executor
 from hub.core.metrics import count
@@ -32,13 +32,17 @@ def process_whatsapp(rt, session, event: InboundEvent):
     domain: list[DomainEvent] = []
     jobs: list[tuple[str, str, tuple]] = []
     outcome = {"changes": 0, "unrouted": 0, "ignored_fields": [], "events": 0, "sends": []}
+    workspaces: dict[str, None] = {}
     for entry in envelope.get("entry") or []:
         for change in entry.get("changes") or []:
             outcome["changes"] += 1
             field, value = change.get("field"), change.get("value") or {}
-            if not _apply(rt, session, entry, field, value, domain, jobs, outcome):
+            conns = _apply(rt, session, entry, field, value, domain, jobs, outcome)
+            workspaces.update(dict.fromkeys(c.workspace_id for c in conns))
+            if not conns:
                 outcome["unrouted"] += 1
                 count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="unrouted")
+    tenancy.link(session, event, workspaces)  # listed under every workspace it concerns
     for item in domain:
         for executor, actions in plugin_actions(rt, session, item):
             executor.run(actions)
@@ -49,12 +53,13 @@ def process_whatsapp(rt, session, event: InboundEvent):
     return status, outcome, jobs
 
 
-def _apply(rt, session, entry, field, value, domain, jobs, outcome) -> bool:
+def _apply(rt, session, entry, field, value, domain, jobs, outcome) -> list[Connection]:
+    """Route one change (``hub.core.tenancy``) and normalize it; the connections it went to."""
+    conns = tenancy.change_connections(session, entry, field, value)
+    if not conns:
+        return []
     if field in BY_WABA:
-        waba_id = str((value.get("waba_info") or {}).get("waba_id") or entry.get("id") or "")
-        conns = session.scalars(select(Connection).where(Connection.waba_id == waba_id)).all()
-        if not conns:
-            return False
+        waba_id = conns[0].waba_id
         if field == "account_update":
             account.account_update(session, conns, value, domain)
         elif field == "message_template_status_update":
@@ -63,15 +68,8 @@ def _apply(rt, session, entry, field, value, domain, jobs, outcome) -> bool:
             account.quality_update(session, conns, value, domain)
         else:
             outcome["ignored_fields"].append(field)
-        return True
-    number = (value.get("metadata") or {}).get("phone_number_id")
-    conn = session.scalars(select(Connection).where(Connection.phone_number_id == str(number))).first() \
-        if number else None
-    if conn is None:
-        conn = session.scalars(select(Connection).where(Connection.waba_id == str(entry.get("id")))).first() \
-            if field in BY_NUMBER or field == "messages" else None
-    if conn is None:
-        return False
+        return conns
+    conn = conns[0]
     if field == "messages":
         messages.customer_messages(session, conn, value, domain, OptOut(session, conn, jobs, domain))
         messages.statuses(session, conn, value, domain)
@@ -81,7 +79,7 @@ def _apply(rt, session, entry, field, value, domain, jobs, outcome) -> bool:
         BY_NUMBER[field](session, conn, value, domain)
     else:
         outcome["ignored_fields"].append(field)
-    return True
+    return conns
 
 
 class OptOut:

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
+import logging
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from hub.api.errors import ApiError
-from hub.core import ingest
+from hub.core import ingest, tenancy
 from hub.core.metrics import count
 from hub.core.models import Connection
 
 bp = Blueprint("whatsapp_webhook", __name__)
+log = logging.getLogger(__name__)
+MAX_ROUTED_AT_INGEST = 100  # changes routed (cached lookups) at ingest to list a delivery; processing routes all
 _ROUTE_CACHE: dict[str, tuple[float, str | None]] = {}
 ROUTE_TTL = 30.0
 
@@ -53,9 +57,16 @@ def receive():
     except (ValueError, AttributeError, TypeError) as exc:
         count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="malformed")
         raise ApiError(400, "malformed_body", "the body is not a WhatsApp webhook envelope") from exc
+    workspaces = _workspaces_of(rt, entries)
     event_id, duplicate = ingest.store(
         rt, provider="whatsapp", scope="meta", dedupe_key=ingest.body_hash(body), body=body,
-        headers={}, topic=_first_field(entries), workspace_id=_workspace_of(rt, entries))
+        headers={}, topic=_first_field(entries), workspace_id=workspaces[0] if workspaces else None)
+    if event_id is not None and len(workspaces) > 1:  # rare: one delivery, several workspaces' numbers
+        try:
+            with rt.db.autocommit.connect() as conn:
+                tenancy.link_ids(conn, event_id, workspaces[1:])
+        except Exception:  # stored is what counts; processing links them again
+            log.exception("could not link inbound event %s to workspaces %s", event_id, workspaces[1:])
     return jsonify(ok=True, event_id=event_id, duplicate=duplicate)
 
 
@@ -79,13 +90,20 @@ def _first_field(entries: list[dict]) -> str | None:
     return None
 
 
-def _workspace_of(rt, entries: list[dict]) -> str | None:
-    """The workspace of the first routable change (for listing); processing routes each change."""
-    for entry in entries:
-        for change in entry.get("changes") or ():
-            number = ((change.get("value") or {}).get("metadata") or {}).get("phone_number_id")
-            return _cached_workspace(rt, f"pn:{number}" if number else f"waba:{entry.get('id')}")
-    return None
+def _workspaces_of(rt, entries: list[dict]) -> list[str]:
+    """The workspaces of the changes (for listing, so a failing delivery is visible to each);
+    processing routes each change again and records any workspace found only then."""
+    found: dict[str, None] = {}
+    changes = ((entry, change) for entry in entries for change in entry.get("changes") or ())
+    for entry, change in itertools.islice(changes, MAX_ROUTED_AT_INGEST):  # the rest: at processing
+        metadata = (change.get("value") or {}).get("metadata")
+        number = tenancy.ident(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
+        waba_id = tenancy.ident(entry.get("id"))
+        key = f"pn:{number}" if number else f"waba:{waba_id}" if waba_id else None
+        workspace = _cached_workspace(rt, key) if key else None
+        if workspace:
+            found.setdefault(workspace)
+    return list(found)
 
 
 def _cached_workspace(rt, key: str) -> str | None:
