@@ -68,6 +68,11 @@ def test_a_reply_leaves_from_the_number_the_customer_wrote_to(client, two_number
     # A has no window with this customer: free text from A is refused now, not after Meta's 131047
     from_a = post(client, a, text="from A", connection_id=a.id)
     assert from_a.status_code == 422 and from_a.json["error"]["code"] == "outside_window"
+    # one truth for the window: the hub's per-number windows are the simulator's (Meta's) windows
+    [contact] = client.get(f"/api/v1/contacts?q={CUSTOMER}", headers=a.workspace.headers).json
+    hub_open = {w["connection_id"]: w["window_open"] for w in contact["windows"]}
+    assert {n.id: hub_open.get(n.id, False) for n in (a, b)} == \
+        {n.id: simulator.window_open(n.phone_number_id, CUSTOMER) for n in (a, b)} == {a.id: False, b.id: True}
     # a customer who never wrote gets the workspace's oldest number
     fresh = post(client, a, OTHER, template="order_update", params=["1"]).json
     assert (fresh["connection_id"], fresh["connection_reason"]) == (a.id, "workspace_default")
@@ -178,8 +183,8 @@ def test_a_broadcast_reaches_each_customer_on_their_number(client, two_numbers, 
 
 def test_windows_survive_a_contact_merge(client, coexistence, simulator, run_jobs):
     """The same customer seen first by business-scoped id, then by number: one contact, one window."""
-    from hub.core.models import Contact
     from hub.core import contacts
+    from hub.core.models import Contact
     from hub.core.sending import windows
 
     with client.rt.db.session() as s:

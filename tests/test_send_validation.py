@@ -138,6 +138,7 @@ def test_messages_are_listed_with_filters_and_paging(client, coexistence, simula
         assert error(client.get(f"/api/v1/messages?{bad}", headers=h)) == (422, "invalid_filter"), bad
     other = client.new_workspace("Someone else")
     assert client.get("/api/v1/messages", headers=other.headers).json == []
+    assert {"get", "post"} <= set(client.get("/api/v1/openapi.json").json["paths"]["/api/v1/messages"])
 
 
 def test_analytics_rates_agree_with_the_sends(client, coexistence, simulator, run_jobs):

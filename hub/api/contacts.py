@@ -201,7 +201,7 @@ def list_messages():
 def _instant(name: str, value: str) -> dt.datetime:
     """An ISO 8601 time as naive UTC (how times are stored), or 422."""
     try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(value)
     except ValueError as exc:
         raise ApiError(422, "invalid_filter", f"{name} must be an ISO 8601 time, e.g. 2026-11-30T12:00:00Z") from exc
     return when.astimezone(dt.timezone.utc).replace(tzinfo=None) if when.tzinfo else when

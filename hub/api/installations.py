@@ -79,12 +79,12 @@ def sending_warnings(session, inst: Installation) -> list[str]:
     """What keeps this installation's messages from going out, in words (its numbers)."""
     conns = session.scalars(select(Connection).where(Connection.workspace_id == inst.workspace_id)).all()
     if not conns:
-        return ["this workspace has no WhatsApp number yet: the connector's messages will fail until one is "
-                "connected (POST /api/v1/connections/onboard)"]
+        return [("this workspace has no WhatsApp number yet: the connector's messages will fail until one is "
+                 "connected (POST /api/v1/connections/onboard)")]
     pinned = (inst.config or {}).get("connection_id")
     if pinned and pinned not in {c.id for c in conns}:
-        return [f"connection_id {pinned!r} is not a number of this workspace: messages go out from the number "
-                "the customer last wrote to, else the workspace's oldest"]
+        return [(f"connection_id {pinned!r} is not a number of this workspace: messages go out from the number "
+                 "the customer last wrote to, else the workspace's oldest")]
     if not any(c.status == "active" for c in conns):
         return ["no WhatsApp number of this workspace is active: messages wait until one is"]
     return []

@@ -16,8 +16,8 @@ from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit
     ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
 from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
 from hub.core.outbox import outbox_job
-from hub.core.sending.pipeline import delivery_job
 from hub.core.sending import routing
+from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send
 
 PENDING_SEND_STATES = ("scheduled", "queued")
