@@ -130,8 +130,8 @@ def create_broadcast(body):
         jobs = []
         for contact in chosen:
             params = [fill(p, contact) for p in body["params"]]
-            reason = ("opted_out" if contact.opted_out else
-                      "marketing_opted_out" if marketing and contact.marketing_opted_out else
+            reason = ("opted_out" if checks.opt_out_problem(contact, "broadcast") else
+                      "marketing_opted_out" if checks.marketing_problem(contact, checks.category_of(template)) else
                       "no_marketing_consent" if marketing and (contact.marketing_consent is False or
                                                                (need_consent and not contact.marketing_consent))
                       else "missing_value" if any(not p.strip() for p in params)
