@@ -140,6 +140,7 @@ def queue_checked(session, body: dict, to: str) -> tuple[Send, bool]:
         idempotency_key=body["idempotency_key"], cancel_key=body["cancel_key"], not_before=body["send_at"],
         connection_reason=route.reason)
     session.flush()
+    log.info("send %s to …%s queued from %s (%s)", send.id, to[-4:], route.connection_id, route.reason)
     return send, created
 
 
