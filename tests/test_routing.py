@@ -78,6 +78,7 @@ def test_a_reply_leaves_from_the_number_the_customer_wrote_to(client, two_number
     assert (fresh["connection_id"], fresh["connection_reason"]) == (a.id, "workspace_default")
     explicit = post(client, a, template="order_update", params=["2"], connection_id=a.id).json
     assert (explicit["connection_id"], explicit["connection_reason"]) == (a.id, "requested")
+    run_jobs()  # nothing left queued for later tests' scheduler ticks
 
 
 def test_the_latest_number_wins_and_the_contact_shows_each_numbers_window(client, two_numbers, simulator, run_jobs):
@@ -95,6 +96,7 @@ def test_the_latest_number_wins_and_the_contact_shows_each_numbers_window(client
     simulator.customer_message(a.phone_number_id, CUSTOMER, "back to A", timestamp=now)
     run_jobs()
     assert post(client, a, text="hi again").json["connection_id"] == a.id
+    run_jobs()
 
 
 def test_connector_sends_prefer_the_customers_number_then_the_installation_pin(client, two_numbers, simulator,
@@ -198,6 +200,7 @@ def test_windows_survive_a_contact_merge(client, coexistence, simulator, run_job
         assert [(r.contact_id, r.last_inbound_at is not None) for r in rows] == [(merged_id, True)]
         assert s.get(Contact, merged_id).last_inbound_at is not None
     assert post(client, coexistence, OTHER, text="hello").status_code == 202
+    run_jobs()
 
 
 def test_concurrent_inbound_messages_keep_one_row_with_the_latest_time(client, coexistence, simulator):
