@@ -71,15 +71,21 @@ def test_template_send_end_to_end_with_statuses(client, coexistence, simulator, 
 
 def test_template_problems_are_caught_before_meta(client, coexistence, simulator, run_jobs):
     before = len(simulator.requests)
-    wrong_count = send(client, coexistence, template="order_update", params=[]).json
-    unknown = send(client, coexistence, template="nope", params=["x"]).json
-    empty_param = send(client, coexistence, template="order_update", params=[""]).json
+    wrong_count = send(client, coexistence, template="order_update", params=[])
+    unknown = send(client, coexistence, template="nope", params=["x"])
+    empty_param = send(client, coexistence, template="order_update", params=[""])
+    assert [r.status_code for r in (wrong_count, unknown, empty_param)] == [422] * 3  # answered at once
+    assert [r.json["error"]["code"] for r in (wrong_count, unknown, empty_param)] == [
+        "template_params_invalid", "template_unknown", "template_params_invalid"]
+    assert "expects 1 parameter" in wrong_count.json["error"]["message"]
+    assert rows(client, Send, Send.workspace_id == coexistence.workspace.id) == []  # nothing was queued
+    with client.rt.db.session() as s:  # a connector's sends have no one to answer: the pipeline refuses them
+        executor = Executor(s, coexistence.workspace.id, origin="automation")
+        executor.run([SendTemplate(to=CUSTOMER, template="order_update", params=[])])
+    enqueue_all(client.rt, executor.jobs)
     run_jobs()
-    for s in (wrong_count, unknown, empty_param):
-        s = client.get(f"/api/v1/sends/{s['id']}", headers=coexistence.workspace.headers).json
-        assert s["status"] == "failed", s
-    assert "expects 1 parameter" in client.get(f"/api/v1/sends/{wrong_count['id']}",
-                                               headers=coexistence.workspace.headers).json["last_error"]
+    failed = client.get(f"/api/v1/sends/{executor.outcome['sends'][0]}", headers=coexistence.workspace.headers).json
+    assert failed["status"] == "failed" and "expects 1 parameter" in failed["last_error"]
     assert len(simulator.requests) == before  # Meta never saw them
 
 
@@ -87,9 +93,9 @@ def test_free_form_only_inside_the_window_opened_by_the_customer(client, coexist
     h = coexistence.workspace.headers
     simulator.echo(coexistence.phone_number_id, CUSTOMER, "echoes do not open the window")
     run_jobs()
-    early = send(client, coexistence, text="Hi!").json
-    run_jobs()
-    assert "24-hour" in client.get(f"/api/v1/sends/{early['id']}", headers=h).json["last_error"]
+    early = send(client, coexistence, text="Hi!")
+    assert early.status_code == 422 and early.json["error"]["code"] == "outside_window"
+    assert "24-hour" in early.json["error"]["message"]
     simulator.customer_message(coexistence.phone_number_id, CUSTOMER, "hello?")
     run_jobs()
     later = send(client, coexistence, text="Hi! How can we help?").json
@@ -106,9 +112,17 @@ def test_stop_opts_out_with_one_confirmation_and_start_resubscribes(client, coex
     assert contact.opted_out
     confirmations = [r for r in simulator.sent(coexistence.phone_number_id) if r["body"]["to"] == CUSTOMER]
     assert len(confirmations) == 1 and "no longer receive" in confirmations[0]["body"]["text"]["body"]
-    blocked = send(client, coexistence, template="order_update", params=["x"]).json
+    blocked = send(client, coexistence, template="order_update", params=["x"])
+    assert blocked.status_code == 422 and blocked.json["error"] == {
+        "code": "contact_opted_out", "message": "contact opted out",
+        "details": {"connection_id": coexistence.id, "connection_reason": "customer_last_wrote"}}
+    with client.rt.db.session() as s:  # a connector's send is refused by the pipeline, with the same rule
+        executor = Executor(s, coexistence.workspace.id, origin="connector")
+        executor.run([SendTemplate(to=CUSTOMER, template="order_update", params=["x"])])
+    enqueue_all(client.rt, executor.jobs)
     run_jobs()
-    assert client.get(f"/api/v1/sends/{blocked['id']}", headers=h).json["last_error"] == "contact opted out"
+    assert client.get(f"/api/v1/sends/{executor.outcome['sends'][0]}", headers=h).json["last_error"] == \
+        "contact opted out"
     simulator.customer_message(coexistence.phone_number_id, CUSTOMER, "Start")
     run_jobs()
     [contact] = rows(client, Contact, Contact.id == contact.id)

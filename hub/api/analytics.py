@@ -28,6 +28,7 @@ def summary():
                                          .group_by(Message.origin)).all())
         out_status = dict(session.execute(select(Message.status, func.count()).where(
             *recent, Message.direction == "out", Message.origin == "api").group_by(Message.status)).all())
+        outcomes = send_outcomes(session, g.workspace_id, since)
         priced = session.scalars(select(Message.pricing).where(*recent, Message.pricing.is_not(None))).all()
         sends = dict(session.execute(select(Send.status, func.count()).where(
             Send.workspace_id == g.workspace_id, Send.created_at >= since).group_by(Send.status)).all())
@@ -35,10 +36,7 @@ def summary():
         attributed = session.execute(select(Attribution.currency, Attribution.amount).where(
             Attribution.workspace_id == g.workspace_id, Attribution.created_at >= since)).all()
     total = sum(out_status.values())
-    reached = {"sent": ("sent", "delivered", "read"), "delivered": ("delivered", "read"), "read": ("read",),
-               "failed": ("failed",)}
-    rates = {name: round(sum(out_status.get(s, 0) for s in states) / total, 4) if total else None
-             for name, states in reached.items()}
+    rates = rates_of(outcomes)
     spend: dict[str, dict] = {}
     for pricing in priced:
         category = pricing.get("category") or "unknown"
@@ -53,5 +51,38 @@ def summary():
         row["orders"] += 1
         row["amount"] += Decimal(amount)
     revenue = {c: {"orders": r["orders"], "amount": str(r["amount"])} for c, r in revenue.items()}
-    return {"days": days, "attributed_revenue": revenue, "api_messages": total, "rates": rates, "messages_by_origin": by_origin,
-            "sends_by_status": sends, "spend_by_category": spend}
+    return {"days": days, "attributed_revenue": revenue, "api_messages": total, "rates": rates,
+            "rates_basis": {"attempted_sends": sum(outcomes.values()),
+                            "meaning": "shares of the sends that reached an outcome (sent, failed or dead) in "
+                                       "the period; failed counts sends refused before Meta, refused by Meta and "
+                                       "failed after it, as sends_by_status does"},
+            "messages_by_origin": by_origin, "sends_by_status": sends, "spend_by_category": spend}
+
+
+REACHED = {"sent": ("sent", "delivered", "read"), "delivered": ("delivered", "read"), "read": ("read",),
+           "failed": ("failed",)}
+
+
+def send_outcomes(session, workspace_id: str, since: dt.datetime) -> dict[str, int]:
+    """How far each finished send got: its message's status once Meta accepted it (sent,
+    delivered, read or failed), ``failed`` when it failed or died without reaching a message."""
+    rows = session.execute(select(Send.status, Message.status, func.count())
+                           .select_from(Send).outerjoin(Message, Message.send_id == Send.id)
+                           .where(Send.workspace_id == workspace_id, Send.created_at >= since,
+                                  Send.status.in_(("sent", "failed", "dead")))
+                           .group_by(Send.status, Message.status)).all()
+    out: dict[str, int] = {}
+    for send_status, message_status, n in rows:
+        if send_status in ("failed", "dead") or message_status == "failed":
+            key = "failed"
+        else:
+            key = message_status if message_status in ("delivered", "read") else "sent"
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def rates_of(outcomes: dict[str, int]) -> dict[str, float | None]:
+    """Sent/delivered/read/failed as shares of the attempted sends (None when there were none)."""
+    total = sum(outcomes.values())
+    return {name: round(sum(outcomes.get(s, 0) for s in states) / total, 4) if total else None
+            for name, states in REACHED.items()}

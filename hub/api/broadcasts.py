@@ -11,6 +11,7 @@ from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.core.models import Broadcast, Connection, Contact, Send, Workspace
 from hub.core.processing import enqueue_all
+from hub.core.sending import checks, routing
 from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
 from hub.core.sending.templates import find_template
@@ -30,7 +31,9 @@ class BroadcastIn(Schema):
     language = fields.String(load_default="en_US")
     params = fields.List(fields.String(), load_default=list,
                          metadata={"description": "body parameters; '{first_name}', '{name}', '{wa_id}' and "
-                                                  "'{attributes.KEY}' are filled per recipient"})
+                                                  "'{attributes.KEY}' are filled per recipient, "
+                                                  "'{first_name|there}' with a default when the contact has no value "
+                                                  "(recipients left with an empty parameter are excluded and counted)"})
     audience = fields.Nested(AudienceIn, required=True)
 
     @validates_schema
@@ -40,7 +43,7 @@ class BroadcastIn(Schema):
         unknown = [f for p in data.get("params", []) for f in unknown_fields(p)]
         if unknown:
             raise ValidationError(f"unknown fields {unknown}: use {{name}}, {{first_name}}, {{wa_id}} or "
-                                  "{attributes.KEY}", "params")
+                                  "{attributes.KEY}, optionally with a default: {first_name|there}", "params")
 
 
 class BroadcastOut(Schema):
@@ -57,7 +60,7 @@ class BroadcastOut(Schema):
     eta_seconds = fields.Float()
 
 
-FIELD = re.compile(r"\{(name|first_name|wa_id|attributes\.[\w-]+)\}")
+FIELD = re.compile(r"\{(name|first_name|wa_id|attributes\.[\w-]+)(?:\|([^{}|]*))?\}")
 ANY_FIELD = re.compile(r"\{[^{}]*\}")
 
 
@@ -66,16 +69,18 @@ def unknown_fields(param: str) -> list[str]:
 
 
 def fill(param: str, contact: Contact) -> str:
-    """Replace ``{name}``, ``{first_name}``, ``{wa_id}`` and ``{attributes.KEY}`` for one contact."""
+    """Replace ``{name}``, ``{first_name}``, ``{wa_id}`` and ``{attributes.KEY}`` for one contact;
+    ``{field|default}`` gives the default when the contact has no value."""
     values = {"name": contact.profile_name or contact.full_name or contact.first_name or "",
               "first_name": contact.first_name or (contact.full_name or contact.profile_name or "").split(" ")[0],
               "wa_id": contact.wa_id or ""}
 
     def value(match: re.Match) -> str:
-        field = match.group(1)
+        field, default = match.group(1), match.group(2) or ""
         if field.startswith("attributes."):
-            return str((contact.attributes or {}).get(field.split(".", 1)[1], ""))
-        return values[field]
+            found = (contact.attributes or {}).get(field.split(".", 1)[1])
+            return default if found is None or str(found).strip() == "" else str(found)
+        return values[field].strip() or default
     return FIELD.sub(value, param)
 
 
@@ -96,16 +101,16 @@ def present(session, bc: Broadcast) -> dict:
 @bp.arguments(BroadcastIn)
 @bp.response(202, BroadcastOut)
 def create_broadcast(body):
+    """Send a template to an audience. Without ``connection_id`` each recipient gets it from the
+    number they last wrote to (when its account has the template), else from the workspace's
+    oldest active number; ``connection_id`` sends them all from one number."""
     rt = runtime()
     with rt.db.session() as session:
         conn = owned(session, Connection, body["connection_id"]) if body["connection_id"] \
             else sending_connection(session, g.workspace_id)
-        if conn is None:
-            raise ApiError(409, "no_connection", "connect a WhatsApp number first")
-        template = find_template(session, g.workspace_id, conn.waba_id, body["template"], body["language"])
-        if template is None or template.status != "APPROVED":
-            raise ApiError(422, "template_not_approved", f"template {body['template']!r} ({body['language']}) "
-                                                         "is not an approved template of this number")
+        template = find_template(session, g.workspace_id, conn.waba_id, body["template"], body["language"]) \
+            if conn is not None else None
+        _check(conn, template, body)
         marketing = (template.category or "").upper() == "MARKETING"
         need_consent = bool((session.get(Workspace, g.workspace_id).settings or {}).get("require_marketing_consent"))
         audience = body["audience"]
@@ -113,27 +118,34 @@ def create_broadcast(body):
         candidates = session.scalars(query).all()
         chosen = [c for c in candidates if c.id in audience["contact_ids"]
                   or set(audience["tags"]) & set(c.tags or [])]
-        excluded = {"opted_out": 0, "marketing_opted_out": 0, "no_marketing_consent": 0}
+        excluded = {"opted_out": 0, "marketing_opted_out": 0, "no_marketing_consent": 0, "missing_value": 0}
         bc = Broadcast(workspace_id=g.workspace_id, connection_id=conn.id, name=body["name"],
                        template_name=template.name, template_language=template.language, params=body["params"],
                        audience={**audience})
         session.add(bc)
         session.flush()
+        routes = {c.id: routing.requested(conn) for c in chosen} if body["connection_id"] else \
+            routing.choose_many(session, g.workspace_id, [c.id for c in chosen], template=template.name,
+                                language=template.language)
         jobs = []
         for contact in chosen:
-            reason = ("opted_out" if contact.opted_out else
-                      "marketing_opted_out" if marketing and contact.marketing_opted_out else
+            params = [fill(p, contact) for p in body["params"]]
+            reason = ("opted_out" if checks.opt_out_problem(contact, "broadcast") else
+                      "marketing_opted_out" if checks.marketing_problem(contact, checks.category_of(template)) else
                       "no_marketing_consent" if marketing and (contact.marketing_consent is False or
                                                                (need_consent and not contact.marketing_consent))
+                      else "missing_value" if any(not p.strip() for p in params)
                       else None)
             if reason:
                 excluded[reason] += 1
                 continue
+            route = routes[contact.id]
             send, created = create_send(
-                session, workspace_id=g.workspace_id, connection=conn, to=contact.wa_id, kind="template",
+                session, workspace_id=g.workspace_id, connection=route.connection, to=contact.wa_id, kind="template",
                 origin="broadcast", template=template.name, language=template.language,
-                params=[fill(p, contact) for p in body["params"]], category=(template.category or "").lower(),
-                broadcast_id=bc.id, idempotency_key=f"broadcast:{bc.id}:{contact.id}")
+                params=params, category=(template.category or "").lower(),
+                broadcast_id=bc.id, idempotency_key=f"broadcast:{bc.id}:{contact.id}",
+                connection_reason=route.reason)
             if created:
                 session.flush()
                 jobs.append(delivery_job(send.id))
@@ -141,6 +153,17 @@ def create_broadcast(body):
         result = present(session, bc)
     enqueue_all(rt, jobs)
     return result
+
+
+def _check(conn: Connection | None, template, body: dict) -> None:
+    """422 for what is wrong with every recipient alike: no number, the template, its parameters."""
+    try:
+        problem = checks.connection_problem(conn)
+        if problem:
+            raise problem
+        checks.template_components(template, body["template"], body["language"], body["params"])
+    except checks.SendProblem as problem:
+        raise ApiError(422, problem.code, problem.message) from problem
 
 
 @bp.route("/broadcasts/<broadcast_id>", methods=["GET"])

@@ -1,17 +1,29 @@
-"""Contacts: list and search, get, tag, opt out/in, release an echo hold; a contact's thread."""
+"""Contacts: list and search, get, tag, opt out/in, release an echo hold; a contact's thread;
+the workspace's messages (``GET /messages``)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from flask import g, request
 from marshmallow import Schema, fields
-from sqlalchemy import String, or_, select, update
+from sqlalchemy import String, or_, select
 
 from hub.api import owned, page_args, runtime, workspace_blueprint
+from hub.api.errors import ApiError
 from hub.core import contacts
-from hub.core.models import Contact, Message, Send, utcnow
+from hub.core.models import Connection, Contact, Message, utcnow
+from hub.core.sending import windows
 
 bp = workspace_blueprint("contacts", "Contacts and their message threads")
+
+
+class WindowOut(Schema):
+    connection_id = fields.String()
+    last_inbound_at = fields.DateTime(allow_none=True)
+    window_open = fields.Boolean()
+    window_closes_at = fields.DateTime(allow_none=True)
+    hold_until = fields.DateTime(allow_none=True)
 
 
 class ContactOut(Schema):
@@ -29,8 +41,10 @@ class ContactOut(Schema):
     marketing_opted_out = fields.Boolean()
     marketing_consent = fields.Boolean(allow_none=True)
     app_removed_at = fields.DateTime(allow_none=True)
-    last_inbound_at = fields.DateTime(allow_none=True)
-    hold_until = fields.DateTime(allow_none=True)
+    last_inbound_at = fields.DateTime(allow_none=True, metadata={"description": "latest across the numbers"})
+    hold_until = fields.DateTime(allow_none=True, metadata={"description": "latest across the numbers"})
+    windows = fields.List(fields.Nested(WindowOut), attribute="number_windows", metadata={
+        "description": "per business number: the 24-hour window and the echo-aware hold"})
     created_at = fields.DateTime()
 
 
@@ -79,18 +93,19 @@ def list_contacts():
     tag = request.args.get("tag")
     with runtime().db.session() as session:
         if not tag:
-            return session.scalars(query.order_by(Contact.id.desc()).limit(limit).offset(offset)).all()
+            return _with_windows(session, session.scalars(query.order_by(Contact.id.desc())
+                                                          .limit(limit).offset(offset)).all())
         # tags are a JSON list (portable across SQLite and PostgreSQL): narrow in SQL, match exactly here
         rows = session.scalars(query.where(Contact.tags.cast(String).contains(json.dumps(tag)))
                                .order_by(Contact.id.desc())).all()
-    return [c for c in rows if tag in (c.tags or [])][offset:offset + limit]
+        return _with_windows(session, [c for c in rows if tag in (c.tags or [])][offset:offset + limit])
 
 
 @bp.route("/contacts/<int:contact_id>", methods=["GET"])
 @bp.response(200, ContactOut)
 def get_contact(contact_id):
     with runtime().db.session() as session:
-        return owned(session, Contact, contact_id)
+        return _with_windows(session, [owned(session, Contact, contact_id)])[0]
 
 
 @bp.route("/contacts/<int:contact_id>", methods=["PATCH"])
@@ -109,20 +124,33 @@ def patch_contact(body, contact_id):
                 (contacts.opt_out if body[field] else contacts.opt_in)(contact, marketing_only=marketing_only)
         if "marketing_consent" in body:
             contact.marketing_consent, contact.consent_source = body["marketing_consent"], "api"
-        return contact
+        return _with_windows(session, [contact])[0]
 
 
 @bp.route("/contacts/<int:contact_id>/release", methods=["POST"])
 @bp.response(200, ContactOut)
 def release_hold(contact_id):
-    """End the echo-aware hold: automated sends held for this contact go out now."""
+    """End the echo-aware hold: automated sends held for this contact go out now.
+    ``?connection_id=`` ends it on one number only (the hold is per number)."""
     with runtime().db.session() as session:
         contact = owned(session, Contact, contact_id)
-        contact.hold_until = None
-        session.execute(update(Send).where(Send.contact_id == contact.id, Send.status == "scheduled",
-                                           Send.hold_reason == "human_took_over")
-                        .values(not_before=utcnow(), hold_reason=None))
-        return contact
+        connection_id = request.args.get("connection_id")
+        if connection_id:
+            owned(session, Connection, connection_id)
+        windows.release(session, contact, connection_id)
+        return _with_windows(session, [contact])[0]
+
+
+def _with_windows(session, rows: list[Contact]) -> list[Contact]:
+    """Attach each contact's per-number windows (``ContactOut.windows``) with one query."""
+    found, now = windows.of_contacts(session, [c.id for c in rows]), utcnow()
+    for contact in rows:
+        contact.number_windows = [
+            {"connection_id": w.connection_id, "last_inbound_at": w.last_inbound_at,
+             "window_open": windows.is_open(w, now), "window_closes_at": windows.closes_at(w),
+             "hold_until": w.hold_until if w.hold_until and w.hold_until > now else None}
+            for w in found[contact.id]]
+    return rows
 
 
 @bp.route("/contacts/<int:contact_id>/messages", methods=["GET"])
@@ -134,3 +162,46 @@ def thread(contact_id):
         owned(session, Contact, contact_id)
         return session.scalars(select(Message).where(Message.contact_id == contact_id)
                                .order_by(Message.timestamp, Message.id).limit(limit).offset(offset)).all()
+
+
+MESSAGE_FILTERS = {"direction": ("in", "out"), "origin": ("customer", "api", "app_echo", "history"),
+                   "status": ("received", "accepted", "sent", "delivered", "read", "failed")}
+
+
+@bp.route("/messages", methods=["GET"])
+@bp.response(200, MessageOut(many=True))
+def list_messages():
+    """The workspace's messages, newest first. Filters: ``contact_id``, ``connection_id``,
+    ``direction`` (in|out), ``origin`` (customer|api|app_echo|history), ``status``, ``type``,
+    ``since`` and ``until`` (ISO 8601); paging with ``limit`` and ``offset``."""
+    limit, offset = page_args()
+    query = select(Message).where(Message.workspace_id == g.workspace_id)
+    for arg, allowed in MESSAGE_FILTERS.items():
+        value = request.args.get(arg)
+        if value and value not in allowed:
+            raise ApiError(422, "invalid_filter", f"{arg} must be one of {', '.join(allowed)}")
+        if value:
+            query = query.where(getattr(Message, arg) == value)
+    if request.args.get("contact_id"):
+        value = request.args["contact_id"]
+        if not (value.isdigit() and int(value) < 2**63):
+            raise ApiError(422, "invalid_filter", "contact_id must be an integer")
+        query = query.where(Message.contact_id == int(value))
+    for arg, column in (("connection_id", Message.connection_id), ("type", Message.type)):
+        if request.args.get(arg):
+            query = query.where(column == request.args[arg])
+    for arg, compare in (("since", Message.timestamp.__ge__), ("until", Message.timestamp.__lt__)):
+        if request.args.get(arg):
+            query = query.where(compare(_instant(arg, request.args[arg])))
+    with runtime().db.session() as session:
+        return session.scalars(query.order_by(Message.timestamp.desc(), Message.id.desc())
+                               .limit(limit).offset(offset)).all()
+
+
+def _instant(name: str, value: str) -> dt.datetime:
+    """An ISO 8601 time as naive UTC (how times are stored), or 422."""
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_filter", f"{name} must be an ISO 8601 time, e.g. 2026-11-30T12:00:00Z") from exc
+    return when.astimezone(dt.timezone.utc).replace(tzinfo=None) if when.tzinfo else when

@@ -9,7 +9,7 @@ from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.core import installations
 from hub.core.connectors import config_json_schema
-from hub.core.models import Installation
+from hub.core.models import Connection, Installation
 
 bp = workspace_blueprint("installations", "Connectors and their installations")
 
@@ -43,11 +43,14 @@ class InstallationOut(Schema):
     disabled_reason = fields.String(allow_none=True)
     webhook_url = fields.String()
     created_at = fields.DateTime()
+    warnings = fields.List(fields.String(), metadata={
+        "description": "what will stop this installation's messages from going out (e.g. no WhatsApp number)"})
 
 
-def present(inst: Installation) -> dict:
+def present(inst: Installation, warnings: list[str] | None = None) -> dict:
     base = runtime().settings.public_url
     return {"id": inst.id, "connector": inst.connector, "name": inst.name, "config": inst.config,
+            "warnings": warnings or [],
             "secrets_set": sorted(k for k, v in (inst.secrets or {}).items() if v not in (None, "")),
             "enabled": inst.enabled, "disabled_reason": inst.disabled_reason, "created_at": inst.created_at,
             "webhook_url": f"{base}/webhooks/{inst.connector}/{inst.id}"}
@@ -72,6 +75,21 @@ def validate_config(connector, config: dict) -> tuple[dict, dict]:
             {k: v for k, v in data.items() if k in secret_names})
 
 
+def sending_warnings(session, inst: Installation) -> list[str]:
+    """What keeps this installation's messages from going out, in words (its numbers)."""
+    conns = session.scalars(select(Connection).where(Connection.workspace_id == inst.workspace_id)).all()
+    if not conns:
+        return [("this workspace has no WhatsApp number yet: the connector's messages will fail until one is "
+                 "connected (POST /api/v1/connections/onboard)")]
+    pinned = (inst.config or {}).get("connection_id")
+    if pinned and pinned not in {c.id for c in conns}:
+        return [(f"connection_id {pinned!r} is not a number of this workspace: messages go out from the number "
+                 "the customer last wrote to, else the workspace's oldest")]
+    if not any(c.status == "active" for c in conns):
+        return ["no WhatsApp number of this workspace is active: messages wait until one is"]
+    return []
+
+
 @bp.route("/connectors", methods=["GET"])
 @bp.response(200, ConnectorOut(many=True))
 def connectors():
@@ -91,7 +109,7 @@ def create(body):
                             config=public, secrets=secret, state={})
         session.add(inst)
         session.flush()
-        return present(inst)
+        return present(inst, sending_warnings(session, inst))
 
 
 @bp.route("/installations", methods=["GET"])
@@ -100,14 +118,15 @@ def list_installations():
     with runtime().db.session() as session:
         rows = session.scalars(select(Installation).where(Installation.workspace_id == g.workspace_id)
                                .order_by(Installation.created_at)).all()
-        return [present(i) for i in rows]
+        return [present(i, sending_warnings(session, i)) for i in rows]
 
 
 @bp.route("/installations/<installation_id>", methods=["GET"])
 @bp.response(200, InstallationOut)
 def get(installation_id):
     with runtime().db.session() as session:
-        return present(owned(session, Installation, installation_id))
+        inst = owned(session, Installation, installation_id)
+        return present(inst, sending_warnings(session, inst))
 
 
 @bp.route("/installations/<installation_id>", methods=["PATCH"])
@@ -126,7 +145,7 @@ def update(body, installation_id):
             inst.disabled_reason = None if body["enabled"] else "disabled through the API"
         session.flush()
         installations.forget(installation_id)
-        return present(inst)
+        return present(inst, sending_warnings(session, inst))
 
 
 @bp.route("/installations/<installation_id>", methods=["DELETE"])

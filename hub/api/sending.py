@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from flask import g, request
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -10,13 +11,16 @@ from sqlalchemy import select, update
 from hub.api import owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.core.connectors import normalize_phone
-from hub.core.models import Connection, Send, Template, utcnow
+from hub.core.models import Connection, Contact, Send, Template, utcnow
 from hub.core.processing import enqueue_all
+from hub.core.sending import checks, routing
 from hub.core.sending.pipeline import delivery_job
-from hub.core.sending.sends import create_send, sending_connection
+from hub.core.sending.routing import REASONS
+from hub.core.sending.sends import create_send, find_idempotent
 from hub.core.sending.templates import params_problem, upsert_templates
 from hub.core.whatsapp.graph import Graph, GraphError
 
+log = logging.getLogger(__name__)
 bp = workspace_blueprint("sending", "Messages, sends and templates")
 
 
@@ -60,6 +64,8 @@ class SendOut(Schema):
     category = fields.String(allow_none=True)
     origin = fields.String()
     installation_id = fields.String(allow_none=True)
+    connection_reason = fields.String(allow_none=True, metadata={
+        "description": "why the send leaves from connection_id: " + "; ".join(f"{k}: {v}" for k, v in REASONS.items())})
     broadcast_id = fields.String(allow_none=True)
     idempotency_key = fields.String(allow_none=True)
     cancel_key = fields.String(allow_none=True)
@@ -91,24 +97,54 @@ class TemplateOut(Schema):
 @bp.arguments(MessageIn)
 @bp.response(202, SendOut)
 def send_message(body):
-    """Queue a text (inside the 24-hour window) or template message; ``send_at`` schedules it."""
+    """Queue a text (inside the 24-hour window) or template message; ``send_at`` schedules it.
+
+    Without ``connection_id`` it leaves from the number the customer last wrote to, else the
+    workspace's oldest active number (``connection_reason`` on the send says which applied).
+    What is knowable now is answered with 422: no number, an opted-out contact, a template not
+    approved for that number's account and language or with the wrong parameters, free text
+    outside that number's 24-hour window."""
     to = normalize_phone(body["to"])
     if not to:
         raise ApiError(422, "invalid_phone", f"{body['to']!r} is not a valid phone number")
     with runtime().db.session() as session:
-        conn = owned(session, Connection, body["connection_id"]) if body["connection_id"] \
-            else sending_connection(session, g.workspace_id)
-        if conn is None:
-            raise ApiError(409, "no_connection", "connect a WhatsApp number first")
-        send, created = create_send(
-            session, workspace_id=g.workspace_id, connection=conn, to=to, origin="api",
-            kind="template" if body["template"] else "text", text=body["text"], template=body["template"],
-            language=body["language"] if body["template"] else None, params=body["params"],
-            idempotency_key=body["idempotency_key"], cancel_key=body["cancel_key"], not_before=body["send_at"])
-        session.flush()
+        send, created = queue_checked(session, body, to)
         job = [delivery_job(send.id)] if created and send.status == "queued" else []
     enqueue_all(runtime(), job)
     return send
+
+
+def queue_checked(session, body: dict, to: str) -> tuple[Send, bool]:
+    """Choose the number (``routing``), answer what is knowable now with 422 (``checks``), and
+    insert the send. A repeated idempotency key returns the first send unchecked."""
+    existing = find_idempotent(session, g.workspace_id, body["idempotency_key"])
+    if existing is not None:
+        return existing, False
+    kind = "template" if body["template"] else "text"
+    language = body["language"] if body["template"] else None
+    route = routing.requested(owned(session, Connection, body["connection_id"])) if body["connection_id"] \
+        else routing.choose(session, g.workspace_id, to=to, template=body["template"], language=language)
+    contact = session.scalars(select(Contact).where(Contact.workspace_id == g.workspace_id,
+                                                    Contact.wa_id == to)).first()
+    try:
+        checks.check_request(session, workspace_id=g.workspace_id, conn=route.connection, contact=contact,
+                             kind=kind, origin="api", template=body["template"], language=language,
+                             params=body["params"], scheduled=bool(body["send_at"] and body["send_at"] > utcnow()))
+    except checks.SendProblem as problem:
+        log.info("send to %s refused at request time: %s", to[-4:], problem.code)
+        raise ApiError(422, problem.code, problem.message, connection_id=route.connection_id,
+                       connection_reason=route.reason) from problem
+    send, created = create_send(
+        session, workspace_id=g.workspace_id, connection=route.connection, to=to, origin="api", kind=kind,
+        text=body["text"], template=body["template"], language=language, params=body["params"],
+        idempotency_key=body["idempotency_key"], cancel_key=body["cancel_key"], not_before=body["send_at"],
+        connection_reason=route.reason)
+    session.flush()
+    log.info("send %s to …%s queued from %s (%s)", send.id, to[-4:], route.connection_id, route.reason)
+    return send, created
+
+
+SEND_STATUSES = ("scheduled", "queued", "sending", "sent", "failed", "dead", "cancelled")
 
 
 @bp.route("/sends", methods=["GET"])
@@ -117,6 +153,8 @@ def list_sends():
     """``?status=scheduled|queued|sending|sent|failed|dead|cancelled``, ``?broadcast_id=``, ``?contact_id=``."""
     limit, offset = page_args()
     query = select(Send).where(Send.workspace_id == g.workspace_id)
+    if request.args.get("status") and request.args["status"] not in SEND_STATUSES:
+        raise ApiError(422, "invalid_filter", f"status must be one of {', '.join(SEND_STATUSES)}")
     for arg, column in (("status", Send.status), ("broadcast_id", Send.broadcast_id),
                         ("contact_id", Send.contact_id), ("hold_reason", Send.hold_reason)):
         if request.args.get(arg):
@@ -158,8 +196,9 @@ def replay_send(send_id):
         if send.status not in ("dead", "failed"):
             raise ApiError(409, "conflict", f"only dead or failed sends are replayed, this one is {send.status}")
         if send.connection_id is None:
-            conn = sending_connection(session, g.workspace_id)
-            send.connection_id = conn.id if conn else None
+            route = routing.choose(session, g.workspace_id, contact_id=send.contact_id, to=send.to,
+                                   template=send.template_name, language=send.template_language)
+            send.connection_id, send.connection_reason = route.connection_id, route.reason
         send.status, send.attempts, send.not_before, send.hold_reason = "queued", 0, None, None
         send.updated_at = utcnow()
     enqueue_all(runtime(), [delivery_job(send_id)])
@@ -181,6 +220,10 @@ def sync_templates():
     rt = runtime()
     with rt.db.session() as session:
         conns = session.scalars(select(Connection).where(Connection.workspace_id == g.workspace_id)).all()
+        if not conns:
+            raise ApiError(422, "no_connection", "this workspace has no WhatsApp number, and templates belong to a "
+                                                 "number's WhatsApp Business Account: connect a number first "
+                                                 "(POST /api/v1/connections/onboard), then sync")
         graph = Graph.from_settings(rt.settings)
         for conn in {c.waba_id: c for c in conns}.values():
             try:

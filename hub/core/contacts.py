@@ -58,6 +58,9 @@ def _merge(session: Session, keep: Contact, other: Contact) -> None:
         theirs, mine = getattr(other, name), getattr(keep, name)
         if theirs and (not mine or theirs > mine):
             setattr(keep, name, theirs)
+    from hub.core.sending import windows  # windows → sends → contacts: imported when needed
+
+    windows.merge(session, keep, other)
     session.delete(other)
     session.flush()
 

@@ -16,8 +16,9 @@ from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit
     ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
 from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
 from hub.core.outbox import outbox_job
+from hub.core.sending import routing
 from hub.core.sending.pipeline import delivery_job
-from hub.core.sending.sends import create_send, sending_connection
+from hub.core.sending.sends import create_send
 
 PENDING_SEND_STATES = ("scheduled", "queued")
 
@@ -29,13 +30,12 @@ class Executor:
         self.origin = origin
         self.jobs: list[tuple[str, str, tuple[Any, ...]]] = []
         self.outcome: dict[str, Any] = {"sends": [], "cancelled": 0, "skipped": [], "outbox": 0}
-        self._connection = None
 
-    @property
-    def connection(self):
-        if self._connection is None:
-            self._connection = sending_connection(self.session, self.workspace_id, self.installation)
-        return self._connection
+    def route(self, to: str, template: str | None = None, language: str | None = None) -> routing.Route:
+        """The number a send to ``to`` leaves from: where the customer last wrote, else the
+        installation's pinned number, else the workspace's oldest (``routing.choose``)."""
+        return routing.choose(self.session, self.workspace_id, to=to, installation=self.installation,
+                              template=template, language=language)
 
     def run(self, actions: list[Action]) -> dict[str, Any]:
         for action in actions:
@@ -46,15 +46,16 @@ class Executor:
     def _send(self, action: SendTemplate | SendText, not_before: dt.datetime | None = None,
               cancel_key: str | None = None):
         is_text = isinstance(action, SendText)
+        route = self.route(action.to, None if is_text else action.template, None if is_text else action.language)
         send, created = create_send(
-            self.session, workspace_id=self.workspace_id, connection=self.connection, to=action.to,
+            self.session, workspace_id=self.workspace_id, connection=route.connection, to=action.to,
             kind="text" if is_text else "template", origin=self.origin,
             text=action.text if is_text else None,
             template=None if is_text else action.template, language=None if is_text else action.language,
             params=None if is_text else action.params, category=None if is_text else action.category,
             idempotency_key=action.idempotency_key, cancel_key=cancel_key, not_before=not_before,
             installation_id=self.installation.id if self.installation else None,
-            reference=action.reference, name=action.name)
+            reference=action.reference, name=action.name, connection_reason=route.reason)
         if created and send.status == "queued":
             self.session.flush()
             self.jobs.append(delivery_job(send.id))

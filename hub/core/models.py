@@ -127,6 +127,22 @@ class Contact(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+class ContactWindow(Base):
+    """The 24-hour window and the echo-aware hold of one customer on one business number.
+
+    ``Contact.last_inbound_at`` and ``Contact.hold_until`` stay as the latest across numbers.
+    """
+    __tablename__ = "contact_windows"
+    connection_id: Mapped[str] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"),
+                                               primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigId, ForeignKey("contacts.id", ondelete="CASCADE"),
+                                            primary_key=True, index=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    last_inbound_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    hold_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (UniqueConstraint("connection_id", "wamid"),
@@ -253,6 +269,7 @@ class Send(Base):
     category: Mapped[str | None] = mapped_column(String(32))
     origin: Mapped[str] = mapped_column(String(16), default="api")  # api|connector|automation|broadcast|system
     installation_id: Mapped[str | None] = mapped_column(String(40))
+    connection_reason: Mapped[str | None] = mapped_column(String(32))  # why this number (sending/routing.py)
     broadcast_id: Mapped[str | None] = mapped_column(String(40), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     cancel_key: Mapped[str | None] = mapped_column(String(255))

@@ -20,17 +20,16 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
 from hub.core.metrics import count
-from hub.core.sending.sends import AUTOMATED
 from hub.core.models import Connection, Contact, Message, Send, utcnow
 from hub.core.runtime import current
-from hub.core.sending import errors
+from hub.core.sending import checks, errors, windows
 from hub.core.sending.governor import Governor
-from hub.core.sending.templates import TemplateProblem, build_template, find_template
+from hub.core.sending.templates import find_template
 from hub.core.whatsapp.account import pause
 from hub.core.whatsapp.graph import Graph, GraphError
 
 log = logging.getLogger(__name__)
-WINDOW = dt.timedelta(hours=24)
+WINDOW = windows.WINDOW
 MAX_ATTEMPTS = 6
 QUALITY_HOLD = dt.timedelta(hours=1)
 
@@ -94,6 +93,7 @@ def run(rt, send_ids: list[int]) -> int:
                                 .order_by(Send.id)).all()
         _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per send
         _preload(session, Contact, {s.contact_id for s in sends})
+        _preload_windows(session, sends, templates)
         for send in sends:
             try:
                 conn, payload = prepare(session, send, templates)
@@ -185,41 +185,65 @@ def _paced_call(governor: Governor, graph: Graph, number: str, rate: int, token:
 
 def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connection, dict]:
     """Run the checks up to the echo hold; return the connection and the Graph payload, or
-    raise Hold/Refuse. (Pair rate and the governor follow, in ``run``.)"""
+    raise Hold/Refuse. (Pair rate and the governor follow, in ``run``.) The rules themselves
+    live in ``checks`` (the API applies the same ones at request time); the window and the
+    hold are those of this number and customer (``windows``). ``templates`` is a per-batch
+    cache of templates and windows."""
     conn = session.get(Connection, send.connection_id) if send.connection_id else None
-    if conn is None:
-        raise Refuse("no WhatsApp connection")
+    problem = checks.connection_problem(conn)
+    if problem:
+        raise Refuse(problem.message)
     if conn.status != "active":
         raise Hold("connection_paused")
     contact = session.get(Contact, send.contact_id) if send.contact_id else None
     now = utcnow()
-    if contact is not None and contact.opted_out and send.origin != "system":
-        raise Refuse("contact opted out")
+    cache = {} if templates is None else templates
+    problem = checks.opt_out_problem(contact, send.origin)
+    if problem:
+        raise Refuse(problem.message)
     if send.kind == "template":
         key = (send.workspace_id, conn.waba_id, send.template_name, send.template_language)
-        templates = {} if templates is None else templates
-        if key not in templates:
-            templates[key] = find_template(session, *key)
-        template = templates[key]
-        send.category = send.category or (template.category.lower() if template and template.category else None)
-        if contact is not None and send.category == "marketing" and contact.marketing_opted_out:
-            raise Refuse("contact opted out of marketing messages")
+        if key not in cache:
+            cache[key] = find_template(session, *key)
+        template = cache[key]
+        send.category = send.category or checks.category_of(template)
+        problem = checks.marketing_problem(contact, send.category)
+        if problem:
+            raise Refuse(problem.message)
         if send.category == "marketing" and (conn.quality or {}).get("event") == "FLAGGED":
             raise Hold("quality_flagged", now + QUALITY_HOLD)  # quality protects the messaging tier
         try:
-            component_payload = build_template(template, send.template_name, send.template_language, send.params)
-        except TemplateProblem as problem:
-            raise Refuse(str(problem)) from problem
+            component_payload = checks.template_components(template, send.template_name, send.template_language,
+                                                           send.params)
+        except checks.SendProblem as problem:
+            raise Refuse(problem.message) from problem
         payload = {"messaging_product": "whatsapp", "to": send.to, "type": "template",
                    "biz_opaque_callback_data": f"send:{send.id}", "template": component_payload}
-    else:
-        if contact is None or not contact.last_inbound_at or now - contact.last_inbound_at > WINDOW:
-            raise Refuse("outside the 24-hour customer service window: send a template")
+    window = _window(session, cache, conn.id, send.contact_id)
+    if send.kind != "template":
+        problem = checks.window_problem(window, now)
+        if problem:
+            raise Refuse(problem.message)
         payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": send.to,
                    "type": "text", "text": {"body": send.text or "", "preview_url": False}}
-    if send.origin in AUTOMATED and contact is not None and contact.hold_until and contact.hold_until > now:
-        raise Hold("human_took_over", contact.hold_until)
+    held = windows.held_until(window, send.origin, now)
+    if held:
+        raise Hold("human_took_over", held)
     return conn, payload
+
+
+def _window(session, cache: dict, connection_id: str, contact_id: int | None):
+    """This number's window/hold row for the contact, from the batch cache when preloaded."""
+    key = ("window", connection_id, contact_id)
+    if key not in cache:
+        cache[key] = windows.window(session, connection_id, contact_id)
+    return cache[key]
+
+
+def _preload_windows(session, sends: list[Send], cache: dict) -> None:
+    """One query for the windows of a whole batch (``prepare`` reads them from ``cache``)."""
+    found = windows.preload(session, {(s.connection_id, s.contact_id) for s in sends})
+    cache.update({("window", c, k): row for (c, k), row in found.items()})
 
 
 def _preload(session, model, ids: set) -> None:

@@ -24,14 +24,25 @@ def sending_connection(session: Session, workspace_id: str,
     return session.scalars(query.order_by(Connection.status != "active", Connection.created_at)).first()
 
 
+def find_idempotent(session: Session, workspace_id: str, idempotency_key: str | None) -> Send | None:
+    """The workspace's send with this idempotency key, if any."""
+    if not idempotency_key:
+        return None
+    return session.scalars(select(Send).where(Send.workspace_id == workspace_id,
+                                              Send.idempotency_key == idempotency_key)).first()
+
+
 def create_send(session: Session, *, workspace_id: str, connection: Connection | None, to: str,
                 kind: str, origin: str, text: str | None = None, template: str | None = None,
                 language: str | None = None, params: Any = None, category: str | None = None,
                 idempotency_key: str | None = None, cancel_key: str | None = None,
                 not_before: dt.datetime | None = None, installation_id: str | None = None,
                 broadcast_id: str | None = None, reference: dict | None = None,
-                name: str | None = None) -> tuple[Send, bool]:
+                name: str | None = None, connection_reason: str | None = None) -> tuple[Send, bool]:
     """Insert a send (``scheduled`` when ``not_before`` is in the future, else ``queued``).
+
+    ``connection_reason`` says why ``connection`` was chosen (``routing.REASONS``; ``given``
+    when the caller passed its own, e.g. a confirmation on the number a STOP came in on).
 
     Returns ``(send, created)``; an existing send with the same idempotency key is returned
     unchanged with ``created=False``.
@@ -52,6 +63,7 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                 category=category, origin=origin, idempotency_key=idempotency_key, cancel_key=cancel_key,
                 not_before=not_before, installation_id=installation_id, broadcast_id=broadcast_id,
                 reference=reference or {}, attempts=0,
+                connection_reason=connection_reason or ("given" if connection else None),
                 status="scheduled" if not_before and not_before > now else "queued")
     if connection is None:
         send.status, send.last_error = "failed", "no WhatsApp connection in this workspace"

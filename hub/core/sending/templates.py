@@ -17,7 +17,11 @@ PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 
 
 class TemplateProblem(ValueError):
-    pass
+    """A template send Meta would refuse; ``code`` names the kind of problem for API errors."""
+
+    def __init__(self, message: str, code: str = "template_params_invalid"):
+        super().__init__(message)
+        self.code = code
 
 
 def params_problem(params: Any) -> str | None:
@@ -76,10 +80,11 @@ def _text_params(values: list[Any], where: str, expected: list[str]) -> list[dic
 
 def build_template(template: Template | None, name: str | None, language: str | None, params: Any) -> dict:
     if template is None:
-        raise TemplateProblem(f"template {name!r} ({language}) is not known: sync templates first "
-                              "(POST /api/v1/templates/sync)")
+        raise TemplateProblem(f"template {name!r} ({language}) is not known for this number's WhatsApp Business "
+                              "Account: sync templates first (POST /api/v1/templates/sync)", "template_unknown")
     if template.status != "APPROVED":
-        raise TemplateProblem(f"template {name!r} is {template.status}, not APPROVED")
+        raise TemplateProblem(f"template {name!r} ({language}) is {template.status}, not APPROVED",
+                              "template_not_approved")
     problem = params_problem(params if params is not None else [])
     if problem:
         raise TemplateProblem(problem)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
-from hub.core.sending.sends import AUTOMATED
+from hub.core.sending import windows
 from hub.core.models import Connection, Contact, Message, Send, Workspace, utcnow
 from hub.core.whatsapp.events import DomainEvent
 
@@ -97,8 +97,7 @@ def customer_messages(session, conn: Connection, value: dict, out: list[DomainEv
         if message is None:
             continue  # redelivery: already normalized and dispatched
         if contact is not None and kind not in ("system", "unsupported", "revoke"):
-            if not contact.last_inbound_at or when > contact.last_inbound_at:
-                contact.last_inbound_at = when  # opens the 24-hour window
+            windows.record_inbound(session, conn.id, contact, when)  # opens this number's 24-hour window
             opt(contact, text_of(msg))
         out.append(DomainEvent("message.received", conn.workspace_id, conn.id, _message_data(message, contact),
                                contact_id=contact.id if contact else None, button=button_of(msg)))
@@ -176,7 +175,7 @@ def echoes(session, conn: Connection, value: dict, out: list[DomainEvent]) -> No
         if message is None:
             continue
         if contact is not None and hold:
-            hold_automations(session, contact, when + hold)
+            hold_automations(session, contact, when + hold, conn.id)
         out.append(DomainEvent("message.echoed", conn.workspace_id, conn.id,
                                {"action": "message", **_message_data(message, contact)},
                                contact_id=contact.id if contact else None))
@@ -194,18 +193,9 @@ def _original(session, conn: Connection, wamid: str | None, contact: Contact | N
                                    origin=origin, type="unknown", body={}, status="received", timestamp=when)
 
 
-def hold_automations(session, contact: Contact, until: dt.datetime) -> int:
-    """Echo-aware handoff: the owner replied from the phone, so automated sends to this
-    contact wait until ``until`` (an agent can release them through the API)."""
-    if contact.hold_until is None or until > contact.hold_until:
-        contact.hold_until = until
-    result = session.execute(
-        update(Send).where(Send.contact_id == contact.id, Send.origin.in_(AUTOMATED),
-                           Send.status.in_(("scheduled", "queued")),
-                           or_(Send.not_before.is_(None), Send.not_before < until))
-        .values(status="scheduled", hold_reason="human_took_over", updated_at=utcnow(),
-                not_before=until))
-    return result.rowcount or 0
+def hold_automations(session, contact: Contact, until: dt.datetime, connection_id: str | None = None) -> int:
+    """Echo-aware handoff on the number the owner replied from (see ``windows.hold``)."""
+    return windows.hold(session, contact, until, connection_id)
 
 
 def _message_data(message: Message, contact: Contact | None) -> dict:
