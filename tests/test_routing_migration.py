@@ -1,4 +1,4 @@
-"""Migration 0003_G fills the per-number windows and holds from what a 0002 database holds."""
+"""Migration 0004 fills the per-number windows and holds from what a 0002 database holds."""
 import datetime as dt
 import os
 
@@ -48,7 +48,7 @@ def test_upgrade_fills_windows_from_messages_and_keeps_a_running_hold(tmp_path):
                     "body, status, timestamp, created_at) VALUES ('ws_m', :con, 1, :wamid, :direction, :origin, "
                     ":kind, '{}', 'received', :when, :when)"),
                     {"con": con, "wamid": wamid, "direction": direction, "origin": origin, "kind": kind, "when": when})
-        db.migrate("0003_G")
+        db.migrate("0004")
         with db.engine.connect() as conn:
             rows = conn.execute(select(ContactWindow.connection_id, ContactWindow.last_inbound_at,
                                        ContactWindow.hold_until).where(ContactWindow.contact_id == 1)

@@ -6,16 +6,16 @@ contact's latest app echo (a hold still running). ``contacts.last_inbound_at`` a
 ``contacts.hold_until`` are kept as the latest across the contact's numbers.
 ``sends.connection_reason`` says why a send goes out from its number.
 
-Revision ID: 0003_G
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 import datetime as dt
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003_G'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

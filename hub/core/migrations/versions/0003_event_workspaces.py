@@ -1,6 +1,6 @@
 """inbound event workspaces: a Meta delivery listed under every workspace it concerns
 
-Revision ID: 0003_D
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30 15:40:00
 """
@@ -8,7 +8,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003_D'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
