@@ -176,3 +176,16 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_send(app, coexist
         contacts = s.scalars(select(Contact).where(Contact.workspace_id == coexistence.workspace.id)).all()
     assert len(sends) == 1 and len(contacts) == 1
     assert {send_id for status, send_id in results if status == 202} == {sends[0].id}
+
+
+@pytest.mark.parametrize("body, field", [({"access_token": "\x98", "waba_id": "1"}, "access_token"),
+                                         ({"access_token": "EAAG x", "waba_id": "1"}, "access_token"),
+                                         ({"access_token": "EAAG", "waba_id": "¸B:á"}, "waba_id"),
+                                         ({"access_token": "EAAG", "waba_id": "1", "phone_number_id": "../x"},
+                                          "phone_number_id")])
+def test_meta_ids_and_tokens_that_cannot_reach_the_graph_api_are_422(client, workspace, body, field):
+    error = error_of(client.post("/api/v1/connections", json=body, headers=workspace.headers), 422)
+    assert field in error["details"]["fields"]
+    onboard = {"code": "c", "waba_id": body["waba_id"], "phone_number_id": body.get("phone_number_id")}
+    if field != "access_token":
+        error_of(client.post("/api/v1/connections/onboard", json=onboard, headers=workspace.headers), 422)
