@@ -78,12 +78,12 @@ def _read(connector, incoming: IncomingRequest) -> tuple[str, str | None, str | 
         return fallback, None, "the body is nested too deeply"
     except (ValueError, UnicodeDecodeError) as exc:
         return fallback, None, f"the body cannot be decoded ({type(exc).__name__})"
-    except Exception as exc:  # a connector's own parser failing on odd input
+    except Exception as exc:  # noqa: BLE001 -- a connector's own parser failing on odd input
         return fallback, None, f"the connector could not parse the body ({type(exc).__name__})"
     try:
         topic = connector.topic(incoming) if connector.topic else None
         dedupe_key = connector.event_id(incoming) or fallback
-    except Exception as exc:  # an extractor meeting a shape it does not expect
+    except Exception as exc:  # noqa: BLE001 -- an extractor meeting a shape it does not expect
         return fallback, None, f"the event id or topic cannot be read ({type(exc).__name__})"
     return dedupe_key, topic, None
 

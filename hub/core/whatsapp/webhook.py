@@ -17,8 +17,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from hub.api.errors import ApiError
-from hub.api.errors import error_response
+from hub.api.errors import ApiError, error_response
 from hub.core import ingest
 from hub.core.metrics import count
 from hub.core.models import Connection
