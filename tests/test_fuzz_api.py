@@ -11,7 +11,7 @@ import os
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 
-EXAMPLES = max(1, int(os.environ.get("COEXHUB_FUZZ_EXAMPLES", "20")) // 4)  # per operation and mode
+EXAMPLES = max(1, int(os.environ.get("COEXHUB_FUZZ_EXAMPLES", "20")) // 5)  # per operation and mode
 ADMIN_PATHS = ("/api/v1/workspaces",)
 UPSTREAM_CODES = ("onboarding_failed", "graph_error")  # the Graph API (here the simulator) refused: a 502 by design
 
