@@ -38,13 +38,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for batch in rt.plugins.hook.coexhub_blueprints(app=app):
         for blueprint in batch or ():
             app.register_blueprint(blueprint)
-    from hub.api import errors
+    from hub.api import errors, guards
 
     errors.register(app)  # after Api(): our JSON error shape wins over flask-smorest's
 
     @app.before_request
     def _start_timer():
         g.started = time.perf_counter()
+
+    app.before_request(guards.check_request)  # odd input (NUL, non-JSON, deep JSON…) is a 4xx
 
     @app.after_request
     def _observe(response):

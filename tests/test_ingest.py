@@ -81,14 +81,15 @@ def test_unknown_connector_or_installation_is_404(client, acme_installation):
     assert r.status_code == 404 and r.json["error"]["code"] == "unknown_installation"
 
 
-def test_too_large_is_413_and_malformed_is_400(client, acme_installation):
+def test_too_large_is_413_and_signed_malformed_is_kept_as_rejected(client, acme_installation):
     inst, secrets = acme_installation
     big = b'{"pad": "' + b"x" * (client.rt.settings.max_body_bytes + 10) + b'"}'
     r = client.deliver("acme", inst["id"], big, secrets, headers("order.created", "big"))
     assert r.status_code == 413 and r.json["error"]["code"] == "payload_too_large"
-    r = client.deliver("acme", inst["id"], b"{not json", secrets, headers("order.created", "bad"))
-    assert r.status_code == 400 and r.json["error"]["code"] == "malformed_body"
     assert rows(client.rt, InboundEvent, scope=inst["id"]) == []
+    r = client.deliver("acme", inst["id"], b"{not json", secrets, headers("order.created", "bad"))
+    assert r.status_code == 200 and "cannot be decoded" in r.json["rejected"]  # signed: kept, visible
+    assert [e.status for e in rows(client.rt, InboundEvent, scope=inst["id"])] == ["rejected"]
 
 
 def test_cart_update_reschedules_and_the_order_cancels(client, workspace, acme_installation, run_jobs,

@@ -46,6 +46,7 @@ NOT_SHOP_KEYS = {"line_items", "order_number", "order_id", "checkout_token", "to
                  "fulfillment_status", "total_price", "tracking_number", "abandoned_checkout_url", "customer"}
 
 
+MAX_DELAY_MINUTES = 30 * 24 * 60  # a reminder later than 30 days after the checkout is no reminder
 ShopifyConfig = Schema.from_dict({
     "shop": fields.String(required=True, metadata={"description": "your-store.myshopify.com"}),
     "webhook_secret": secret(fields.String(required=True, metadata={
@@ -62,9 +63,10 @@ ShopifyConfig = Schema.from_dict({
     **template_fields("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
     **template_fields("cod_confirmation", "cod_confirmation",
                 "{{1}} name, {{2}} order, {{3}} total; quick replies Confirm / Cancel"),
-    "abandoned_cart_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(min=1)),
+    "abandoned_cart_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(1, MAX_DELAY_MINUTES),
+                                                   metadata={"description": "1 minute to 30 days"}),
     "second_reminder_delay_minutes": fields.Integer(load_default=None, allow_none=True,
-                                                    validate=validate.Range(min=1), metadata={
+                                                    validate=validate.Range(1, MAX_DELAY_MINUTES), metadata={
                                                         "description": "minutes after the checkout; empty: off"}),
     "require_marketing_consent": fields.Boolean(load_default=True, metadata={
         "description": "send cart reminders (marketing) only to buyers who accepted marketing"}),
@@ -75,7 +77,9 @@ ShopifyConfig = Schema.from_dict({
     "admin_api_url": fields.String(load_default=None, allow_none=True, metadata={
         "description": "override of https://{shop}/admin/api/2026-04/graphql.json"}),
     "connection_id": fields.String(load_default=None, allow_none=True),
-    "attribution_window_days": fields.Integer(load_default=None, allow_none=True),
+    "attribution_window_days": fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 366),
+                                              metadata={"description": "days an order after a message is "
+                                                                       "attributed to it; empty: the workspace's"}),
 }, name="ShopifyConfig")
 
 

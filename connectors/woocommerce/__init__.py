@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from connectors import decimal_amount, money, order_in_reply, template_fields, template_for, text
 from connectors.woocommerce import writeback
@@ -64,7 +64,9 @@ WooCommerceConfig = Schema.from_dict({
     "order_notes": fields.Boolean(load_default=True, metadata={
         "description": "add a private order note for each WhatsApp message (needs the REST API key)"}),
     "connection_id": fields.String(load_default=None, allow_none=True),
-    "attribution_window_days": fields.Integer(load_default=None, allow_none=True),
+    "attribution_window_days": fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 366),
+                                              metadata={"description": "days an order after a message is "
+                                                                       "attributed to it; empty: the workspace's"}),
 }, name="WooCommerceConfig")
 
 

@@ -14,19 +14,21 @@ from hub.core.whatsapp.graph import Graph, GraphError
 from hub.core.whatsapp.onboarding import OnboardingError, connect, onboard, request_syncs
 
 bp = workspace_blueprint("connections", "WhatsApp numbers connected to the workspace")
+META_ID = validate.Regexp(r"^[0-9]{1,32}$", error="must be a Meta id (digits)")
+TOKEN = validate.Regexp(r"^[!-~]{1,4096}$", error="must be printable ASCII without spaces")
 
 
 class OnboardIn(Schema):
     code = fields.String(required=True, metadata={"description": "the Embedded Signup code"})
-    waba_id = fields.String(required=True)
-    phone_number_id = fields.String(load_default=None)
+    waba_id = fields.String(required=True, validate=META_ID)
+    phone_number_id = fields.String(load_default=None, validate=META_ID)
     history = fields.Boolean(load_default=None, metadata={"description": "import chat history (default: workspace setting)"})
 
 
 class ConnectIn(Schema):
-    access_token = fields.String(required=True)
-    waba_id = fields.String(required=True)
-    phone_number_id = fields.String(load_default=None)
+    access_token = fields.String(required=True, validate=TOKEN)
+    waba_id = fields.String(required=True, validate=META_ID)
+    phone_number_id = fields.String(load_default=None, validate=META_ID)
     mode = fields.String(load_default="coexistence", validate=validate.OneOf(["coexistence", "cloud_api"]))
     history = fields.Boolean(load_default=False)
     messages_per_second = fields.Integer(load_default=None, validate=validate.Range(1, 1000))

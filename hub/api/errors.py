@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify
+from flask import jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -28,15 +28,19 @@ def register(app) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         data = getattr(exc, "data", None) or {}
-        if exc.code == 422 and "messages" in data:  # webargs validation
+        if exc.code in (400, 422) and "messages" in data:  # webargs: validation (422) or unreadable JSON (400)
             messages = data["messages"]
             messages = messages.get("json", messages) if isinstance(messages, dict) else messages
+            if exc.code == 400:
+                return error_response(400, "bad_request", "the body is not valid JSON", fields=messages)
             return error_response(422, "validation_error", "the request body is not valid", fields=messages)
         codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large"}
+                 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+                 415: "unsupported_media_type"}
         return error_response(exc.code or 500, codes.get(exc.code, "http_error"), exc.description or exc.name)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        log.exception("unhandled error")
+        """Catch-all: a defect still answers JSON, never HTML or a traceback (the log has it)."""
+        log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; it has been logged")

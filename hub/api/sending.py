@@ -47,7 +47,10 @@ class MessageIn(Schema):
     def naive_utc(self, data, **_):
         when = data.get("send_at")
         if when is not None and when.tzinfo is not None:  # stored as naive UTC
-            data["send_at"] = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            try:
+                data["send_at"] = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            except OverflowError as exc:  # 9999-12-31T23:00-05:00, 0001-01-01T00:00+05:00
+                raise ValidationError("send_at is out of range once converted to UTC", "send_at") from exc
         return data
 
 
@@ -159,8 +162,10 @@ def list_sends():
                         ("contact_id", Send.contact_id), ("hold_reason", Send.hold_reason)):
         if request.args.get(arg):
             value = request.args[arg]
-            if arg == "contact_id" and not (value.isdigit() and int(value) < 2**63):
-                raise ApiError(400, "bad_request", "contact_id must be an integer")
+            if arg == "contact_id":
+                if not (value.isascii() and value.isdigit() and int(value) < 2**63):  # "²".isdigit() is True
+                    raise ApiError(400, "bad_request", "contact_id must be an integer")
+                value = int(value)
             query = query.where(column == value)
     with runtime().db.session() as session:
         return session.scalars(query.order_by(Send.id.desc()).limit(limit).offset(offset)).all()

@@ -1,13 +1,22 @@
-"""``POST /webhooks/<connector>/<installation_id>``: verify, store, enqueue, answer 200."""
+"""``POST /webhooks/<connector>/<installation_id>``: verify, store, enqueue, answer 200.
+
+A verified body the connector cannot read (not JSON, nested too deeply, an extractor failing
+on its shape) is stored as a ``rejected`` event with the reason and answered 200: nothing
+signed is lost, and it is listed by ``GET /api/v1/events?status=rejected``. Only connectors
+that do not verify at all (``NoVerification``) still answer 400 to an unreadable body.
+"""
 from __future__ import annotations
+
+import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
 from hub.api.errors import ApiError
 from hub.core import ingest, installations
 from hub.core.metrics import count
-from hub.core.verifiers import IncomingRequest, Rejected, SharedToken
+from hub.core.verifiers import IncomingRequest, NoVerification, Rejected, SharedToken
 
+log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
 
@@ -24,28 +33,67 @@ def receive(connector_name: str, installation_id: str):
         raise ApiError(404, "installation_disabled", f"installation {installation_id} is disabled")
     body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
     incoming = IncomingRequest(request.headers, body, request.args)
-    if connector.is_ping(incoming):
+    if _safely(connector.is_ping, incoming):
         return jsonify(ok=True, ping=True)
     try:
-        genuine = connector.verify.verify(incoming, inst.secrets) or \
-            connector.verify.verify(incoming, installations.lookup(rt, installation_id, fresh=True).secrets)
+        genuine = _verified(rt, connector, incoming, installation_id, inst.secrets)
     except Rejected as exc:  # signed, but refused for a stated reason (too old: a replay)
         count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="rejected")
+        log.warning("%s webhook for %s refused: %s", connector_name, installation_id, exc)
         raise ApiError(401, "rejected", str(exc)) from exc
     if not genuine:
         count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="bad_signature")
+        log.warning("%s webhook for %s refused: bad signature", connector_name, installation_id)
         raise ApiError(401, "bad_signature", "the webhook signature is missing or wrong")
-    try:
-        connector.parse(body)
-        dedupe_key = connector.event_id(incoming) or ingest.body_hash(body)
-        topic = connector.topic(incoming) if connector.topic else None
-    except (ValueError, UnicodeDecodeError) as exc:
+    dedupe_key, topic, problem = _read(connector, incoming)
+    if problem and isinstance(connector.verify, NoVerification):  # nobody vouches for these bytes
         count(rt.redis, rt.settings.key_prefix, "ingest", provider=connector_name, result="malformed")
-        raise ApiError(400, "malformed_body", f"the body cannot be decoded: {exc}") from exc
+        raise ApiError(400, "malformed_body", f"the body cannot be decoded: {problem}")
+    if problem:
+        log.warning("signed %s webhook for %s kept as rejected: %s", connector_name, installation_id, problem)
     event_id, duplicate = ingest.store(rt, provider=connector_name, scope=installation_id,
                                        dedupe_key=dedupe_key, body=body, headers=_kept_headers(connector),
-                                       topic=topic, workspace_id=inst.workspace_id)
-    return jsonify(ok=True, event_id=event_id, duplicate=duplicate)
+                                       topic=topic, workspace_id=inst.workspace_id,
+                                       status=ingest.REJECTED if problem else "pending", error=problem)
+    return jsonify(ok=True, event_id=event_id, duplicate=duplicate, **({"rejected": problem} if problem else {}))
+
+
+def _safely(check, incoming: IncomingRequest) -> bool:
+    """A connector's yes/no check; an exception (odd input, a plugin bug) counts as no."""
+    try:
+        return bool(check(incoming))
+    except Rejected:  # a stated refusal (a replay), not a failure of the check
+        raise
+    except Exception:
+        log.exception("%s raised on a webhook; treated as false", getattr(check, "__qualname__", check))
+        return False
+
+
+def _verified(rt, connector, incoming: IncomingRequest, installation_id: str, secrets) -> bool:
+    """The signature checks with the cached secrets, or with fresh ones (a secret just rotated)."""
+    if _safely(lambda req: connector.verify.verify(req, secrets), incoming):
+        return True
+    fresh = installations.lookup(rt, installation_id, fresh=True)
+    return fresh is not None and _safely(lambda req: connector.verify.verify(req, fresh.secrets), incoming)
+
+
+def _read(connector, incoming: IncomingRequest) -> tuple[str, str | None, str | None]:
+    """``(dedupe_key, topic, None)``, or ``(body hash, topic if known, reason)`` for an unreadable body."""
+    fallback = ingest.body_hash(incoming.body)
+    try:
+        connector.parse(incoming.body)
+    except RecursionError:
+        return fallback, None, "the body is nested too deeply"
+    except (ValueError, UnicodeDecodeError) as exc:
+        return fallback, None, f"the body cannot be decoded ({type(exc).__name__})"
+    except Exception as exc:  # noqa: BLE001 -- a connector's own parser failing on odd input
+        return fallback, None, f"the connector could not parse the body ({type(exc).__name__})"
+    try:
+        topic = connector.topic(incoming) if connector.topic else None
+        dedupe_key = connector.event_id(incoming) or fallback
+    except Exception as exc:  # noqa: BLE001 -- an extractor meeting a shape it does not expect
+        return fallback, None, f"the event id or topic cannot be read ({type(exc).__name__})"
+    return dedupe_key, topic, None
 
 
 def _kept_headers(connector) -> dict[str, str]:

@@ -27,7 +27,8 @@ class WorkspaceSettings(Schema):
     history_import = fields.Boolean(metadata={"description": "request chat history when onboarding"})
     require_marketing_consent = fields.Boolean()
     attribution_window_days = fields.Float(validate=validate.Range(0, 366))
-    prices = fields.Dict(keys=fields.String(), values=fields.Float(validate=validate.Range(0)), metadata={
+    prices = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)),
+                         values=fields.Float(validate=validate.Range(0, 1_000_000)), metadata={
         "description": "price per billable message by pricing category, for the spend estimate"})
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable
 
 import phonenumbers
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from hub.core.actions import (ACTION_TYPES, Action, CancelScheduled, DisableInstallation, Emit, PolledEvent,
     RecordRevenue, ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
@@ -225,6 +225,9 @@ def config_json_schema(schema_cls: type[Schema]) -> dict[str, Any]:
         if f.load_default is not None and not callable(f.load_default) and \
                 type(f.load_default).__name__ != "_Missing":
             spec["default"] = f.load_default
+        for rule in f.validators:  # bounds are part of the contract (a UI, a fuzzer)
+            if isinstance(rule, validate.Range):
+                spec.update({k: v for k, v in (("minimum", rule.min), ("maximum", rule.max)) if v is not None})
         if f.metadata.get("secret"):
             spec.update({"writeOnly": True, "x-secret": True})
         if f.required:

@@ -1,9 +1,15 @@
-"""Store a verified webhook, then enqueue its processing: the hot path of every provider."""
+"""Store a verified webhook, then enqueue its processing: the hot path of every provider.
+
+A verified request is always stored. One that cannot be understood (not JSON, nested too
+deeply, not the provider's shape) is stored with status ``rejected`` and the reason in
+``last_error``: it is listed by ``GET /api/v1/events?status=rejected``, never processed and
+never retried, and the provider still gets its 2xx (a retry would bring the same bytes).
+"""
 from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Mapping
+from typing import Any, Mapping
 
 from hub.core.metrics import count
 from hub.core.models import InboundEvent, utcnow
@@ -11,6 +17,7 @@ from hub.core.models import InboundEvent, utcnow
 log = logging.getLogger(__name__)
 KEPT_HEADERS_SKIP = {"authorization", "cookie", "content-length", "host", "connection", "accept-encoding"}
 PROCESS_JOB = "hub.core.processing.process_event"  # by name: the web process never imports jobs
+REJECTED = "rejected"  # a verified request that cannot be understood: kept, visible, never processed
 
 
 def process_job(event_id: int) -> tuple:
@@ -29,31 +36,49 @@ def _insert_statement(dialect: str):
 _STATEMENTS: dict[str, object] = {}
 
 
+def safe_text(value: Any, limit: int) -> str | None:
+    """``value`` as text every database stores: no NUL, no lone surrogate, at most ``limit`` chars."""
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    text = str(value).replace("\x00", "\\x00")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:limit]
+
+
 def store(rt, *, provider: str, scope: str, dedupe_key: str, body: bytes, headers: Mapping[str, str],
-          topic: str | None = None, workspace_id: str | None = None) -> tuple[int | None, bool]:
-    """Insert the event unless its dedupe key was seen; enqueue it. Returns ``(id, duplicate)``."""
+          topic: str | None = None, workspace_id: str | None = None, status: str = "pending",
+          error: str | None = None) -> tuple[int | None, bool]:
+    """Insert the event unless its dedupe key was seen; enqueue it. Returns ``(id, duplicate)``.
+
+    ``status=REJECTED`` with an ``error`` keeps a verified request that cannot be processed
+    (visible in the events API, never enqueued).
+    """
     now = utcnow()
-    values = dict(provider=provider, scope=scope, dedupe_key=dedupe_key[:255], workspace_id=workspace_id,
-                  topic=topic, body=body, status="pending", attempts=0, received_at=now,
-                  next_attempt_at=now, enqueued_at=now,
-                  headers={k: v for k, v in headers.items() if k.lower() not in KEPT_HEADERS_SKIP})
+    pending = status == "pending"
+    values = dict(provider=provider, scope=scope, dedupe_key=safe_text(dedupe_key, 255) or body_hash(body),
+                  workspace_id=workspace_id, topic=safe_text(topic, 128), body=body, status=status,
+                  attempts=0, received_at=now, next_attempt_at=now, enqueued_at=now if pending else None,
+                  last_error=safe_text(error, 2000),
+                  headers={safe_text(k, 200): safe_text(v, 2000) for k, v in headers.items()
+                           if k.lower() not in KEPT_HEADERS_SKIP})
     dialect = rt.db.engine.dialect.name
     if dialect not in _STATEMENTS:
         _STATEMENTS[dialect] = _insert_statement(dialect)
     stmt = _STATEMENTS[dialect]
     with rt.db.autocommit.connect() as conn:  # one statement, one round trip, durable on return
         event_id = conn.execute(stmt, values).scalar()
+    if not pending:
+        log.warning("stored %s event %s from %s/%s as %s: %s", provider, event_id, provider, scope, status, error)
     try:  # one round trip: the job and the counter
         pipe = rt.redis.pipeline(transaction=False)
-        if event_id is not None:
+        if event_id is not None and pending:
             rt.queues.enqueue("ingest", PROCESS_JOB, event_id, pipeline=pipe)
-        count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, provider=provider,
-              result="duplicate" if event_id is None else "stored")
+        result = "duplicate" if event_id is None else "stored" if pending else status
+        count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, provider=provider, result=result)
         pipe.execute()
     except Exception:  # stored is enough: the scheduler re-enqueues what Redis did not take
         log.exception("could not enqueue inbound event %s; the scheduler will retry", event_id)
     return event_id, event_id is None
-
 
 
 def body_hash(body: bytes) -> str:

@@ -142,7 +142,8 @@ class TimestampedHmac(Verifier):
             name, _, value = item.strip().partition("=")
             parts.setdefault(name, []).append(value)
         timestamp = (parts.get("t") or [""])[0]
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > self.tolerance:
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) \
+                or abs(time.time() - int(timestamp)) > self.tolerance:  # "²".isdigit() is True
             return False
         expected = self._mac(secret, timestamp, request.body).encode()
         return any(hmac.compare_digest(expected, sig.encode()) for sig in parts.get(self.scheme, []))

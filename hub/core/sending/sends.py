@@ -52,8 +52,7 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                                                       Send.idempotency_key == idempotency_key)).first()
         if existing:
             return existing, False
-    contact = contacts.upsert(session, workspace_id, wa_id=to, source=origin, profile_name=None) \
-        if to else None
+    contact = _contact(session, workspace_id, to, origin) if to else None
     if contact is not None and name and not contact.profile_name:
         contact.profile_name = name
     now = utcnow()
@@ -75,3 +74,15 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                                                       Send.idempotency_key == idempotency_key)).one()
         return existing, False
     return send, True
+
+
+def _contact(session: Session, workspace_id: str, wa_id: str, origin: str):
+    """The recipient's contact, created if new; a concurrent request creating it too is no error."""
+    for attempt in (1, 2):
+        try:
+            with session.begin_nested():
+                return contacts.upsert(session, workspace_id, wa_id=wa_id, source=origin, profile_name=None)
+        except IntegrityError:  # another request inserted the same contact first: read theirs
+            if attempt == 2:
+                raise
+    return None

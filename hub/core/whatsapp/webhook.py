@@ -3,6 +3,8 @@
 One Meta app webhook serves every workspace. Ingest verifies ``X-Hub-Signature-256`` on the
 raw body, stores the envelope (deduped on its SHA-256: Meta redelivers identical bodies),
 enqueues it and answers 200; routing to connections by ``phone_number_id`` happens in the job.
+A signed body that is not an envelope is stored as ``rejected`` (visible, never processed) and
+still answered 200: nothing Meta signed is lost, and Meta does not retry it for days.
 """
 from __future__ import annotations
 
@@ -16,13 +18,13 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from hub.api.errors import ApiError
+from hub.api.errors import ApiError, error_response
 from hub.core import ingest, tenancy
 from hub.core.metrics import count
 from hub.core.models import Connection
 
-bp = Blueprint("whatsapp_webhook", __name__)
 log = logging.getLogger(__name__)
+bp = Blueprint("whatsapp_webhook", __name__)
 MAX_ROUTED_AT_INGEST = 100  # changes routed (cached lookups) at ingest to list a delivery; processing routes all
 _ROUTE_CACHE: dict[str, tuple[float, str | None]] = {}
 ROUTE_TTL = 30.0
@@ -35,7 +37,9 @@ def verify_subscription():
     if (request.args.get("hub.mode") == "subscribe" and settings.meta_verify_token
             and hmac.compare_digest(token.encode(), settings.meta_verify_token.encode())):
         return Response(request.args.get("hub.challenge", ""), mimetype="text/plain")
-    return Response("verification failed", status=403, mimetype="text/plain")
+    log.warning("webhook verification refused (mode %r)", request.args.get("hub.mode"))
+    return error_response(403, "verification_failed",
+                          "hub.mode must be 'subscribe' and hub.verify_token must match COEXHUB_META_VERIFY_TOKEN")
 
 
 def signature_ok(body: bytes, header: str | None, app_secret: str) -> bool:
@@ -52,22 +56,38 @@ def receive():
     if not signature_ok(body, request.headers.get("X-Hub-Signature-256"), rt.settings.meta_app_secret):
         count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="bad_signature")
         raise ApiError(401, "bad_signature", "X-Hub-Signature-256 is missing or wrong")
-    try:
-        entries = _entries(json.loads(body))
-    except (ValueError, AttributeError, TypeError) as exc:
-        count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="malformed")
-        raise ApiError(400, "malformed_body", "the body is not a WhatsApp webhook envelope") from exc
-    workspaces = _workspaces_of(rt, entries)
+    envelope, problem = understood(body)
+    if problem:
+        log.warning("signed WhatsApp webhook kept as rejected: %s", problem)
+    workspaces = _workspaces_of(rt, envelope)
     event_id, duplicate = ingest.store(
         rt, provider="whatsapp", scope="meta", dedupe_key=ingest.body_hash(body), body=body,
-        headers={}, topic=_first_field(entries), workspace_id=workspaces[0] if workspaces else None)
+        headers={}, topic=_first_field(envelope), workspace_id=workspaces[0] if workspaces else None,
+        status=ingest.REJECTED if problem else "pending", error=problem)
     if event_id is not None and len(workspaces) > 1:  # rare: one delivery, several workspaces' numbers
         try:
             with rt.db.autocommit.connect() as conn:
                 tenancy.link_ids(conn, event_id, workspaces[1:])
         except Exception:  # stored is what counts; processing links them again
             log.exception("could not link inbound event %s to workspaces %s", event_id, workspaces[1:])
-    return jsonify(ok=True, event_id=event_id, duplicate=duplicate)
+    return jsonify(ok=True, event_id=event_id, duplicate=duplicate, **({"rejected": problem} if problem else {}))
+
+
+def understood(body: bytes) -> tuple[object, str | None]:
+    """``(envelope, None)``, or ``(what was parsed, reason)`` when it is not a WhatsApp envelope."""
+    try:
+        envelope = json.loads(body)
+    except RecursionError:
+        return None, "the body is JSON nested too deeply"
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        return None, f"the body is not JSON ({type(exc).__name__})"
+    if not isinstance(envelope, dict):
+        return envelope, "the body is not a JSON object"
+    try:
+        _entries(envelope)
+    except ValueError as exc:
+        return envelope, f"the body is not a WhatsApp webhook envelope: {exc}"
+    return envelope, None
 
 
 def _entries(envelope) -> list[dict]:
@@ -83,27 +103,46 @@ def _entries(envelope) -> list[dict]:
     return entries
 
 
-def _first_field(entries: list[dict]) -> str | None:
-    for entry in entries:
-        for change in entry.get("changes") or ():
-            return change.get("field")
+def _changes(envelope):
+    """``(entry, change)`` pairs of whatever objects the envelope holds (any shape tolerated)."""
+    entries = envelope.get("entry") if isinstance(envelope, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        for change in changes if isinstance(changes, list) else ():
+            if isinstance(change, dict):
+                yield entry, change
+
+
+def _first_field(envelope) -> str | None:
+    for _, change in _changes(envelope):
+        field = change.get("field")
+        return field if isinstance(field, str) else None
     return None
 
 
-def _workspaces_of(rt, entries: list[dict]) -> list[str]:
+def _workspaces_of(rt, envelope) -> list[str]:
     """The workspaces of the changes (for listing, so a failing delivery is visible to each);
     processing routes each change again and records any workspace found only then."""
     found: dict[str, None] = {}
-    changes = ((entry, change) for entry in entries for change in entry.get("changes") or ())
-    for entry, change in itertools.islice(changes, MAX_ROUTED_AT_INGEST):  # the rest: at processing
-        metadata = (change.get("value") or {}).get("metadata")
+    for entry, change in itertools.islice(_changes(envelope), MAX_ROUTED_AT_INGEST):  # the rest: at processing
+        value = change.get("value")
+        metadata = value.get("metadata") if isinstance(value, dict) else None
         number = tenancy.ident(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
-        waba_id = tenancy.ident(entry.get("id"))
-        key = f"pn:{number}" if number else f"waba:{waba_id}" if waba_id else None
+        key = _route_key("pn", number) or _route_key("waba", entry.get("id"))
         workspace = _cached_workspace(rt, key) if key else None
         if workspace:
             found.setdefault(workspace)
     return list(found)
+
+
+def _route_key(kind: str, ident) -> str | None:
+    """``kind:ident`` when ``ident`` can be an id (a short number or string of plain text)."""
+    if isinstance(ident, bool) or not isinstance(ident, (str, int)):
+        return None
+    ident = str(ident)
+    if not ident or len(ident) > 64 or not ident.isascii() or not ident.isprintable():
+        return None
+    return f"{kind}:{ident}"
 
 
 def _cached_workspace(rt, key: str) -> str | None:
