@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 # Workers serve the queues in this order, round robin (``coexhub worker``): a send waits behind
 # at most one ingest job per worker, and a long broadcast never starves ingest either.
 QUEUE_NAMES = ("send", "ingest", "writeback", "outbound")
-ALIVE_TTL = 10  # seconds a worker's liveness key outlives its last heartbeat
-ORPHAN_AFTER = dt.timedelta(seconds=15)  # a started job whose worker is not alive for this long is lost
+ALIVE_TTL = 5  # seconds a worker's liveness key outlives its last heartbeat (one a second)
+ORPHAN_AFTER = dt.timedelta(seconds=5)  # a started job whose worker is not alive, this old, is lost
 _WAITING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED}
 # Retries are not RQ's: every job works on a row (inbound event, send, outbox delivery) that
 # keeps its own attempts and next-attempt time, so the scheduler re-enqueues what is due and
@@ -127,7 +127,7 @@ class Heartbeat(threading.Thread):
     killed worker's started jobs from a slow one's within seconds. Redis errors are ignored
     (the worker's own loop reconnects)."""
 
-    def __init__(self, conn: redis.Redis, prefix: str, interval: float = 2.0):
+    def __init__(self, conn: redis.Redis, prefix: str, interval: float = 1.0):
         super().__init__(name="coexhub-heartbeat", daemon=True)
         self.redis, self.prefix, self.interval = conn, prefix, interval
         self.worker_name: str | None = None
