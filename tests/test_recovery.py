@@ -180,10 +180,10 @@ def test_a_send_is_not_starved_by_an_ingest_backlog(client, coexistence, simulat
 
 @pytest.mark.parametrize("mode", ["fork", "simple"])
 def test_fork_mode_does_not_rebuild_the_hub_for_every_job(client, coexistence, mode):
-    ids = [store_message(client.rt, coexistence, f"{mode}-{i}") for i in range(30)]
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "hub.cli", "worker", "--burst", f"--{mode}", "--queue", "ingest"],
-                   env=process_env(client.rt), check=True, timeout=120, capture_output=True)
-    elapsed = time.monotonic() - started
+    """The plugins are loaded once per worker, not once per forked job (measured side by side
+    with simple mode by bench/worker_modes.py; wall-clock asserts would be flaky here)."""
+    ids = [store_message(client.rt, coexistence, f"{mode}-{i}") for i in range(20)]
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "worker", "--burst", f"--{mode}", "--queue", "ingest"],
+                          env=process_env(client.rt), check=True, timeout=180, capture_output=True)
     assert {status_of(client.rt, event_id) for event_id in ids} == {"processed"}
-    assert elapsed < 15, f"{mode}: {elapsed:.1f}s for {len(ids)} jobs"
+    assert done.stderr.decode().count("plugins loaded") == 1
