@@ -172,7 +172,7 @@ def test_a_killed_worker_never_causes_a_second_send(client, coexistence, simulat
     simulator.flush_statuses()
     run_jobs(queues=("ingest",))
     fourth = row(client, ids[3])
-    fourth_wamid = [r for r in requests_to(simulator, recipients) if r["body"]["to"] == recipients[3]][0]
+    fourth_wamid = next(r for r in requests_to(simulator, recipients) if r["body"]["to"] == recipients[3])
     assert (fourth.status, fourth.wamid) == ("sent", fourth_wamid["response"]["messages"][0]["id"])
 
     # the killed worker's started job is known lost once its heartbeat lapses, so its id is free again
