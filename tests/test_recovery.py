@@ -86,6 +86,23 @@ def test_a_job_redis_lost_is_found_in_seconds_and_a_waiting_one_is_left_alone(cl
     assert {event_of(client.rt, inst["id"], k).status for k in ("lost-1", "kept-2")} == {"processed"}
 
 
+def test_a_writeback_whose_job_redis_lost_is_delivered_in_seconds(client, acme_installation, run_jobs):
+    from hub.core.models import OutboundDelivery
+    from tests import acme
+
+    inst, secrets = acme_installation
+    tick(client.rt)
+    client.deliver("acme", inst["id"], {"id": 5150}, secrets, headers("order.paid", "paid-5150"))
+    run_jobs(queues=("ingest",))
+    client.rt.queues["writeback"].empty()  # Redis lost the write-back's job
+    with client.rt.db.session() as s:
+        [row] = s.scalars(select(OutboundDelivery).where(OutboundDelivery.installation_id == inst["id"])).all()
+    assert row.status == "pending"
+    assert tick(client.rt, now=row.enqueued_at + SOON)["outbox"] == 1
+    run_jobs(queues=("writeback",))
+    assert {"order_id": "5150", "tag": "paid-notified", "token": "acme-token"} in acme.WRITTEN
+
+
 def test_after_redis_restarted_empty_every_pending_event_is_enqueued_at_the_next_tick(client, acme_installation,
                                                                                     run_jobs):
     inst, secrets = acme_installation
