@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub.core import ingest, processing
 from hub.core.models import InboundEvent, Send
@@ -139,6 +139,8 @@ def test_a_job_that_failed_while_the_database_was_down_is_retried_in_seconds(cli
 
 
 def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistence, simulator, tmp_path):
+    with client.rt.db.session() as s:  # no other test's sends waiting: they would take the slow answer
+        s.execute(update(Send).where(Send.status.in_(("queued", "sending"))).values(status="cancelled"))
     server = RedisServer(tmp_path).start()
     rt = Runtime(dataclasses.replace(client.rt.settings, redis_url=server.url), plugins=client.rt.plugins)
     env = {**process_env(client.rt), "COEXHUB_REDIS_URL": server.url}
@@ -155,7 +157,7 @@ def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistenc
 
     try:
         store("before")
-        wait_for(processed("before"), what="the first event")
+        wait_for(processed("before"), timeout=60, what="the first event")
         with simulator.lock:
             simulator._faults.clear()
         simulator.fail_next(1, timeout=True, delay=2)  # the worker is busy with a slow send…
@@ -171,12 +173,16 @@ def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistenc
         assert [p.poll() for p in procs] == [None, None]
         server.start()  # back, and empty
         store("after")
-        wait_for(processed("during"), timeout=30, what="the event stored while Redis was down")
-        wait_for(processed("queued"), timeout=30, what="the event Redis lost")
-        wait_for(processed("after"), timeout=30, what="the event stored after the restart")
+        wait_for(processed("during"), timeout=45, what="the event stored while Redis was down")
+        wait_for(processed("queued"), timeout=45, what="the event Redis lost")
+        wait_for(processed("after"), timeout=45, what="the event stored after the restart")
         assert [p.poll() for p in procs] == [None, None]
         assert send_of(client.rt, send_id).status == "sent"
         assert len([r for r in list(simulator.requests) if r["body"].get("to") == "14155550932"]) == 1
+    except AssertionError as exc:
+        stop(*procs)
+        logs = b"".join(p.stderr.read() for p in procs).decode()
+        raise AssertionError(f"{exc}\n--- worker and scheduler logs ---\n{logs[-4000:]}") from exc
     finally:
         stop(*procs)
         server.kill()
