@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import json
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -116,13 +117,15 @@ def test_after_redis_restarted_empty_every_pending_event_is_enqueued_at_the_next
 
 
 def test_a_job_that_failed_while_the_database_was_down_is_retried_in_seconds(client, acme_installation, run_jobs,
-                                                                            tmp_path, monkeypatch):
+                                                                            monkeypatch):
     inst, secrets = acme_installation
     tick(client.rt)
     client.deliver("acme", inst["id"], {"id": 3}, secrets, headers("order.created", "db-down-3"))
-    unreachable = tmp_path / "not-a-database"
-    unreachable.mkdir()  # SQLite cannot open a directory: every query fails like a database cut
-    down = Runtime(dataclasses.replace(client.rt.settings, database_url=f"sqlite:///{unreachable}"),
+    with socket.socket() as probe:  # a port nothing listens on: every query fails like a database cut
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down = Runtime(dataclasses.replace(client.rt.settings,
+                                       database_url=f"postgresql+psycopg://hub@127.0.0.1:{closed_port}/gone"),
                    plugins=client.rt.plugins, redis=client.rt.redis)
     monkeypatch.setattr(processing, "DB_PATIENCE", 0.5)
     install(down)
