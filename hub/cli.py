@@ -96,21 +96,16 @@ def serve(host: str, port: int) -> None:
 
 
 @cli.command()
-@click.option("--queue", "queues", multiple=True, help="queues to serve (default: all)")
+@click.option("--queue", "queues", multiple=True, help="queues to serve (default: all, send first)")
 @click.option("--fork/--simple", default=None,
-              help="fork a work horse per job (RQ Worker) or run jobs in-process (SimpleWorker; "
-                   "faster, the default on embedded Redis)")
+              help="fork a work horse per job (RQ Worker; plugins loaded once in the parent) or run "
+                   "jobs in-process (SimpleWorker; the default: pooled database and Graph connections)")
 @click.option("--burst", is_flag=True, help="stop when the queues are empty")
 def worker(queues: tuple[str, ...], fork: bool | None, burst: bool) -> None:
-    """Run an RQ worker on the hub's queues."""
-    from rq import SimpleWorker, Worker
+    """Run an RQ worker on the hub's queues (survives Redis going away and coming back)."""
+    from hub.core.workers import serve
 
-    rt = runtime()
-    selected = [rt.queues[q] for q in queues] if queues else rt.queues.all()
-    use_fork = (not rt.settings.embedded_redis) if fork is None else fork
-    cls = Worker if use_fork else SimpleWorker
-    cls(selected, connection=rt.redis).work(burst=burst, with_scheduler=False,
-                                            logging_level="WARNING")
+    serve(runtime(), list(queues) or None, fork=bool(fork), burst=burst)
 
 
 @cli.command()

@@ -5,6 +5,8 @@ import hashlib
 import logging
 from typing import Mapping
 
+from sqlalchemy import update
+
 from hub.core.metrics import count
 from hub.core.models import InboundEvent, utcnow
 
@@ -45,15 +47,26 @@ def store(rt, *, provider: str, scope: str, dedupe_key: str, body: bytes, header
         event_id = conn.execute(stmt, values).scalar()
     try:  # one round trip: the job and the counter
         pipe = rt.redis.pipeline(transaction=False)
-        if event_id is not None:
-            rt.queues.enqueue("ingest", PROCESS_JOB, event_id, pipeline=pipe)
+        if event_id is not None:  # under its row's job id, so the scheduler can ask Redis about it
+            queue, func, args, job_id = process_job(event_id)
+            rt.queues.enqueue(queue, func, *args, job_id=job_id, pipeline=pipe)
         count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, provider=provider,
               result="duplicate" if event_id is None else "stored")
         pipe.execute()
-    except Exception:  # stored is enough: the scheduler re-enqueues what Redis did not take
+    except Exception:  # stored is enough: the scheduler enqueues it (at its next tick once marked so)
         log.exception("could not enqueue inbound event %s; the scheduler will retry", event_id)
+        _not_enqueued(rt, event_id)
     return event_id, event_id is None
 
+
+def _not_enqueued(rt, event_id: int | None) -> None:
+    if event_id is None:
+        return
+    try:
+        with rt.db.autocommit.connect() as conn:
+            conn.execute(update(InboundEvent).where(InboundEvent.id == event_id).values(enqueued_at=None))
+    except Exception:  # then the scheduler finds its job missing in Redis a few seconds later
+        log.warning("inbound event %s: could not mark it as not enqueued", event_id)
 
 
 def body_hash(body: bytes) -> str:

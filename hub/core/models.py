@@ -257,6 +257,8 @@ class Send(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # the worker claim that holds a ``sending`` send
+    attempted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # Meta may have it from here on
 
 
 class Subscription(Base):

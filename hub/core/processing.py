@@ -18,10 +18,12 @@ from hub.core.execute import Executor
 from hub.core.metrics import count
 from hub.core.models import InboundEvent, Installation, utcnow
 from hub.core.runtime import Runtime, current
+from hub.core.patience import DB_AWAY, patiently
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BACKOFF_SECONDS = [5, 30, 120, 600, 1800, 3600, 7200, 14400]
+DB_PATIENCE = 10.0  # seconds a job waits for an unreachable database before failing (to be re-enqueued)
 
 
 def backoff(attempt: int) -> dt.timedelta:
@@ -29,22 +31,38 @@ def backoff(attempt: int) -> dt.timedelta:
 
 
 def process_event(event_id: int) -> str:
-    """RQ job: process one inbound event (idempotent; a processed event is skipped)."""
+    """RQ job: process one inbound event (idempotent; a processed event is skipped).
+
+    A failure inside the event's work is recorded on its row (retried with backoff). When the
+    database itself is away, there is nothing to record it on: the job waits a little for it
+    (``patiently``) and then fails, and the scheduler enqueues it again as soon as it can
+    reach the database (it sees the failed job in Redis)."""
     rt = current()
-    jobs: list[tuple[str, str, tuple]] = []
+    status, jobs = patiently(f"inbound event {event_id}", lambda: _process(rt, event_id), patience=DB_PATIENCE)
+    enqueue_all(rt, jobs)
+    try:
+        count(rt.redis, rt.settings.key_prefix, "jobs", job="process_event", outcome=status)
+    except Exception as exc:  # metrics are best effort
+        log.warning("could not count process_event: %s", exc)
+    return status
+
+
+def _process(rt: Runtime, event_id: int) -> tuple[str, list[tuple]]:
     with rt.db.session() as session:
         query = select(InboundEvent).where(InboundEvent.id == event_id)
         if not rt.db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         event = session.scalars(query).first()
         if event is None or event.status != "pending":
-            return "skipped"
+            return "skipped", []
         try:
             with session.begin_nested():
                 status, outcome, jobs = _dispatch(rt, session, event)
             event.status, event.outcome, event.processed_at = status, outcome, utcnow()
             event.last_error = None
         except Exception as exc:  # recorded on the row; retried by the scheduler
+            if isinstance(exc, DB_AWAY) and exc.connection_invalidated:
+                raise  # the connection is gone: nothing can be recorded on it; retried whole
             log.exception("inbound event %s failed", event_id)
             event.attempts += 1
             event.last_error = "".join(traceback.format_exception_only(exc)).strip()[-2000:]
@@ -54,9 +72,7 @@ def process_event(event_id: int) -> str:
                 event.next_attempt_at = utcnow() + backoff(event.attempts)
             event.enqueued_at = None
             jobs, status = [], "failed"
-    enqueue_all(rt, jobs)
-    count(rt.redis, rt.settings.key_prefix, "jobs", job="process_event", outcome=status)
-    return status
+    return status, jobs
 
 
 def enqueue_all(rt: Runtime, jobs: list[tuple]) -> None:

@@ -1,14 +1,24 @@
-"""Redis connection and the named RQ queues: ingest, send, writeback, outbound."""
+"""Redis connection, the named RQ queues (send, ingest, writeback, outbound) and job liveness."""
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import threading
 from typing import Any
 
 import redis
 from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.utils import str_to_date
 
-QUEUE_NAMES = ("ingest", "send", "writeback", "outbound")
+log = logging.getLogger(__name__)
+# Workers serve the queues in this order, round robin (``coexhub worker``): a send waits behind
+# at most one ingest job per worker, and a long broadcast never starves ingest either.
+QUEUE_NAMES = ("send", "ingest", "writeback", "outbound")
+ALIVE_TTL = 5  # seconds a worker's liveness key outlives its last heartbeat (one a second)
+ORPHAN_AFTER = dt.timedelta(seconds=5)  # a started job whose worker is not alive, this old, is lost
+_WAITING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.CREATED}
 # Retries are not RQ's: every job works on a row (inbound event, send, outbox delivery) that
 # keeps its own attempts and next-attempt time, so the scheduler re-enqueues what is due and
 # what Redis lost. A job id ``<kind>-<row id>`` keeps one copy of each job in a queue.
@@ -57,16 +67,88 @@ class Queues:
         return False
 
     def _drop_finished(self, job_id: str) -> bool:
-        """A failed (kept for inspection) or finished job must not block its id: delete it."""
+        """A failed (kept for inspection), finished or orphaned job must not block its id: delete it."""
         try:
             job = Job.fetch(job_id, connection=self.redis)
         except NoSuchJobError:
             return True
-        if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
-                                             JobStatus.DEFERRED):
+        status = job.get_status(refresh=False)
+        if status in _WAITING and not (status == JobStatus.STARTED and self._orphaned(job.worker_name, job.started_at)):
             return False
+        log.info("job %s (%s) no longer runs anywhere: replaced", job_id, status)
         job.delete()
         return True
 
+    def _orphaned(self, worker_name: str | None, started_at: dt.datetime | None) -> bool:
+        """A started job whose worker has stopped beating (killed, or Redis lost its key)."""
+        if started_at is None:
+            return False
+        started_at = started_at.replace(tzinfo=None)
+        if dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - started_at < ORPHAN_AFTER:
+            return False
+        return not (worker_name and self.redis.exists(alive_key(self.prefix, worker_name)))
+
+    def lost(self, job_ids: list[str]) -> set[str]:
+        """The ids (as given to ``enqueue``) of jobs no worker will run: gone from Redis (it
+        restarted, or the job was never enqueued), failed, stopped, or started by a dead worker."""
+        if not job_ids:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(Job.key_for(f"{self.prefix}-{job_id}"), "status", "worker_name", "started_at")
+        lost = set()
+        for job_id, (status, worker, started) in zip(job_ids, pipe.execute()):
+            status = status.decode() if status else None
+            if status is None or status not in _WAITING:
+                lost.add(job_id)
+            elif status == JobStatus.STARTED and self._orphaned(worker.decode() if worker else None,
+                                                                str_to_date(started) if started else None):
+                lost.add(job_id)
+        return lost
+
+    def epoch(self, now: dt.datetime) -> dt.datetime:
+        """Since when this Redis has held the hub's jobs: one that restarted empty lost every job
+        enqueued before (the key is set on first use, so it is missing after such a restart)."""
+        key = f"{self.prefix}:epoch"
+        self.redis.set(key, now.isoformat(), nx=True)
+        value = self.redis.get(key)
+        return dt.datetime.fromisoformat(value.decode()) if value else now
+
     def depths(self) -> dict[str, int]:
         return {name: q.count for name, q in self.by_name.items()}
+
+
+def alive_key(prefix: str, worker_name: str) -> str:
+    return f"{prefix}:alive:{worker_name}"
+
+
+class Heartbeat(threading.Thread):
+    """Keeps ``alive_key(prefix, name)`` set while this process lives, so the scheduler tells a
+    killed worker's started jobs from a slow one's within seconds. Redis errors are ignored
+    (the worker's own loop reconnects)."""
+
+    def __init__(self, conn: redis.Redis, prefix: str, interval: float = 1.0):
+        super().__init__(name="coexhub-heartbeat", daemon=True)
+        self.redis, self.prefix, self.interval = conn, prefix, interval
+        self.worker_name: str | None = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.beat()
+            self.stopped.wait(self.interval)
+
+    def beat(self) -> None:
+        if self.worker_name:
+            try:
+                self.redis.set(alive_key(self.prefix, self.worker_name), "1", ex=ALIVE_TTL)
+            except redis.RedisError:
+                pass
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.worker_name:
+            try:
+                self.redis.delete(alive_key(self.prefix, self.worker_name))
+            except redis.RedisError:
+                pass

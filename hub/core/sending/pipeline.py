@@ -1,8 +1,9 @@
 """The delivery jobs: claim, checks, governor, Graph call, error classification, status.
 
 ``deliver_due`` works through queued sends in batches — fair across numbers, one database
-transaction per batch for the checks and one for the results — while each send still waits
-for its own slot from the per-number governor.
+transaction per batch for the checks — while each send still waits for its own slot from the
+per-number governor, is marked just before its Graph call and has its result written as soon
+as it comes back (``results.py``: what makes a send go out once, even when a worker dies).
 
 Checks run in order before Meta sees anything: connection active → not opted out →
 approved template with valid parameters (or free-form inside the 24-hour window) →
@@ -12,19 +13,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import time
 from collections import Counter
+from dataclasses import dataclass
 
+import httpx
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
 from hub.core.metrics import count
 from hub.core.sending.sends import AUTOMATED
-from hub.core.models import Connection, Contact, Message, Send, utcnow
+from hub.core.models import Connection, Contact, Send, utcnow
 from hub.core.runtime import current
 from hub.core.sending import errors
 from hub.core.sending.governor import Governor
+from hub.core.patience import DB_AWAY, patiently
+from hub.core.sending.results import RECORD_PATIENCE, Attempt, callback_data, record_sent, start_call
 from hub.core.sending.templates import TemplateProblem, build_template, find_template
 from hub.core.whatsapp.account import pause
 from hub.core.whatsapp.graph import Graph, GraphError
@@ -49,8 +54,24 @@ class Refuse(Exception):
 
 BATCH, PER_NUMBER, JOB_SLOTS = 50, 20, 4
 BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
-RECORD_EVERY, RECORD_SECONDS = 10, 0.5  # results are written at least this often
+GRAPH_TIMEOUT = 10.0  # seconds a send call may take; after that its fate is unknown
+REDIS_DEFER = 5.0  # seconds a send waits when the governor (Redis) cannot be asked
 DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """The number is booked further ahead than a worker waits: try again in ``seconds``."""
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """The request may have reached Meta, but no answer came back: wait for its status webhook."""
+    error: GraphError
+
+
+SKIPPED = object()  # the claim passed to another worker before the call: nothing to record
 
 
 def delivery_job(send_id: int) -> tuple:
@@ -63,29 +84,33 @@ def deliver_due() -> int:
     """RQ job: deliver queued sends in batches (fair across numbers) until none are left."""
     rt, started, done = current(), time.monotonic(), 0
     while time.monotonic() - started < BUDGET:
-        claimed = claim(rt)
+        token = secrets.token_hex(8)
+        claimed = claim(rt, claim_token=token)
         if not claimed:
             return done
-        done += run(rt, claimed)
+        done += run(rt, claimed, token)
     rt.queues.enqueue("send", DELIVER_DUE)  # more work: continue in a new job, let others run
     return done
 
 
-def claim(rt, *, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
-    """Atomically move queued sends to ``sending`` — at most ``per_number`` per connection, so
-    one number's broadcast never starves the others — and return their ids."""
+def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
+    """Atomically move queued sends to ``sending`` under ``claim_token`` — at most
+    ``per_number`` per connection, so one number's broadcast never starves the others — and
+    return their ids."""
     ranked = select(Send.id, func.row_number().over(partition_by=Send.connection_id, order_by=Send.id)
                     .label("rank")).where(Send.status == "queued").subquery()
     wanted = Send.id.in_(select(ranked.c.id).where(ranked.c.rank <= per_number).order_by(ranked.c.id).limit(limit))
     with rt.db.session() as session:  # a row another worker claimed first no longer matches
         result = session.execute(update(Send).where(wanted, Send.status == "queued")
-                                 .values(status="sending", updated_at=utcnow()).returning(Send.id),
+                                 .values(status="sending", claim_token=claim_token, attempted_at=None,
+                                         updated_at=utcnow()).returning(Send.id),
                                  execution_options={"synchronize_session": False})
         return sorted(result.scalars())
 
 
-def run(rt, send_ids: list[int]) -> int:
-    """Check, pace and send claimed sends; returns how many Meta accepted."""
+def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
+    """Check, pace and send claimed sends, writing each result as it comes; returns how many
+    Meta accepted."""
     governor, outcomes = Governor(rt.redis, rt.settings.key_prefix), Counter()
     work = []
     with rt.db.session() as session:
@@ -110,6 +135,7 @@ def run(rt, send_ids: list[int]) -> int:
                 send.status, send.last_error = "failed", f"cannot be prepared: {type(exc).__name__}: {exc}"[:2000]
                 outcomes["refused"] += 1
                 continue
+            payload.setdefault("biz_opaque_callback_data", callback_data(send.id))  # echoed in its statuses
             work.append((send, conn.phone_number_id, conn.messages_per_second, conn.access_token, payload))
         pair_rate = governor.pairs([(number, send.to) for send, number, *_ in work]) if work else []
         for (send, *_), pair in zip(work, pair_rate):
@@ -119,68 +145,94 @@ def run(rt, send_ids: list[int]) -> int:
                 send.status, send.hold_reason = "scheduled", "pair_rate"
                 send.not_before = utcnow() + dt.timedelta(seconds=pair.wait)
                 outcomes["held"] += 1
-        work = [(send.id, *rest) for (send, *rest), pair in zip(work, pair_rate) if pair.granted]
-    graph, results, recorded_at = Graph.from_settings(rt.settings), [], time.monotonic()
-    for send_id, number, rate, token, payload in work:
-        results.append((send_id, payload, _call(governor, graph, number, rate, token, payload, send_id)))
-        if len(results) >= RECORD_EVERY or time.monotonic() - recorded_at > RECORD_SECONDS:
-            _record(rt, results, outcomes)  # a crash now re-sends little: results are not held long
-            results, recorded_at = [], time.monotonic()
-    _record(rt, results, outcomes)
-    pipe = rt.redis.pipeline(transaction=False)
-    for outcome, n in outcomes.items():
-        count(rt.redis, rt.settings.key_prefix, "jobs", pipeline=pipe, amount=n, job="deliver", outcome=outcome)
-    pipe.execute()
+        work = [(Attempt(send.id, send.workspace_id, send.connection_id, send.contact_id,
+                         send.claim_token or "", payload), number, rate, token)
+                for (send, number, rate, token, payload), pair in zip(work, pair_rate) if pair.granted]
+    graph = Graph.from_settings(rt.settings, timeout=GRAPH_TIMEOUT)
+    for attempt, number, rate, token in work:
+        try:
+            result = _call(rt, governor, graph, attempt, number, rate, token)
+            if result is not SKIPPED:
+                outcomes[patiently(f"send {attempt.id}", lambda: _record(rt, attempt, result), RECORD_PATIENCE)] += 1
+        except DB_AWAY:  # the rest of the batch stays claimed; the scheduler re-queues it
+            log.error("database unavailable: send %s and the rest of its batch wait for the scheduler", attempt.id)
+            outcomes["interrupted"] += 1
+            break
+    _count(rt, outcomes)
     return outcomes["sent"]
 
 
-def _record(rt, results: list[tuple], outcomes: Counter) -> None:
-    if not results:
-        return
+def _record(rt, attempt: Attempt, result) -> str:
+    """Write one send's result now (its own transaction); returns the outcome counted."""
+    if isinstance(result, str):
+        record_sent(rt, attempt, result)
+        return "sent"
     with rt.db.session() as session:
-        sends = {s.id: s for s in session.scalars(select(Send).where(Send.id.in_([r[0] for r in results])))}
-        wamids = [r for _, _, r in results if isinstance(r, str)]
-        known = {m.wamid: m for m in session.scalars(select(Message).where(Message.wamid.in_(wamids)))} \
-            if wamids else {}  # status webhooks that arrived before this commit
-        for send_id, payload, result in results:
-            send = sends[send_id]
-            if isinstance(result, GraphError):
-                outcomes[_failed(session, send, result)] += 1
-            elif isinstance(result, float):  # the number is booked further ahead than a worker waits
-                send.status, send.attempts = "scheduled", send.attempts - 1
-                send.not_before, send.hold_reason = utcnow() + dt.timedelta(seconds=result), "pacing"
-                outcomes["deferred"] += 1
-            else:
-                _sent(session, send, result, payload, known.get(result))
-                outcomes["sent"] += 1
+        send = session.get(Send, attempt.id)
+        if send.status != "sending":  # a status webhook settled it meanwhile
+            return "settled"
+        send.claim_token = None
+        if isinstance(result, Deferred):
+            send.status, send.attempts, send.attempted_at = "scheduled", send.attempts - 1, None
+            send.not_before, send.hold_reason = utcnow() + dt.timedelta(seconds=result.seconds), "pacing"
+            return "deferred"
+        if isinstance(result, Unknown):  # stays ``sending``: its status webhook or the grace decides
+            send.error_code, send.last_error = result.error.code, f"no answer from Meta ({result.error}); " \
+                "waiting for its status webhook before sending again"
+            if send.attempts >= MAX_ATTEMPTS:
+                send.status = "dead"
+                return "dead"
+            return "unknown"
+        return _failed(session, send, result)
 
 
-def _call(governor: Governor, graph: Graph, number: str, rate: int, token: str, payload: dict,
-          send_id: int) -> str | GraphError | float:
-    """Wait for the number's slot and call the Graph API: a wamid, the error, or seconds to defer."""
-    token_id = f"{send_id}:{time.monotonic_ns()}"
+def _count(rt, outcomes: Counter) -> None:
     try:
-        return _paced_call(governor, graph, number, rate, token, payload, token_id)
-    except GraphError as exc:
-        return exc
-    except Exception as exc:  # Redis, an odd answer…: retried like a timeout (Meta may have it)
-        log.exception("send %s: unexpected error around the Graph call", send_id)
-        return GraphError(f"{type(exc).__name__}: {exc}", timeout=True)
+        pipe = rt.redis.pipeline(transaction=False)
+        for outcome, n in outcomes.items():
+            count(rt.redis, rt.settings.key_prefix, "jobs", pipeline=pipe, amount=n, job="deliver", outcome=outcome)
+        pipe.execute()
+    except Exception as exc:  # metrics are best effort; the results are written
+        log.warning("could not count deliver outcomes: %s", exc)
 
 
-def _paced_call(governor: Governor, graph: Graph, number: str, rate: int, token: str, payload: dict,
-                token_id: str) -> str | float:
-    slot = governor.reserve(number, rate, token_id)
-    while not slot.granted and slot.wait <= 0.05:  # a slot frees up in a moment
-        time.sleep(slot.wait)
-        slot = governor.reserve(number, rate, token_id)
+def _call(rt, governor: Governor, graph: Graph, attempt: Attempt, number: str, rate: int, token: str):
+    """Wait for the number's slot and call the Graph API. Returns a wamid, a ``GraphError``
+    (Meta refused it), ``Unknown`` (Meta may have it), ``Deferred`` or ``SKIPPED``. Database
+    errors before the call propagate: then Meta has not seen the send."""
+    slot_token = f"{attempt.id}:{time.monotonic_ns()}"
+    try:
+        slot = governor.reserve(number, rate, slot_token)
+        while not slot.granted and slot.wait <= 0.05:  # a slot frees up in a moment
+            time.sleep(slot.wait)
+            slot = governor.reserve(number, rate, slot_token)
+    except Exception as exc:  # Redis is away: Meta has not seen this send, so it simply waits
+        log.warning("send %s: governor unavailable (%s); deferred %ss", attempt.id, exc, REDIS_DEFER)
+        return Deferred(REDIS_DEFER)
     if not slot.granted:
-        return slot.wait
-    time.sleep(slot.wait)
+        return Deferred(slot.wait)
     try:
-        return graph.send_message(number, token, payload)
+        time.sleep(slot.wait)
+        if not start_call(rt, attempt):
+            return SKIPPED
+        try:
+            return graph.send_message(number, token, attempt.payload)
+        except GraphError as exc:
+            return Unknown(exc) if _may_have_reached_meta(exc) else exc
+        except Exception as exc:  # an odd answer after the request went out: Meta may have it
+            log.exception("send %s: unexpected error around the Graph call", attempt.id)
+            return Unknown(GraphError(f"{type(exc).__name__}: {exc}", timeout=True))
     finally:
-        governor.release(number, token_id)
+        try:  # a wamid in hand stays a wamid, whatever Redis does now
+            governor.release(number, slot_token)
+        except Exception as exc:
+            log.warning("send %s: governor slot not released (%s); it expires on its own", attempt.id, exc)
+
+
+def _may_have_reached_meta(exc: GraphError) -> bool:
+    """A timeout or a dropped connection after the request left; not a refused connection."""
+    return exc.timeout and not isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout,
+                                                          httpx.PoolTimeout))
 
 
 def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connection, dict]:
@@ -226,26 +278,6 @@ def _preload(session, model, ids: set) -> None:
     ids.discard(None)
     if ids:
         session.scalars(select(model).where(model.id.in_(ids))).all()
-
-
-def _sent(session, send: Send, wamid: str, payload: dict, existing: Message | None) -> None:
-    now = utcnow()
-    send.status, send.wamid, send.sent_at, send.last_error, send.error_code = "sent", wamid, now, None, None
-    body = {payload["type"]: payload[payload["type"]]}
-    if existing is not None and existing.connection_id == send.connection_id:  # its status came first
-        existing.type, existing.body, existing.send_id = payload["type"], body, send.id
-        existing.contact_id = existing.contact_id or send.contact_id
-        return
-    message = Message(workspace_id=send.workspace_id, connection_id=send.connection_id,
-                      contact_id=send.contact_id, wamid=wamid, direction="out", origin="api",
-                      type=payload["type"], body=body, status="accepted", timestamp=now, send_id=send.id)
-    try:
-        with session.begin_nested():
-            session.add(message)
-    except IntegrityError:  # a status webhook inserted it a moment ago
-        existing = session.scalars(select(Message).where(Message.connection_id == send.connection_id,
-                                                         Message.wamid == wamid)).one()
-        existing.type, existing.body, existing.send_id = payload["type"], body, send.id
 
 
 def _failed(session, send: Send, exc: GraphError) -> str:

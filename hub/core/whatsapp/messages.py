@@ -12,6 +12,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
+from hub.core.sending.results import confirm_from_status
 from hub.core.sending.sends import AUTOMATED
 from hub.core.models import Connection, Contact, Message, Send, Workspace, utcnow
 from hub.core.whatsapp.events import DomainEvent
@@ -118,6 +119,7 @@ def statuses(session, conn: Connection, value: dict, out: list[DomainEvent]) -> 
             if message is None:
                 message = session.scalars(select(Message).where(Message.connection_id == conn.id,
                                                                 Message.wamid == wamid)).one()
+        confirm_from_status(session, conn, st, message)  # a send whose result was never written
         stamp = f"{new}_at" if new in ("sent", "delivered", "read", "failed") else None
         if stamp and getattr(message, stamp) is None:
             setattr(message, stamp, when)

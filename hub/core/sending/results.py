@@ -1,0 +1,138 @@
+"""Where a send's fate is written: one send at a time, the moment it is known.
+
+A claimed send (``sending``, holding its worker's ``claim_token``) passes three moments:
+
+1. ``start_call`` — just before the Graph call, one conditional UPDATE stamps ``attempted_at``
+   if the claim still holds (the scheduler may have handed a slow worker's send to another).
+   From that moment Meta may have the message.
+2. ``record_sent`` (and the pipeline's other outcomes) — written in its own short transaction
+   as soon as the call returns, retried while the database is away (``RECORD_PATIENCE``).
+3. ``confirm_from_status`` — Meta's status webhooks echo ``biz_opaque_callback_data``
+   (``send:{id}``): a send still waiting to learn its fate becomes ``sent`` with that wamid.
+
+The scheduler puts a ``sending`` send back in the queue (``requeue_lost``) only when it was
+never attempted and its claim is older than ``CLAIM_STALE`` (its worker died before calling
+Meta), or when it was attempted more than ``UNKNOWN_GRACE`` ago, neither a result nor a status
+came, and every WhatsApp webhook received since the attempt has been processed (an ingest
+backlog holds it back; an event that failed and waits for its retry does not).
+
+The one window left for a duplicate: Meta accepted the message, then the worker died (or the
+database stayed away longer than ``RECORD_PATIENCE``) before the result was committed, and no
+status webhook for the message reached the hub within ``UNKNOWN_GRACE`` of the attempt.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select, update
+
+from hub.core.models import Connection, InboundEvent, Message, Send, utcnow
+
+log = logging.getLogger(__name__)
+CLAIM_STALE = dt.timedelta(seconds=20)  # a claimed, never-attempted send whose worker is gone
+UNKNOWN_GRACE = dt.timedelta(minutes=2)  # how long an attempted send waits for its status webhook
+RECORD_PATIENCE = 60.0  # seconds a worker holds on to a result while the database is away
+CALLBACK = "send:"
+OPEN = ("sending", "scheduled", "queued")  # a status webhook may still settle these
+
+
+def callback_data(send_id: int) -> str:
+    """The ``biz_opaque_callback_data`` every send carries; Meta echoes it in its statuses."""
+    return f"{CALLBACK}{send_id}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the pipeline knows about a send it is about to call Meta for."""
+    id: int
+    workspace_id: str
+    connection_id: str
+    contact_id: int | None
+    claim: str
+    payload: dict
+
+
+def start_call(rt, attempt: Attempt) -> bool:
+    """Mark the send as possibly at Meta; False when this worker's claim no longer holds."""
+    now = utcnow()
+    with rt.db.autocommit.connect() as conn:
+        result = conn.execute(update(Send).where(Send.id == attempt.id, Send.status == "sending",
+                                                 Send.claim_token == attempt.claim, Send.attempted_at.is_(None))
+                              .values(attempted_at=now, updated_at=now))
+    return result.rowcount == 1
+
+
+def record_sent(rt, attempt: Attempt, wamid: str) -> None:
+    """Meta accepted the send: ``sent`` with its wamid, and its outgoing message (one transaction)."""
+    now, payload = utcnow(), attempt.payload
+    body = {payload["type"]: payload[payload["type"]]}
+    with rt.db.engine.begin() as conn:
+        conn.execute(update(Send).where(Send.id == attempt.id, Send.status.in_(OPEN + ("sent",)))
+                     .values(status="sent", wamid=wamid, sent_at=now, last_error=None, error_code=None,
+                             hold_reason=None, claim_token=None, updated_at=now))
+        inserted = conn.execute(_insert_ignore(conn.dialect.name).values(
+            workspace_id=attempt.workspace_id, connection_id=attempt.connection_id, contact_id=attempt.contact_id,
+            wamid=wamid, direction="out", origin="api", type=payload["type"], body=body, status="accepted",
+            timestamp=now, send_id=attempt.id)).first()
+        if inserted is None:  # its status webhook came first and left a placeholder
+            conn.execute(update(Message).where(Message.connection_id == attempt.connection_id,
+                                               Message.wamid == wamid)
+                         .values(type=payload["type"], body=body, send_id=attempt.id,
+                                 contact_id=func.coalesce(Message.contact_id, attempt.contact_id)))
+
+
+def _insert_ignore(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(Message).on_conflict_do_nothing().returning(Message.id)
+
+
+def confirm_from_status(session, conn: Connection, status: dict[str, Any], message: Message | None) -> Send | None:
+    """A status webhook echoing ``send:{id}`` settles that send if its result was never written
+    (its worker died, or the call timed out): it becomes ``sent`` with the status's wamid."""
+    data, wamid = status.get("biz_opaque_callback_data"), status.get("id")
+    if not isinstance(data, str) or not data.startswith(CALLBACK) or not isinstance(wamid, str):
+        return None
+    try:
+        send_id = int(data[len(CALLBACK):])
+    except ValueError:
+        return None
+    send = session.scalars(select(Send).where(Send.id == send_id, Send.connection_id == conn.id)).first()
+    if send is None or send.wamid is not None or send.status not in OPEN:
+        return None
+    log.info("send %s settled by its %s status webhook (wamid %s)", send.id, status.get("status"), wamid)
+    send.status, send.wamid, send.sent_at = "sent", wamid, utcnow()
+    send.last_error = send.error_code = send.hold_reason = send.claim_token = None
+    if message is not None and message.send_id is None:
+        message.send_id, message.contact_id = send.id, message.contact_id or send.contact_id
+        if message.type == "unknown":
+            message.type = send.kind
+            message.body = {"text": {"body": send.text}} if send.kind == "text" else \
+                {"template": {"name": send.template_name, "language": {"code": send.template_language}}}
+    return send
+
+
+def requeue_lost(session, now: dt.datetime, limit: int) -> list[int]:
+    """Put back in the queue the ``sending`` sends whose worker is gone and that Meta cannot have
+    (never attempted), or whose fate stayed unknown for ``UNKNOWN_GRACE`` while every WhatsApp
+    webhook received since the attempt has been processed (a status for it would have settled
+    it). One conditional UPDATE: a status webhook that settles a send concurrently wins."""
+    unprocessed = exists().where(InboundEvent.status == "pending", InboundEvent.provider == "whatsapp",
+                                 InboundEvent.attempts == 0, InboundEvent.received_at >= Send.attempted_at)
+    lost = (Send.status == "sending") & or_(
+        Send.attempted_at.is_(None) & (Send.updated_at < now - CLAIM_STALE),
+        (Send.attempted_at < now - UNKNOWN_GRACE) & ~unprocessed)
+    active = select(Connection.id).where(Connection.status == "active")
+    candidates = select(Send.id).where(lost, Send.connection_id.in_(active)).limit(limit)
+    result = session.execute(update(Send).where(Send.id.in_(candidates), lost)
+                             .values(status="queued", claim_token=None, attempted_at=None, updated_at=now)
+                             .returning(Send.id), execution_options={"synchronize_session": False})
+    ids = sorted(result.scalars())
+    if ids:
+        log.warning("re-queued %d sends whose worker was lost: %s", len(ids), ids[:20])
+    return ids

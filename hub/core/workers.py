@@ -1,0 +1,123 @@
+"""``coexhub worker``: RQ workers that outlive a Redis outage and fork cheaply.
+
+- **Reconnect.** RQ's work loop quits on most Redis errors; ``serve`` then waits for Redis with
+  a logged, capped backoff and starts a fresh worker (a new name: a Redis that restarted empty
+  has forgotten the old one). Only a stop signal, or an empty queue in burst mode, ends it.
+- **Liveness.** A ``Heartbeat`` thread keeps a short-lived key per worker, so the scheduler
+  tells a killed worker's started jobs from a slow one's within seconds (``Queues.lost``).
+- **Fork mode.** ``prepare_for_fork`` loads the plugins and imports every job's module in
+  the parent once; each forked work horse inherits them, and drops the parent's pooled
+  database connections without closing them (``engine.dispose(close=False)``).
+- **Queue order.** Queues are served round robin starting from ``send`` (``QUEUE_NAMES``).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Callable
+
+import redis
+from rq import SimpleWorker, Worker
+from rq.worker import DequeueStrategy
+
+from hub.core.queue import Heartbeat
+from hub.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+JOB_MODULES = ("hub.core.processing", "hub.core.sending.pipeline", "hub.core.outbox", "hub.core.polling",
+               "hub.core.whatsapp.process")
+MAX_BACKOFF = 5.0  # seconds between attempts to reach Redis again: recovery within seconds
+
+
+class _StopAware:
+    """Remembers that a stop signal came (RQ returns from ``work`` the same way on errors)."""
+    stop_requested = False
+
+    def request_stop(self, signum, frame):
+        self.stop_requested = True
+        return super().request_stop(signum, frame)
+
+
+class HubWorker(_StopAware, Worker):
+    """Forks a work horse per job (isolation), on a parent prepared by ``prepare_for_fork``."""
+
+
+class HubSimpleWorker(_StopAware, SimpleWorker):
+    """Runs jobs in the worker process itself."""
+
+
+def prepare_for_fork(rt: Runtime) -> None:
+    """Do once in the parent what each forked job would otherwise redo: load plugins, import the
+    jobs' modules. The children must not share the parent's database connections."""
+    started = time.monotonic()
+    rt.plugins.connectors  # noqa: B018  (loads every plugin now)
+    for name in JOB_MODULES:
+        importlib.import_module(name)
+    os.register_at_fork(after_in_child=lambda: rt.db.engine.dispose(close=False))
+    log.info("runtime and %d connectors ready for forking in %.2fs", len(rt.plugins.connectors),
+             time.monotonic() - started)
+
+
+def serve(rt: Runtime, queue_names: list[str] | None = None, *, fork: bool = False, burst: bool = False,
+          stopped: Callable[[], bool] = lambda: False) -> None:
+    """Run a worker on ``queue_names`` (default: all, in priority order) until stopped,
+    reconnecting whenever Redis goes away."""
+    if fork:
+        prepare_for_fork(rt)
+    cls = HubWorker if fork else HubSimpleWorker
+    heartbeat = Heartbeat(rt.redis, rt.settings.key_prefix)
+    heartbeat.start()
+    try:
+        while not stopped():
+            worker = None
+            try:
+                queues = [rt.queues[q] for q in queue_names] if queue_names else rt.queues.all()
+                worker = cls(queues, connection=rt.redis)
+                heartbeat.worker_name = worker.name
+                heartbeat.beat()
+                worker.work(burst=burst, with_scheduler=False, logging_level="WARNING",
+                            dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
+            except redis.RedisError as exc:
+                log.warning("worker lost Redis: %s", exc)
+            if worker is not None and worker.stop_requested:
+                return
+            if _redis_up(rt):
+                if burst:
+                    return
+                log.warning("worker loop ended unexpectedly; restarting it")
+            if not _wait_for_redis(rt, stopped):
+                return
+    finally:
+        heartbeat.stop()
+
+
+def _redis_up(rt: Runtime) -> bool:
+    try:
+        return bool(rt.redis.ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait_for_redis(rt: Runtime, stopped: Callable[[], bool]) -> bool:
+    """Back off until Redis answers; False when a stop signal came meanwhile."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    try:
+        delay, since = 0.5, time.monotonic()
+        stop.wait(0.5)  # never a tight loop, whatever ended the last one
+        while not stop.is_set() and not stopped():
+            if _redis_up(rt):
+                log.warning("Redis reachable (after %.1fs): worker starting again", time.monotonic() - since)
+                return True
+            log.warning("Redis unreachable; worker retrying in %.1fs", delay)
+            stop.wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

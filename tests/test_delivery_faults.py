@@ -1,0 +1,186 @@
+"""Never send twice: a wamid in hand is ``sent`` whatever Redis does, results are written as
+they come, and a send whose fate is unknown waits for Meta's status webhook before any resend.
+
+Real components only: the Graph API simulator (its ``fail_next(timeout=True, delay=…)`` answers
+late, as Meta does when the client gives up yet the message went out), real ``coexhub worker``
+processes killed with SIGKILL, and a private ``redis-server`` killed mid-call.
+"""
+import dataclasses
+import datetime as dt
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from hub.core.models import InboundEvent, Send, utcnow
+from hub.core.queue import ALIVE_TTL, ORPHAN_AFTER
+from hub.core.runtime import Runtime
+from hub.core.scheduler import tick
+from hub.core.sending import pipeline
+from hub.core.sending.results import CLAIM_STALE, UNKNOWN_GRACE
+from hub.testing import process_env
+from tests.redis_server import RedisServer
+
+
+def send(client, conn, to, **body):
+    r = client.post("/api/v1/messages", json={"to": "+" + to, "template": "order_update", **body},
+                    headers=conn.workspace.headers)
+    assert r.status_code == 202, r.json
+    return r.json["id"]
+
+
+def row(client, send_id) -> Send:
+    with client.rt.db.session() as s:
+        return s.get(Send, send_id)
+
+
+def requests_to(simulator, recipients) -> list[dict]:
+    return [r for r in list(simulator.requests) if r["body"].get("to") in recipients and r["status"] == 200]
+
+
+def wait_for(check, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def quiet_hub(client, simulator):
+    """No other test's sends are waiting (they would take the simulator's faults first)."""
+    with client.rt.db.session() as s:
+        s.execute(update(Send).where(Send.status.in_(("queued", "sending"))).values(status="cancelled"))
+    with simulator.lock:
+        simulator._faults.clear()
+    yield
+    with simulator.lock:
+        simulator._faults.clear()
+
+
+def test_text_sends_carry_the_callback_data_and_statuses_echo_it(client, coexistence, simulator, run_jobs,
+                                                                 quiet_hub):
+    customer = "14155550911"
+    simulator.customer_message(coexistence.phone_number_id, customer, "hi")
+    run_jobs(queues=("ingest",))
+    r = client.post("/api/v1/messages", json={"to": "+" + customer, "text": "hello back"},
+                    headers=coexistence.workspace.headers)
+    assert r.status_code == 202, r.json
+    run_jobs(queues=("send",))
+    [req] = requests_to(simulator, {customer})
+    assert req["body"]["type"] == "text" and req["body"]["biz_opaque_callback_data"] == f"send:{r.json['id']}"
+    assert simulator.flush_statuses() == 3
+    with client.rt.db.session() as s:
+        bodies = [json.loads(e.body) for e in s.scalars(select(InboundEvent).where(InboundEvent.provider == "whatsapp")
+                                                        .order_by(InboundEvent.id.desc()).limit(3))]
+    echoed = [b["entry"][0]["changes"][0]["value"]["statuses"][0].get("biz_opaque_callback_data") for b in bodies]
+    assert echoed == [f"send:{r.json['id']}"] * 3
+
+
+def test_a_wamid_in_hand_is_sent_even_if_redis_dies_before_the_release(client, coexistence, simulator, tmp_path,
+                                                                       quiet_hub):
+    server = RedisServer(tmp_path).start()
+    rt = Runtime(dataclasses.replace(client.rt.settings, redis_url=server.url), plugins=client.rt.plugins)
+    try:
+        send_id = send(client, coexistence, "14155550912", params=["redis"])
+        with client.rt.db.session() as s:  # claimed by this test's batch
+            s.execute(update(Send).where(Send.id == send_id).values(status="sending", claim_token="t1"))
+        simulator.fail_next(1, timeout=True, delay=1.5)  # Meta answers after 1.5 s…
+        killer = threading.Timer(0.6, server.kill)  # …and Redis is gone before the answer comes
+        killer.start()
+        pipeline.run(rt, [send_id], "t1")
+        killer.join()
+        [req] = requests_to(simulator, {"14155550912"})
+        s = row(client, send_id)
+        assert (s.status, s.wamid) == ("sent", req["response"]["messages"][0]["id"])
+    finally:
+        server.kill()
+        rt.close()
+
+
+def test_a_timed_out_send_waits_for_its_status_and_is_never_resent(client, coexistence, simulator, run_jobs,
+                                                                   monkeypatch, quiet_hub):
+    monkeypatch.setattr(pipeline, "GRAPH_TIMEOUT", 0.5)
+    customer = "14155550913"
+    simulator.fail_next(1, timeout=True, delay=1.5)  # the client gives up; Meta sends it anyway
+    send_id = send(client, coexistence, customer, params=["slow"])
+    run_jobs(queues=("send",))
+    s = row(client, send_id)
+    assert s.status == "sending" and s.attempted_at is not None and "status webhook" in s.last_error
+    [req] = wait_for(lambda: requests_to(simulator, {customer}), what="Meta to take the message")
+    attempted = s.attempted_at
+    assert tick(client.rt, now=attempted + UNKNOWN_GRACE / 2)["sends"] == 0  # within the grace: it waits
+    simulator.flush_statuses()  # received, not processed yet: an ingest backlog holds the resend back
+    tick(client.rt, now=attempted + UNKNOWN_GRACE * 2)
+    assert row(client, send_id).status == "sending"
+    run_jobs(queues=("ingest",))
+    s = row(client, send_id)
+    assert (s.status, s.wamid) == ("sent", req["response"]["messages"][0]["id"])
+    tick(client.rt, now=attempted + UNKNOWN_GRACE * 10)
+    run_jobs()
+    assert len(requests_to(simulator, {customer})) == 1
+
+
+def test_an_unknown_send_without_any_status_is_resent_only_after_the_grace(client, coexistence, simulator,
+                                                                           run_jobs, monkeypatch, quiet_hub):
+    """The documented window: no answer and no status webhook at all (Meta's webhook lost)."""
+    monkeypatch.setattr(pipeline, "GRAPH_TIMEOUT", 0.5)
+    customer = "14155550914"
+    simulator.fail_next(1, timeout=True, delay=1.0)
+    send_id = send(client, coexistence, customer, params=["lost status"])
+    run_jobs(queues=("send",))
+    wait_for(lambda: requests_to(simulator, {customer}), what="Meta to take the message")
+    with simulator.lock:
+        simulator.pending_statuses.clear()  # its statuses never arrive
+    attempted = row(client, send_id).attempted_at
+    assert tick(client.rt, now=attempted + UNKNOWN_GRACE - dt.timedelta(seconds=5))["sends"] == 0
+    assert tick(client.rt, now=attempted + UNKNOWN_GRACE + dt.timedelta(seconds=5))["sends"] == 1
+    run_jobs(queues=("send",))
+    assert row(client, send_id).status == "sent"
+    assert len(requests_to(simulator, {customer})) == 2
+
+
+def test_a_killed_worker_never_causes_a_second_send(client, coexistence, simulator, run_jobs, quiet_hub):
+    recipients = [f"1415555{7100 + i:04d}" for i in range(8)]
+    simulator.fail_next(3, timeout=True, delay=0)  # the first three answer at once
+    simulator.fail_next(1, timeout=True, delay=4)  # Meta takes the fourth, but answers slowly
+    ids = [send(client, coexistence, to, params=[to]) for to in recipients]
+    worker = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", "--simple", "--queue", "send"],
+                              env=process_env(client.rt), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: row(client, ids[3]).attempted_at, what="the fourth send's call")
+        time.sleep(0.3)
+        job_ids = client.rt.queues["send"].started_job_registry.get_job_ids()
+    finally:
+        worker.kill()  # SIGKILL while Meta is answering the fourth
+        worker.wait(10)
+    rows = [row(client, i) for i in ids]
+    assert [r.status for r in rows[:3]] == ["sent"] * 3 and all(r.wamid for r in rows[:3])  # written as they came
+    assert rows[3].status == "sending" and rows[3].attempted_at is not None
+    assert all(r.status == "sending" and r.attempted_at is None for r in rows[4:])  # never reached Meta
+    wait_for(lambda: len(requests_to(simulator, recipients)) == 4, what="Meta to take the fourth")
+
+    now = utcnow()
+    assert tick(client.rt, now=now + CLAIM_STALE + dt.timedelta(seconds=1))["sends"] == 4  # the unattempted go back
+    assert row(client, ids[3]).status == "sending"  # the fourth waits for its status
+    simulator.flush_statuses()
+    run_jobs(queues=("ingest",))
+    fourth = row(client, ids[3])
+    fourth_wamid = [r for r in requests_to(simulator, recipients) if r["body"]["to"] == recipients[3]][0]
+    assert (fourth.status, fourth.wamid) == ("sent", fourth_wamid["response"]["messages"][0]["id"])
+
+    # the killed worker's started job is known lost once its heartbeat lapses, so its id is free again
+    [started] = [j[len(client.rt.settings.key_prefix) + 1:] for j in job_ids]
+    wait_for(lambda: client.rt.queues.lost([started]), timeout=ALIVE_TTL + ORPHAN_AFTER.total_seconds() + 5,
+             what="the dead worker's job to be known lost")
+    tick(client.rt, now=now + UNKNOWN_GRACE * 10)
+    run_jobs(queues=("send",))
+    assert [row(client, i).status for i in ids] == ["sent"] * 8
+    sent = requests_to(simulator, recipients)
+    assert sorted(r["body"]["to"] for r in sent) == sorted(recipients)  # each exactly once
