@@ -49,9 +49,9 @@ def _env(database_url: str, redis_url: str, graph_url: str, data_dir) -> dict[st
 
 
 def _worker_args(backend: str) -> tuple[str, ...]:
-    """``COEXHUB_FAULT_WORKER_MODE``: simple (default, what ``coexhub up`` runs), fork (what
-    docker/compose.yaml runs) or default (the worker's own choice)."""
-    mode = os.environ.get("COEXHUB_FAULT_WORKER_MODE", "simple")
+    """``COEXHUB_FAULT_WORKER_MODE``: default (the worker's own choice, as an operator runs it),
+    simple or fork."""
+    mode = os.environ.get("COEXHUB_FAULT_WORKER_MODE", "default")
     return {"simple": ("--simple",), "fork": ("--fork",)}.get(mode, ())
 
 

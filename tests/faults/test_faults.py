@@ -33,7 +33,7 @@ from tests.faults.load import (
 )
 
 LOAD_SECONDS, FAULT_AT, SETTLE = 8.0, 2.0, 30.0
-META_PER_NUMBER, SHOPIFY, SENDS_PER_NUMBER = 50, 15, 25
+META_PER_NUMBER, SHOPIFY, SENDS_PER_NUMBER = 40, 10, 20
 LIMIT_PER_SECOND = 20
 
 
@@ -66,7 +66,12 @@ def kill_web(h) -> int:
     return 0
 
 
-FAULTS = [("worker killed -9", kill_workers), ("redis killed, restarted empty", restart_redis),
+def no_fault(h) -> int:
+    time.sleep(1.0)
+    return 0
+
+
+FAULTS = [("none (baseline)", no_fault), ("worker killed -9", kill_workers), ("redis killed, restarted empty", restart_redis),
           ("database cut 10 s", cut_database), ("web killed -9, restarted", kill_web)]
 
 
