@@ -210,13 +210,14 @@ class Counts:
     send_duplicates: int = 0
     max_per_second: int = 0
     pending_after: int = 0
+    load_seconds: float = 0.0
     recovery_seconds: float | None = None
     not_processed: list = field(default_factory=list)
     not_sent: list = field(default_factory=list)
     duplicated_sends: list = field(default_factory=list)
 
     COLUMNS = ("fault", "webhooks_acked", "processed", "webhook_duplicates", "lost", "sends_accepted", "sent_at_sim",
-               "send_duplicates", "max_per_second", "pending_after", "recovery_seconds")
+               "send_duplicates", "max_per_second", "pending_after", "load_seconds", "recovery_seconds")
 
     def row(self) -> list:
         return [getattr(self, c) if c != "recovery_seconds" or self.recovery_seconds is None
@@ -270,12 +271,25 @@ def count(db, sim, webhooks: list[Item], sends: list[Item], shop_installation: s
             c.sent_at_sim += 1
         else:
             c.not_sent.append((sid, statuses.get(sid), n))
+    if c.not_sent:
+        c.not_sent = _describe(db, c.not_sent)
         if n > 1:
             c.send_duplicates += n - 1
             c.duplicated_sends.append((sid, n))
     c.max_per_second = max([sliding_max([r["time"] for r in requests if r["phone_number_id"] == number])
                             for number in numbers] or [0])
     return c
+
+
+def _describe(db, not_sent: list[tuple]) -> list[dict]:
+    """What the database says of sends that did not go out (for the failure message)."""
+    table = Send.__table__
+    wanted = [col for col in ("id", "status", "attempts", "hold_reason", "not_before", "updated_at", "attempted_at",
+                              "last_error") if col in table.c]
+    with db.connect() as conn:
+        rows = {r["id"]: dict(r) for r in conn.execute(select(*[table.c[col] for col in wanted])
+                                                       .where(table.c.id.in_([x[0] for x in not_sent]))).mappings()}
+    return [{**rows.get(sid, {"id": sid}), "at_sim": n} for sid, _status, n in not_sent]
 
 
 def pending(db, since_event: int = 0, since_send: int = 0) -> int:

@@ -90,12 +90,14 @@ def run_fault(h, name: str, inject) -> tuple[Counts, int]:
         + shopify_items(h.hub.url, h.shop_installation, "shpss_fault_secret", _shopify(), SHOPIFY)
     sends = send_items(h.hub.url, a, SENDS_PER_NUMBER) + send_items(h.hub.url, b, SENDS_PER_NUMBER)
     pumped_before = len(h.pump.items)
+    started = time.monotonic()
     load = run_load(webhooks + sends, h.poster, LOAD_SECONDS)
     time.sleep(FAULT_AT)
     allowed = inject(h)
     fault_end = time.monotonic()
     load.result(timeout=RETRY_FOR + 60)
-    deadline = max(fault_end, time.monotonic()) + SETTLE
+    settled_from = max(fault_end, time.monotonic())  # the fault is over and every post was answered
+    deadline = settled_from + SETTLE
 
     def measure() -> tuple[Counts, int]:
         c = count(h.db, h.sim, webhooks + h.pump.items[pumped_before:], sends, h.shop_installation,
@@ -107,12 +109,13 @@ def run_fault(h, name: str, inject) -> tuple[Counts, int]:
         if h.pump.idle():
             c, left = measure()
             if _done(c, left):
-                recovery = time.monotonic() - fault_end
+                recovery = time.monotonic() - settled_from
                 break
         time.sleep(0.5)
     time.sleep(1.0)  # a late duplicate would land now
     c, left = measure()
     c.recovery_seconds, c.pending_after = recovery, left
+    c.load_seconds = round(settled_from - started, 1)
     return c, allowed
 
 
@@ -127,8 +130,9 @@ def _table(results: list[Counts], backend: str, exits: list[str]) -> str:
     rows = [[str(v) for v in c.row()] for c in results]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-    out = [f"fault injection on {backend} (recovery_seconds: from the fault's end until every acked webhook "
-           "was processed and every accepted send was at the simulator; None: not within 30 s)",
+    out = [f"fault injection on {backend}. load_seconds: from the load's start until the fault was over and "
+           "every post answered; recovery_seconds: from then until every acked webhook was processed and every "
+           "accepted send was at the simulator (None: not within 30 s)",
            line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
     if exits:
         out.append(f"processes that exited on their own (restarted before the next fault): {exits}")
