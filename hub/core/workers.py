@@ -23,6 +23,7 @@ from typing import Callable
 import redis
 from rq import SimpleWorker, Worker
 from rq.worker import DequeueStrategy
+from sqlalchemy.orm import configure_mappers
 
 from hub.core.queue import Heartbeat
 from hub.core.runtime import Runtime
@@ -57,6 +58,7 @@ def prepare_for_fork(rt: Runtime) -> None:
     rt.plugins.connectors  # noqa: B018  (loads every plugin now)
     for name in JOB_MODULES:
         importlib.import_module(name)
+    configure_mappers()  # SQLAlchemy configures the models lazily, on first use: here, not per job
     os.register_at_fork(after_in_child=lambda: rt.db.engine.dispose(close=False))
     log.info("runtime and %d connectors ready for forking in %.2fs", len(rt.plugins.connectors),
              time.monotonic() - started)

@@ -1,0 +1,189 @@
+"""Stuck work recovers in seconds: lost or failed jobs are found by asking Redis, workers and the
+scheduler outlive a Redis restart, fork mode does not rebuild the hub per job, and a send is
+not starved by an ingest backlog. Real ``coexhub`` processes and a private ``redis-server``."""
+import dataclasses
+import datetime as dt
+import json
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import select
+
+from hub.core import ingest, processing
+from hub.core.models import InboundEvent, Send
+from hub.core.runtime import Runtime, install
+from hub.core.scheduler import CHECK_AFTER, tick
+from hub.core.sending.pipeline import delivery_job
+from hub.testing import payloads, process_env
+from tests.redis_server import RedisServer
+
+SOON = CHECK_AFTER + dt.timedelta(seconds=1)
+
+
+def headers(topic, webhook_id):
+    return {"X-Acme-Topic": topic, "X-Acme-Webhook-Id": webhook_id}
+
+
+def event_of(rt, inst_id, dedupe_key) -> InboundEvent:
+    with rt.db.session() as s:
+        return s.scalars(select(InboundEvent).where(InboundEvent.scope == inst_id,
+                                                    InboundEvent.dedupe_key == dedupe_key)).one()
+
+
+def store_message(rt, conn, text) -> int:
+    """A customer's WhatsApp message, stored (and enqueued) the way the webhook stores it."""
+    body = json.dumps(payloads.text_message(conn.waba_id, conn.phone_number_id, conn.display,
+                                            f"9198{secrets.randbelow(10**8):08d}", text)).encode()
+    event_id, _ = ingest.store(rt, provider="whatsapp", scope="meta", dedupe_key=ingest.body_hash(body),
+                               body=body, headers={})
+    return event_id
+
+
+def send_of(rt, send_id) -> Send:
+    with rt.db.session() as s:
+        return s.get(Send, send_id)
+
+
+def status_of(rt, event_id) -> str:
+    with rt.db.session() as s:
+        return s.get(InboundEvent, event_id).status
+
+
+def wait_for(check, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop(*procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_a_job_redis_lost_is_found_in_seconds_and_a_waiting_one_is_left_alone(client, acme_installation, run_jobs):
+    inst, secrets = acme_installation
+    tick(client.rt)  # the scheduler runs (it notes since when this Redis holds the hub's jobs)
+    client.deliver("acme", inst["id"], {"id": 1}, secrets, headers("order.created", "lost-1"))
+    client.rt.queues["ingest"].empty()  # Redis lost the job (and its record)
+    client.deliver("acme", inst["id"], {"id": 2}, secrets, headers("order.created", "kept-2"))
+    lost, kept = event_of(client.rt, inst["id"], "lost-1"), event_of(client.rt, inst["id"], "kept-2")
+    assert tick(client.rt, now=lost.enqueued_at + SOON)["events"] == 1  # seconds, not the 5-minute backstop
+    assert event_of(client.rt, inst["id"], "kept-2").enqueued_at == kept.enqueued_at  # its job still waits
+    run_jobs(queues=("ingest",))
+    assert {event_of(client.rt, inst["id"], k).status for k in ("lost-1", "kept-2")} == {"processed"}
+
+
+def test_a_job_that_failed_while_the_database_was_down_is_retried_in_seconds(client, acme_installation, run_jobs,
+                                                                            tmp_path, monkeypatch):
+    inst, secrets = acme_installation
+    tick(client.rt)
+    client.deliver("acme", inst["id"], {"id": 3}, secrets, headers("order.created", "db-down-3"))
+    unreachable = tmp_path / "not-a-database"
+    unreachable.mkdir()  # SQLite cannot open a directory: every query fails like a database cut
+    down = Runtime(dataclasses.replace(client.rt.settings, database_url=f"sqlite:///{unreachable}"),
+                   plugins=client.rt.plugins, redis=client.rt.redis)
+    monkeypatch.setattr(processing, "DB_PATIENCE", 0.5)
+    install(down)
+    try:
+        run_jobs(queues=("ingest",))  # the job fails: nothing could be recorded on the row
+    finally:
+        install(client.rt)
+        down.close()
+    event = event_of(client.rt, inst["id"], "db-down-3")
+    assert (event.status, event.attempts) == ("pending", 0)
+    assert tick(client.rt, now=event.enqueued_at + SOON)["events"] == 1  # the failed job is seen in Redis
+    run_jobs(queues=("ingest",))
+    assert event_of(client.rt, inst["id"], "db-down-3").status == "processed"
+
+
+def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistence, simulator, tmp_path):
+    server = RedisServer(tmp_path).start()
+    rt = Runtime(dataclasses.replace(client.rt.settings, redis_url=server.url), plugins=client.rt.plugins)
+    env = {**process_env(client.rt), "COEXHUB_REDIS_URL": server.url}
+    procs = [subprocess.Popen([sys.executable, "-m", "hub.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+             for args in (["worker", "--simple"], ["scheduler", "--interval", "0.5"])]
+    ids = {}
+
+    def store(key):
+        ids[key] = store_message(rt, coexistence, key)
+
+    def processed(key):
+        return lambda: status_of(client.rt, ids[key]) == "processed"
+
+    try:
+        store("before")
+        wait_for(processed("before"), what="the first event")
+        with simulator.lock:
+            simulator._faults.clear()
+        simulator.fail_next(1, timeout=True, delay=2)  # the worker is busy with a slow send…
+        send_id = client.post("/api/v1/messages", json={"to": "+14155550932", "template": "order_update",
+                                                        "params": ["busy"]}, headers=coexistence.workspace.headers).json["id"]
+        queue, func, args, job_id = delivery_job(send_id)
+        rt.queues.enqueue(queue, func, *args, job_id=job_id)
+        wait_for(lambda: send_of(client.rt, send_id).attempted_at, what="the send's call")
+        server.kill()  # …when Redis dies
+        store("during")  # stored (acknowledged) while Redis is gone: not enqueued
+        time.sleep(2)
+        assert [p.poll() for p in procs] == [None, None]
+        server.start()  # back, and empty
+        store("after")
+        wait_for(processed("during"), timeout=30, what="the event stored while Redis was down")
+        wait_for(processed("after"), timeout=30, what="the event stored after the restart")
+        assert [p.poll() for p in procs] == [None, None]
+        assert send_of(client.rt, send_id).status == "sent"
+        assert len([r for r in list(simulator.requests) if r["body"].get("to") == "14155550932"]) == 1
+    finally:
+        stop(*procs)
+        server.kill()
+        rt.close()
+    errors = b"".join(p.stderr.read() for p in procs).decode()
+    assert "Redis" in errors  # the outage and the reconnection are logged
+
+
+def test_a_send_is_not_starved_by_an_ingest_backlog(client, coexistence, simulator):
+    backlog = 1500
+    pipe = client.rt.redis.pipeline(transaction=False)
+    for i in range(backlog):  # jobs for events that do not exist: each one is quick, but there are many
+        client.rt.queues.enqueue("ingest", ingest.PROCESS_JOB, 10**9 + i, pipeline=pipe)
+    pipe.execute()
+    r = client.post("/api/v1/messages", json={"to": "+14155550931", "template": "order_update", "params": ["x"]},
+                    headers=coexistence.workspace.headers)
+    assert r.status_code == 202
+    worker = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", "--simple"], env=process_env(client.rt),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sent():
+        with client.rt.db.session() as s:
+            return s.get(Send, r.json["id"]).status == "sent"
+
+    try:
+        wait_for(sent, timeout=60, what="the send")
+        left = client.rt.queues["ingest"].count
+    finally:
+        stop(worker)
+    assert left > backlog // 2  # it went out near the front of the backlog, not after it
+
+
+@pytest.mark.parametrize("mode", ["fork", "simple"])
+def test_fork_mode_does_not_rebuild_the_hub_for_every_job(client, coexistence, mode):
+    ids = [store_message(client.rt, coexistence, f"{mode}-{i}") for i in range(30)]
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "hub.cli", "worker", "--burst", f"--{mode}", "--queue", "ingest"],
+                   env=process_env(client.rt), check=True, timeout=120, capture_output=True)
+    elapsed = time.monotonic() - started
+    assert {status_of(client.rt, event_id) for event_id in ids} == {"processed"}
+    assert elapsed < 15, f"{mode}: {elapsed:.1f}s for {len(ids)} jobs"
