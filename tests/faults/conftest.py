@@ -77,7 +77,9 @@ def _onboard(hub_url: str, admin: str, sim, name: str) -> Number:
 def fault_hub(tmp_path_factory):
     from hub.testing.simulator import GraphSimulator
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the simulator's request log
+    werkzeug = logging.getLogger("werkzeug")  # the simulator's request log: quiet while it runs
+    level = werkzeug.level
+    werkzeug.setLevel(logging.WARNING)
     work = tmp_path_factory.mktemp("faults")
     if os.environ.get("COEXHUB_FAULTS_LOGDIR"):  # a debugging aid: keep the processes' logs
         work = Path(os.environ["COEXHUB_FAULTS_LOGDIR"])
@@ -85,6 +87,7 @@ def fault_hub(tmp_path_factory):
     server = os.environ.get("COEXHUB_TEST_DATABASE_URL")
     backend = "postgresql" if server else "sqlite"
     with contextlib.ExitStack() as stack:
+        stack.callback(werkzeug.setLevel, level)
         redis = RedisServer(work, unix=backend == "sqlite")
         stack.callback(redis.close)
         redis.start()
