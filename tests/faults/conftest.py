@@ -123,6 +123,7 @@ def fault_hub(tmp_path_factory):
                                                                 "connection_id": numbers[0].connection_id}})
         assert r.status_code == 201, r.text
         poster = Poster()
+        stack.callback(poster.close)
         pump = StatusPump(sim, hub.url, poster)
         stack.callback(pump.close)
         yield FaultHub(backend, hub, redis, cutter, db, sim, numbers, r.json()["id"], poster, pump)

@@ -52,6 +52,11 @@ class Poster:
         self.local = threading.local()
         self.attempts = self.failures = 0
         self.lock = threading.Lock()
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        """Stop every retry loop now (the hub is going away)."""
+        self.closed.set()
 
     def client(self) -> httpx.Client:
         if not hasattr(self.local, "client"):
@@ -60,7 +65,7 @@ class Poster:
 
     def post(self, item: Item) -> None:
         deadline, delay = time.monotonic() + RETRY_FOR, 0.2
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.closed.is_set():
             with self.lock:
                 self.attempts += 1
             try:
@@ -74,7 +79,7 @@ class Poster:
                 pass
             with self.lock:
                 self.failures += 1
-            time.sleep(delay)
+            self.closed.wait(delay)
             delay = min(delay * 1.5, 2.0)
 
 
