@@ -184,3 +184,35 @@ def test_a_killed_worker_never_causes_a_second_send(client, coexistence, simulat
     assert [row(client, i).status for i in ids] == ["sent"] * 8
     sent = requests_to(simulator, recipients)
     assert sorted(r["body"]["to"] for r in sent) == sorted(recipients)  # each exactly once
+
+
+def test_a_result_waits_out_a_database_cut_instead_of_being_lost(client, coexistence, simulator, quiet_hub):
+    """PostgreSQL behind a proxy that is cut while Meta answers: the worker holds on to the
+    wamid and writes it once the database is back (before: the batch failed, the send stayed
+    ``sending`` and went out again five minutes later)."""
+    from sqlalchemy.engine import make_url
+
+    from tests.tcp_proxy import TcpProxy
+
+    url = make_url(client.rt.settings.database_url)
+    if not url.drivername.startswith("postgresql"):
+        pytest.skip("a database behind a cable: PostgreSQL only")
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    rt = Runtime(dataclasses.replace(client.rt.settings, database_url=proxied), plugins=client.rt.plugins,
+                 redis=client.rt.redis)
+    try:
+        customer = "14155550915"
+        send_id = send(client, coexistence, customer, params=["cut"])
+        with client.rt.db.session() as s:
+            s.execute(update(Send).where(Send.id == send_id).values(status="sending", claim_token="t2"))
+        simulator.fail_next(1, timeout=True, delay=1.0)  # Meta answers after 1 s…
+        threading.Timer(0.4, proxy.cut).start()  # …while the database is cut, for 3 s
+        threading.Timer(3.4, proxy.restore).start()
+        pipeline.run(rt, [send_id], "t2")
+        [req] = requests_to(simulator, {customer})
+        s = row(client, send_id)
+        assert (s.status, s.wamid) == ("sent", req["response"]["messages"][0]["id"])
+    finally:
+        rt.close()
+        proxy.close()

@@ -86,6 +86,18 @@ def test_a_job_redis_lost_is_found_in_seconds_and_a_waiting_one_is_left_alone(cl
     assert {event_of(client.rt, inst["id"], k).status for k in ("lost-1", "kept-2")} == {"processed"}
 
 
+def test_after_redis_restarted_empty_every_pending_event_is_enqueued_at_the_next_tick(client, acme_installation,
+                                                                                    run_jobs):
+    inst, secrets = acme_installation
+    tick(client.rt)
+    client.deliver("acme", inst["id"], {"id": 4}, secrets, headers("order.created", "restart-4"))
+    client.rt.queues["ingest"].empty()  # what a restarted, empty Redis looks like to the hub:
+    client.rt.redis.delete(f"{client.rt.settings.key_prefix}:epoch")  # no jobs, no keys
+    assert tick(client.rt)["events"] == 1  # at once, without waiting to ask about each job
+    run_jobs(queues=("ingest",))
+    assert event_of(client.rt, inst["id"], "restart-4").status == "processed"
+
+
 def test_a_job_that_failed_while_the_database_was_down_is_retried_in_seconds(client, acme_installation, run_jobs,
                                                                             tmp_path, monkeypatch):
     inst, secrets = acme_installation
@@ -135,6 +147,7 @@ def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistenc
         queue, func, args, job_id = delivery_job(send_id)
         rt.queues.enqueue(queue, func, *args, job_id=job_id)
         wait_for(lambda: send_of(client.rt, send_id).attempted_at, what="the send's call")
+        store("queued")  # waits in Redis behind the busy worker…
         server.kill()  # …when Redis dies
         store("during")  # stored (acknowledged) while Redis is gone: not enqueued
         time.sleep(2)
@@ -142,6 +155,7 @@ def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistenc
         server.start()  # back, and empty
         store("after")
         wait_for(processed("during"), timeout=30, what="the event stored while Redis was down")
+        wait_for(processed("queued"), timeout=30, what="the event Redis lost")
         wait_for(processed("after"), timeout=30, what="the event stored after the restart")
         assert [p.poll() for p in procs] == [None, None]
         assert send_of(client.rt, send_id).status == "sent"
@@ -180,10 +194,10 @@ def test_a_send_is_not_starved_by_an_ingest_backlog(client, coexistence, simulat
 
 @pytest.mark.parametrize("mode", ["fork", "simple"])
 def test_fork_mode_does_not_rebuild_the_hub_for_every_job(client, coexistence, mode):
-    ids = [store_message(client.rt, coexistence, f"{mode}-{i}") for i in range(30)]
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "hub.cli", "worker", "--burst", f"--{mode}", "--queue", "ingest"],
-                   env=process_env(client.rt), check=True, timeout=120, capture_output=True)
-    elapsed = time.monotonic() - started
+    """The plugins are loaded once per worker, not once per forked job (measured side by side
+    with simple mode by bench/worker_modes.py; wall-clock asserts would be flaky here)."""
+    ids = [store_message(client.rt, coexistence, f"{mode}-{i}") for i in range(20)]
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "worker", "--burst", f"--{mode}", "--queue", "ingest"],
+                          env=process_env(client.rt), check=True, timeout=180, capture_output=True)
     assert {status_of(client.rt, event_id) for event_id in ids} == {"processed"}
-    assert elapsed < 15, f"{mode}: {elapsed:.1f}s for {len(ids)} jobs"
+    assert done.stderr.decode().count("plugins loaded") == 1

@@ -52,7 +52,8 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
                             .limit(1)).first()  # queued work no batch job is looking at: wake them
         events = s.execute(select(InboundEvent.id, InboundEvent.enqueued_at).where(
             InboundEvent.status == "pending", InboundEvent.next_attempt_at <= now,
-            or_(InboundEvent.enqueued_at.is_(None), InboundEvent.enqueued_at < now - CHECK_AFTER))
+            or_(InboundEvent.enqueued_at.is_(None), InboundEvent.enqueued_at < now - CHECK_AFTER,
+                InboundEvent.enqueued_at < epoch))
             .order_by(InboundEvent.id).limit(BATCH)).all()
         events = _lost(rt, events, "event-{}", epoch, now - stale)
         if events:
@@ -60,7 +61,8 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
         outbox = s.scalars(select(OutboundDelivery).where(
             or_((OutboundDelivery.status == "pending") & (OutboundDelivery.next_attempt_at <= now),
                 OutboundDelivery.status == "delivering"),  # a worker died mid-delivery: try again
-            or_(OutboundDelivery.enqueued_at.is_(None), OutboundDelivery.enqueued_at < now - CHECK_AFTER))
+            or_(OutboundDelivery.enqueued_at.is_(None), OutboundDelivery.enqueued_at < now - CHECK_AFTER,
+                OutboundDelivery.enqueued_at < epoch))
             .order_by(OutboundDelivery.id).limit(BATCH)).all()
         lost = set(_lost(rt, [(row.id, row.enqueued_at) for row in outbox], "outbox-{}", epoch, now - stale))
         outbox = [row for row in outbox if row.id in lost]

@@ -115,7 +115,8 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
     work = []
     with rt.db.session() as session:
         templates: dict = {}
-        sends = session.scalars(select(Send).where(Send.id.in_(send_ids), Send.status == "sending")
+        mine = Send.claim_token == claim_token if claim_token else Send.claim_token.is_(None)
+        sends = session.scalars(select(Send).where(Send.id.in_(send_ids), Send.status == "sending", mine)
                                 .order_by(Send.id)).all()
         _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per send
         _preload(session, Contact, {s.contact_id for s in sends})
@@ -146,7 +147,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
                 send.not_before = utcnow() + dt.timedelta(seconds=pair.wait)
                 outcomes["held"] += 1
         work = [(Attempt(send.id, send.workspace_id, send.connection_id, send.contact_id,
-                         send.claim_token or "", payload), number, rate, token)
+                         claim_token or "", payload), number, rate, token)
                 for (send, number, rate, token, payload), pair in zip(work, pair_rate) if pair.granted]
     graph = Graph.from_settings(rt.settings, timeout=GRAPH_TIMEOUT)
     for attempt, number, rate, token in work:
@@ -169,8 +170,8 @@ def _record(rt, attempt: Attempt, result) -> str:
         return "sent"
     with rt.db.session() as session:
         send = session.get(Send, attempt.id)
-        if send.status != "sending":  # a status webhook settled it meanwhile
-            return "settled"
+        if send.status != "sending" or send.claim_token != (attempt.claim or None):
+            return "settled"  # a status webhook settled it, or the scheduler handed it on, meanwhile
         send.claim_token = None
         if isinstance(result, Deferred):
             send.status, send.attempts, send.attempted_at = "scheduled", send.attempts - 1, None

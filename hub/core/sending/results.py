@@ -59,8 +59,9 @@ def start_call(rt, attempt: Attempt) -> bool:
     """Mark the send as possibly at Meta; False when this worker's claim no longer holds."""
     now = utcnow()
     with rt.db.autocommit.connect() as conn:
-        result = conn.execute(update(Send).where(Send.id == attempt.id, Send.status == "sending",
-                                                 Send.claim_token == attempt.claim, Send.attempted_at.is_(None))
+        claim = Send.claim_token == attempt.claim if attempt.claim else Send.claim_token.is_(None)
+        result = conn.execute(update(Send).where(Send.id == attempt.id, Send.status == "sending", claim,
+                                                 Send.attempted_at.is_(None))
                               .values(attempted_at=now, updated_at=now))
     return result.rowcount == 1
 
@@ -103,8 +104,8 @@ def confirm_from_status(session, conn: Connection, status: dict[str, Any], messa
     except ValueError:
         return None
     send = session.scalars(select(Send).where(Send.id == send_id, Send.connection_id == conn.id)).first()
-    if send is None or send.wamid is not None or send.status not in OPEN:
-        return None
+    if send is None or send.wamid is not None or send.status not in OPEN + ("dead",):
+        return None  # (a send given up after unanswered attempts was sent after all)
     log.info("send %s settled by its %s status webhook (wamid %s)", send.id, status.get("status"), wamid)
     send.status, send.wamid, send.sent_at = "sent", wamid, utcnow()
     send.last_error = send.error_code = send.hold_reason = send.claim_token = None
