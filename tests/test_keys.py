@@ -1,5 +1,6 @@
 """``coexhub rotate-key``: every secret column re-encrypted under the new key, run as an operator
 runs it (a subprocess on its own database), and the shell steps of docs/operations.md."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,11 @@ from hub.core.db import Database
 from hub.core.models import Connection, Installation, Subscription, Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRETS = {"access_token": "EAAG-secret-token", "installation": {"webhook_secret": "whsec-1", "api_token": "tok-2"},
-           "subscription": "sub-signing-secret"}
+SECRETS = {
+    "access_token": "EAAG-secret-token",
+    "installation": {"webhook_secret": "whsec-1", "api_token": "tok-2"},
+    "subscription": "sub-signing-secret",
+}
 
 
 @pytest.fixture
@@ -49,10 +53,20 @@ def _seed(db: Database, key: str) -> None:
             ws = Workspace(name="rotation")
             s.add(ws)
             s.flush()
-            s.add(Connection(workspace_id=ws.id, waba_id="1", phone_number_id="rot-" + ws.id,
-                             access_token=SECRETS["access_token"]))
+            s.add(
+                Connection(
+                    workspace_id=ws.id,
+                    waba_id="1",
+                    phone_number_id="rot-" + ws.id,
+                    access_token=SECRETS["access_token"],
+                )
+            )
             s.add(Installation(workspace_id=ws.id, connector="acme", secrets=SECRETS["installation"]))
-            s.add(Subscription(workspace_id=ws.id, target_url="https://example.com/hook", secret=SECRETS["subscription"]))
+            s.add(
+                Subscription(
+                    workspace_id=ws.id, target_url="https://example.com/hook", secret=SECRETS["subscription"]
+                )
+            )
     finally:
         crypto._keyring = saved
 
@@ -60,8 +74,11 @@ def _seed(db: Database, key: str) -> None:
 def _stored(db: Database) -> list[str]:
     """The raw tokens of every encrypted column (what is on disk)."""
     with db.engine.connect() as conn:
-        return [token for table, column in keys.encrypted_columns()
-                for token in conn.execute(select(type_coerce(column, Text)).where(column.is_not(None))).scalars()]
+        return [
+            token
+            for table, column in keys.encrypted_columns()
+            for token in conn.execute(select(type_coerce(column, Text)).where(column.is_not(None))).scalars()
+        ]
 
 
 def _plain(db: Database, key: str) -> list[str]:
@@ -71,12 +88,21 @@ def _plain(db: Database, key: str) -> list[str]:
 
 def _cli(db: Database, data_dir: Path, *args: str, secret_key: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COEXHUB_")}
-    env.update(COEXHUB_DATABASE_URL=db.url, COEXHUB_DATA_DIR=str(data_dir), COEXHUB_ADMIN_TOKEN="adm",
-               PYTHONPATH=str(ROOT))
+    env.update(
+        COEXHUB_DATABASE_URL=db.url,
+        COEXHUB_DATA_DIR=str(data_dir),
+        COEXHUB_ADMIN_TOKEN="adm",
+        PYTHONPATH=str(ROOT),
+    )
     if secret_key is not None:
         env["COEXHUB_SECRET_KEY"] = secret_key
-    return subprocess.run([sys.executable, "-m", "hub.cli", "rotate-key", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", "rotate-key", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_rotate_key_reencrypts_every_secret_under_the_new_key(fresh_db, tmp_path):
@@ -164,11 +190,21 @@ def test_the_key_rotation_steps_in_operations_md_work(fresh_db, tmp_path):
     assert "coexhub rotate-key" in script
     out = tmp_path / "final.key"
     env = {k: v for k, v in os.environ.items() if not k.startswith("COEXHUB_")}
-    env.update(COEXHUB_DATABASE_URL=fresh_db.url, COEXHUB_DATA_DIR=str(tmp_path), COEXHUB_ADMIN_TOKEN="adm",
-               COEXHUB_SECRET_KEY=old, PYTHONPATH=str(ROOT),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script + f'\nprintf %s "$COEXHUB_SECRET_KEY" > {out}\n'],
-                            env=env, capture_output=True, text=True, timeout=180)
+    env.update(
+        COEXHUB_DATABASE_URL=fresh_db.url,
+        COEXHUB_DATA_DIR=str(tmp_path),
+        COEXHUB_ADMIN_TOKEN="adm",
+        COEXHUB_SECRET_KEY=old,
+        PYTHONPATH=str(ROOT),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script + f'\nprintf %s "$COEXHUB_SECRET_KEY" > {out}\n'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     final = out.read_text()
     assert final != old and "," not in final

@@ -1,5 +1,6 @@
 """docs/operations.md cannot drift: its backup steps run here, and the metrics and routes it
 names exist. (Its key rotation steps run in tests/test_keys.py.)"""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ def doc_block(marker: str) -> str:
 
 
 def run_block(marker: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", doc_block(marker)], env={**os.environ, **env}, cwd=cwd,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", doc_block(marker)],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -39,7 +47,9 @@ def test_the_sqlite_backup_steps_copy_a_live_database(tmp_path):
     live.executemany("INSERT INTO inbound_events (body) VALUES (?)", [(b"x" * 100,)] * 50)
     live.commit()  # committed to the WAL, not yet checkpointed into hub.db: a plain copy would miss it
     try:
-        result = run_block("sqlite backup", {"COEXHUB_DATA_DIR": str(data), "BACKUP_DIR": str(backups)}, tmp_path)
+        result = run_block(
+            "sqlite backup", {"COEXHUB_DATA_DIR": str(data), "BACKUP_DIR": str(backups)}, tmp_path
+        )
     finally:
         live.close()
     assert "ok" in result.stdout
@@ -49,15 +59,18 @@ def test_the_sqlite_backup_steps_copy_a_live_database(tmp_path):
     assert (backups / "hub.db").stat().st_mode & 0o077 == 0
 
 
-@pytest.mark.skipif(not (os.environ.get("COEXHUB_TEST_DATABASE_URL") and shutil.which("pg_dump")),
-                    reason="runs on the PostgreSQL backend with pg_dump installed")
+@pytest.mark.skipif(
+    not (os.environ.get("COEXHUB_TEST_DATABASE_URL") and shutil.which("pg_dump")),
+    reason="runs on the PostgreSQL backend with pg_dump installed",
+)
 def test_the_postgres_backup_steps_dump_the_hub_database(coexhub_runtime, client, workspace, tmp_path):
     from sqlalchemy.engine import make_url
 
     url = make_url(coexhub_runtime.settings.database_url).set(drivername="postgresql")
     run_block("postgres backup", {"DATABASE_URL": url.render_as_string(hide_password=False)}, tmp_path)
-    listing = subprocess.run(["pg_restore", "--list", str(tmp_path / "coexhub.dump")], capture_output=True,
-                             text=True, check=True).stdout
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(tmp_path / "coexhub.dump")], capture_output=True, text=True, check=True
+    ).stdout
     assert "TABLE DATA public inbound_events" in listing and "TABLE DATA public sends" in listing
 
 

@@ -10,6 +10,7 @@ does all of it: a new key is written to ``secret.key.next`` first, the rows are 
 ``secret.key.next`` replaces ``secret.key``. A run interrupted in between is finished by the
 next run (it finds ``secret.key.next`` and uses it).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,6 +33,7 @@ class RotationError(RuntimeError):
 @dataclass
 class Rotated:
     """What ``rotate_secrets`` did: values rewritten per ``table.column``."""
+
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -52,8 +54,12 @@ def keyring(keys: list[str] | tuple[str, ...]) -> MultiFernet:
 def encrypted_columns() -> list[tuple[Table, Column]]:
     """Every column of the model stored encrypted (found from the column types, so a new
     encrypted column is rotated without touching this module)."""
-    return [(table, column) for table in Base.metadata.sorted_tables for column in table.columns
-            if isinstance(column.type, (EncryptedText, EncryptedJSON))]
+    return [
+        (table, column)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, (EncryptedText, EncryptedJSON))
+    ]
 
 
 def rotate_secrets(db, keys: list[str] | tuple[str, ...]) -> Rotated:
@@ -71,10 +77,13 @@ def rotate_secrets(db, keys: list[str] | tuple[str, ...]) -> Rotated:
                     new = ring.rotate(token.encode()).decode()
                     first.decrypt(new.encode())
                 except InvalidToken as exc:
-                    raise RotationError(f"{table.name}.{column.name} of {row_id} decrypts with none of the "
-                                        "keys given: is COEXHUB_SECRET_KEY complete?") from exc
-                session.execute(update(table).where(pk == row_id)
-                                .values({column.name: type_coerce(new, Text)}))
+                    raise RotationError(
+                        f"{table.name}.{column.name} of {row_id} decrypts with none of the "
+                        "keys given: is COEXHUB_SECRET_KEY complete?"
+                    ) from exc
+                session.execute(
+                    update(table).where(pk == row_id).values({column.name: type_coerce(new, Text)})
+                )
             done.counts[f"{table.name}.{column.name}"] = len(rows)
     return done
 
@@ -86,12 +95,16 @@ def check_secrets(db, key: str) -> int:
     with db.engine.connect() as conn:
         for table, column in encrypted_columns():
             pk = list(table.primary_key.columns)[0]
-            for row_id, token in conn.execute(select(pk, type_coerce(column, Text)).where(column.is_not(None))):
+            for row_id, token in conn.execute(
+                select(pk, type_coerce(column, Text)).where(column.is_not(None))
+            ):
                 try:
                     ring.decrypt(token.encode())
                 except InvalidToken as exc:
-                    raise RotationError(f"{table.name}.{column.name} of {row_id} is not encrypted under the "
-                                        "first key: run coexhub rotate-key before dropping the old key") from exc
+                    raise RotationError(
+                        f"{table.name}.{column.name} of {row_id} is not encrypted under the "
+                        "first key: run coexhub rotate-key before dropping the old key"
+                    ) from exc
                 checked += 1
     return checked
 

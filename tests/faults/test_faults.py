@@ -15,6 +15,7 @@ had in flight: the documented window), never more than 20 requests in a second p
 nothing pending 30 s after the fault ended. The counts table is printed at the end of the run
 (and written to ``$COEXHUB_FAULTS_REPORT`` when set).
 """
+
 from __future__ import annotations
 
 import os
@@ -71,8 +72,13 @@ def no_fault(h) -> int:
     return 0
 
 
-FAULTS = [("none (baseline)", no_fault), ("worker killed -9", kill_workers), ("redis killed, restarted empty", restart_redis),
-          ("database cut 10 s", cut_database), ("web killed -9, restarted", kill_web)]
+FAULTS = [
+    ("none (baseline)", no_fault),
+    ("worker killed -9", kill_workers),
+    ("redis killed, restarted empty", restart_redis),
+    ("database cut 10 s", cut_database),
+    ("web killed -9, restarted", kill_web),
+]
 
 
 def _done(c: Counts, left: int) -> bool:
@@ -86,8 +92,11 @@ def run_fault(h, name: str, inject) -> tuple[Counts, int]:
     since = time.time()
     since_event, since_send = high_water(h.db)
     a, b = h.numbers
-    webhooks = meta_items(h.hub.url, h.sim, a, META_PER_NUMBER) + meta_items(h.hub.url, h.sim, b, META_PER_NUMBER) \
+    webhooks = (
+        meta_items(h.hub.url, h.sim, a, META_PER_NUMBER)
+        + meta_items(h.hub.url, h.sim, b, META_PER_NUMBER)
         + shopify_items(h.hub.url, h.shop_installation, "shpss_fault_secret", _shopify(), SHOPIFY)
+    )
     sends = send_items(h.hub.url, a, SENDS_PER_NUMBER) + send_items(h.hub.url, b, SENDS_PER_NUMBER)
     pumped_before = len(h.pump.items)
     started = time.monotonic()
@@ -100,8 +109,17 @@ def run_fault(h, name: str, inject) -> tuple[Counts, int]:
     deadline = settled_from + SETTLE
 
     def measure() -> tuple[Counts, int]:
-        c = count(h.db, h.sim, webhooks + h.pump.items[pumped_before:], sends, h.shop_installation,
-                  [n.phone_number_id for n in h.numbers], since, since_event, name)
+        c = count(
+            h.db,
+            h.sim,
+            webhooks + h.pump.items[pumped_before:],
+            sends,
+            h.shop_installation,
+            [n.phone_number_id for n in h.numbers],
+            since,
+            since_event,
+            name,
+        )
         return c, pending(h.db, since_event, since_send)
 
     recovery = None
@@ -128,12 +146,19 @@ def _shopify():
 def _table(results: list[Counts], backend: str, exits: list[str]) -> str:
     head = list(Counts.COLUMNS)
     rows = [[str(v) for v in c.row()] for c in results]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-    out = [f"fault injection on {backend}. load_seconds: from the load's start until the fault was over and "
-           "every post answered; recovery_seconds: from then until every acked webhook was processed and every "
-           "accepted send was at the simulator (None: not within 30 s)",
-           line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(head)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    out = [
+        f"fault injection on {backend}. load_seconds: from the load's start until the fault was over and "
+        "every post answered; recovery_seconds: from then until every acked webhook was processed and every "
+        "accepted send was at the simulator (None: not within 30 s)",
+        line(head),
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+        *map(line, rows),
+    ]
     if exits:
         out.append(f"processes that exited on their own (restarted before the next fault): {exits}")
     return "\n".join(out)
@@ -147,20 +172,28 @@ def test_faults_lose_nothing_send_nothing_twice_leave_nothing_stuck(fault_hub, r
         c, allowed = run_fault(h, name, inject)
         results.append(c)
         if c.lost or c.processed != c.webhooks_acked:
-            failures.append(f"{name}: {c.lost} acked webhooks lost, {c.webhooks_acked - c.processed - c.lost} "
-                            f"not processed (e.g. {c.not_processed[:3]})")
+            failures.append(
+                f"{name}: {c.lost} acked webhooks lost, {c.webhooks_acked - c.processed - c.lost} "
+                f"not processed (e.g. {c.not_processed[:3]})"
+            )
         if c.webhook_duplicates:
             failures.append(f"{name}: {c.webhook_duplicates} webhooks processed more than once")
         if c.sent_at_sim != c.sends_accepted:
-            failures.append(f"{name}: {c.sends_accepted - c.sent_at_sim} accepted sends not sent "
-                            f"(send id, status, at sim: {c.not_sent[:5]})")
+            failures.append(
+                f"{name}: {c.sends_accepted - c.sent_at_sim} accepted sends not sent "
+                f"(send id, status, at sim: {c.not_sent[:5]})"
+            )
         if c.send_duplicates > allowed:
-            failures.append(f"{name}: {c.send_duplicates} sends repeated at the simulator "
-                            f"(allowed {allowed}): {c.duplicated_sends[:5]}")
+            failures.append(
+                f"{name}: {c.send_duplicates} sends repeated at the simulator "
+                f"(allowed {allowed}): {c.duplicated_sends[:5]}"
+            )
         if c.max_per_second > LIMIT_PER_SECOND:
             failures.append(f"{name}: {c.max_per_second} requests in one second to one number")
         if c.pending_after:
-            failures.append(f"{name}: {c.pending_after} events/sends still pending {SETTLE:.0f} s after the fault")
+            failures.append(
+                f"{name}: {c.pending_after} events/sends still pending {SETTLE:.0f} s after the fault"
+            )
     left = pending(h.db)
     if left:
         failures.append(f"after all faults: {left} events/sends still pending")
