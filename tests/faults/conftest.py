@@ -122,7 +122,13 @@ def fault_hub(tmp_path_factory):
         stack.callback(sim.shutdown)
         graph_url = sim.serve()
         env = _env(hub_db_url, redis.url, graph_url, work / "data")
-        hub = HubProcesses(env, work, workers=2, worker_args=_worker_args(backend))
+        hub = HubProcesses(
+            env,
+            work,
+            workers=2,
+            worker_args=_worker_args(backend),
+            web=os.environ.get("COEXHUB_FAULT_WEB", "gunicorn"),
+        )
         stack.callback(hub.close)
         hub.start_all()
         db = create_engine(direct_url)

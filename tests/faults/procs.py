@@ -244,13 +244,19 @@ class SqliteLock:
 
 
 class HubProcesses:
-    """The hub as an operator runs it: ``coexhub serve`` (web), N ``coexhub worker`` and one
-    ``coexhub scheduler``, each its own process (and process group) with its log file."""
+    """The hub as an operator runs it: gunicorn (or ``coexhub serve``) for the web, N ``coexhub
+    worker`` and one ``coexhub scheduler``, each its own process group with its log file."""
 
     def __init__(
-        self, env: dict[str, str], logs: Path, *, workers: int = 2, worker_args: tuple[str, ...] = ()
+        self,
+        env: dict[str, str],
+        logs: Path,
+        *,
+        workers: int = 2,
+        worker_args: tuple[str, ...] = (),
+        web: str = "gunicorn",
     ):
-        self.env, self.logs = env, logs
+        self.env, self.logs, self.web = env, logs, web
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.worker_args = worker_args
@@ -261,6 +267,21 @@ class HubProcesses:
 
     def command(self, name: str) -> list[str]:
         base = [sys.executable, "-m", "hub.cli"]
+        if name == "web" and self.web == "gunicorn":  # as docker/Dockerfile runs it
+            return [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-k",
+                "gthread",
+                "-w",
+                "2",
+                "--threads",
+                "4",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "hub.wsgi:app",
+            ]
         if name == "web":
             return base + ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if name.startswith("worker"):
