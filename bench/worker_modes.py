@@ -25,7 +25,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
-from ingest import Backends, hub_env  # noqa: E402
+from ingest import Backends, hub_env
 
 
 def run_mode(env: dict, rt, mode: str, events: int, pnid: str, waba: str) -> dict:

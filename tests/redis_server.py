@@ -28,7 +28,7 @@ class RedisServer:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.proc = subprocess.Popen([_binary(), "--port", "0", "--unixsocket", str(self.socket),
                                       "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -172,7 +172,7 @@ def test_a_killed_worker_never_causes_a_second_send(client, coexistence, simulat
     simulator.flush_statuses()
     run_jobs(queues=("ingest",))
     fourth = row(client, ids[3])
-    fourth_wamid = [r for r in requests_to(simulator, recipients) if r["body"]["to"] == recipients[3]][0]
+    fourth_wamid = next(r for r in requests_to(simulator, recipients) if r["body"]["to"] == recipients[3])
     assert (fourth.status, fourth.wamid) == ("sent", fourth_wamid["response"]["messages"][0]["id"])
 
     # the killed worker's started job is known lost once its heartbeat lapses, so its id is free again
@@ -216,3 +216,33 @@ def test_a_result_waits_out_a_database_cut_instead_of_being_lost(client, coexist
     finally:
         rt.close()
         proxy.close()
+
+
+def test_only_the_sends_own_number_settles_it_and_a_failed_status_fails_it(client, coexistence, simulator,
+                                                                          run_jobs, monkeypatch, connection,
+                                                                          quiet_hub):
+    from hub.testing import payloads as p
+
+    monkeypatch.setattr(pipeline, "GRAPH_TIMEOUT", 0.5)
+    customer = "14155550916"
+    simulator.fail_next(1, timeout=True, delay=1.0)
+    send_id = send(client, coexistence, customer, params=["fails later"])
+    run_jobs(queues=("send",))
+    [req] = wait_for(lambda: requests_to(simulator, {customer}), what="Meta to take the message")
+    wamid = req["response"]["messages"][0]["id"]
+    with simulator.lock:
+        simulator.pending_statuses.clear()
+    # another number (same workspace) echoing this send's callback data does not settle it
+    simulator.deliver(p.status(connection.waba_id, connection.phone_number_id, "15550001111", "wamid.other", "sent",
+                               customer, biz_opaque_callback_data=f"send:{send_id}"))
+    run_jobs(queues=("ingest",))
+    assert row(client, send_id).status == "sending"
+    simulator.deliver(p.status(coexistence.waba_id, coexistence.phone_number_id, coexistence.display, wamid,
+                               "failed", customer, errors=[{"code": 131026, "title": "undeliverable"}],
+                               biz_opaque_callback_data=f"send:{send_id}"))
+    run_jobs(queues=("ingest",))
+    s = row(client, send_id)
+    assert (s.status, s.wamid, s.error_code) == ("failed", wamid, 131026)  # Meta had it: failed, not resent
+    tick(client.rt, now=utcnow() + UNKNOWN_GRACE * 10)
+    run_jobs()
+    assert len(requests_to(simulator, {customer})) == 1

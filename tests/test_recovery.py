@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub.core import ingest, processing
 from hub.core.models import InboundEvent, Send
@@ -86,6 +86,23 @@ def test_a_job_redis_lost_is_found_in_seconds_and_a_waiting_one_is_left_alone(cl
     assert {event_of(client.rt, inst["id"], k).status for k in ("lost-1", "kept-2")} == {"processed"}
 
 
+def test_a_writeback_whose_job_redis_lost_is_delivered_in_seconds(client, acme_installation, run_jobs):
+    from hub.core.models import OutboundDelivery
+    from tests import acme
+
+    inst, secrets = acme_installation
+    tick(client.rt)
+    client.deliver("acme", inst["id"], {"id": 5150}, secrets, headers("order.paid", "paid-5150"))
+    run_jobs(queues=("ingest",))
+    client.rt.queues["writeback"].empty()  # Redis lost the write-back's job
+    with client.rt.db.session() as s:
+        [row] = s.scalars(select(OutboundDelivery).where(OutboundDelivery.installation_id == inst["id"])).all()
+    assert row.status == "pending"
+    assert tick(client.rt, now=row.enqueued_at + SOON)["outbox"] == 1
+    run_jobs(queues=("writeback",))
+    assert {"order_id": "5150", "tag": "paid-notified", "token": "acme-token"} in acme.WRITTEN
+
+
 def test_after_redis_restarted_empty_every_pending_event_is_enqueued_at_the_next_tick(client, acme_installation,
                                                                                     run_jobs):
     inst, secrets = acme_installation
@@ -122,6 +139,8 @@ def test_a_job_that_failed_while_the_database_was_down_is_retried_in_seconds(cli
 
 
 def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistence, simulator, tmp_path):
+    with client.rt.db.session() as s:  # no other test's sends waiting: they would take the slow answer
+        s.execute(update(Send).where(Send.status.in_(("queued", "sending"))).values(status="cancelled"))
     server = RedisServer(tmp_path).start()
     rt = Runtime(dataclasses.replace(client.rt.settings, redis_url=server.url), plugins=client.rt.plugins)
     env = {**process_env(client.rt), "COEXHUB_REDIS_URL": server.url}
@@ -138,7 +157,7 @@ def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistenc
 
     try:
         store("before")
-        wait_for(processed("before"), what="the first event")
+        wait_for(processed("before"), timeout=60, what="the first event")
         with simulator.lock:
             simulator._faults.clear()
         simulator.fail_next(1, timeout=True, delay=2)  # the worker is busy with a slow send…
@@ -154,12 +173,16 @@ def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistenc
         assert [p.poll() for p in procs] == [None, None]
         server.start()  # back, and empty
         store("after")
-        wait_for(processed("during"), timeout=30, what="the event stored while Redis was down")
-        wait_for(processed("queued"), timeout=30, what="the event Redis lost")
-        wait_for(processed("after"), timeout=30, what="the event stored after the restart")
+        wait_for(processed("during"), timeout=45, what="the event stored while Redis was down")
+        wait_for(processed("queued"), timeout=45, what="the event Redis lost")
+        wait_for(processed("after"), timeout=45, what="the event stored after the restart")
         assert [p.poll() for p in procs] == [None, None]
         assert send_of(client.rt, send_id).status == "sent"
         assert len([r for r in list(simulator.requests) if r["body"].get("to") == "14155550932"]) == 1
+    except AssertionError as exc:
+        stop(*procs)
+        logs = b"".join(p.stderr.read() for p in procs).decode()
+        raise AssertionError(f"{exc}\n--- worker and scheduler logs ---\n{logs[-4000:]}") from exc
     finally:
         stop(*procs)
         server.kill()

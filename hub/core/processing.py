@@ -17,8 +17,8 @@ from hub.core.connectors import Context
 from hub.core.execute import Executor
 from hub.core.metrics import count
 from hub.core.models import InboundEvent, Installation, utcnow
-from hub.core.runtime import Runtime, current
 from hub.core.patience import DB_AWAY, patiently
+from hub.core.runtime import Runtime, current
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8

@@ -84,7 +84,7 @@ class Queues:
         if started_at is None:
             return False
         started_at = started_at.replace(tzinfo=None)
-        if dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - started_at < ORPHAN_AFTER:
+        if dt.datetime.now(dt.UTC).replace(tzinfo=None) - started_at < ORPHAN_AFTER:
             return False
         return not (worker_name and self.redis.exists(alive_key(self.prefix, worker_name)))
 
@@ -99,10 +99,9 @@ class Queues:
         lost = set()
         for job_id, (status, worker, started) in zip(job_ids, pipe.execute()):
             status = status.decode() if status else None
-            if status is None or status not in _WAITING:
-                lost.add(job_id)
-            elif status == JobStatus.STARTED and self._orphaned(worker.decode() if worker else None,
-                                                                str_to_date(started) if started else None):
+            orphaned = status == JobStatus.STARTED and self._orphaned(
+                worker.decode() if worker else None, str_to_date(started) if started else None)
+            if status not in _WAITING or orphaned:
                 lost.add(job_id)
         return lost
 

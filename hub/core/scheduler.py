@@ -21,13 +21,13 @@ import redis
 from sqlalchemy import or_, select, update
 
 from hub.core.ingest import process_job
+from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.patience import DB_AWAY
-from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.polling import due_installations
+from hub.core.runtime import Runtime
 from hub.core.sending.pipeline import JOB_SLOTS, delivery_job
 from hub.core.sending.results import requeue_lost
-from hub.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 STALE = dt.timedelta(minutes=5)  # backstop: work enqueued this long ago and not done is enqueued again

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 from rq import SimpleWorker, Worker
@@ -37,6 +37,7 @@ MAX_BACKOFF = 5.0  # seconds between attempts to reach Redis again: recovery wit
 class _StopAware:
     """Remembers that a stop signal came (RQ returns from ``work`` the same way on errors)."""
     stop_requested = False
+    max_connection_wait_time = MAX_BACKOFF  # RQ's own retry while idle (its default grows to 60 s)
 
     def request_stop(self, signum, frame):
         self.stop_requested = True

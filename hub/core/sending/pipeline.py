@@ -23,13 +23,13 @@ from sqlalchemy import func, select, update
 
 from hub.core import contacts
 from hub.core.metrics import count
-from hub.core.sending.sends import AUTOMATED
 from hub.core.models import Connection, Contact, Send, utcnow
+from hub.core.patience import DB_AWAY, patiently
 from hub.core.runtime import current
 from hub.core.sending import errors
 from hub.core.sending.governor import Governor
-from hub.core.patience import DB_AWAY, patiently
 from hub.core.sending.results import RECORD_PATIENCE, Attempt, callback_data, record_sent, start_call
+from hub.core.sending.sends import AUTOMATED
 from hub.core.sending.templates import TemplateProblem, build_template, find_template
 from hub.core.whatsapp.account import pause
 from hub.core.whatsapp.graph import Graph, GraphError
@@ -154,7 +154,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
         try:
             result = _call(rt, governor, graph, attempt, number, rate, token)
             if result is not SKIPPED:
-                outcomes[patiently(f"send {attempt.id}", lambda: _record(rt, attempt, result), RECORD_PATIENCE)] += 1
+                outcomes[patiently(f"send {attempt.id}", lambda a=attempt, r=result: _record(rt, a, r), RECORD_PATIENCE)] += 1
         except DB_AWAY:  # the rest of the batch stays claimed; the scheduler re-queues it
             log.error("database unavailable: send %s and the rest of its batch wait for the scheduler", attempt.id)
             outcomes["interrupted"] += 1
@@ -178,8 +178,8 @@ def _record(rt, attempt: Attempt, result) -> str:
             send.not_before, send.hold_reason = utcnow() + dt.timedelta(seconds=result.seconds), "pacing"
             return "deferred"
         if isinstance(result, Unknown):  # stays ``sending``: its status webhook or the grace decides
-            send.error_code, send.last_error = result.error.code, f"no answer from Meta ({result.error}); " \
-                "waiting for its status webhook before sending again"
+            send.error_code = result.error.code
+            send.last_error = f"no answer from Meta ({result.error}); waiting for its status webhook before sending again"
             if send.attempts >= MAX_ATTEMPTS:
                 send.status = "dead"
                 return "dead"
