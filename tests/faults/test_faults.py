@@ -21,17 +21,8 @@ from __future__ import annotations
 import os
 import time
 
-from tests.faults.load import (
-    RETRY_FOR,
-    Counts,
-    count,
-    high_water,
-    meta_items,
-    pending,
-    run_load,
-    send_items,
-    shopify_items,
-)
+from tests.faults.counts import Counts, count, high_water, pending
+from tests.faults.load import RETRY_FOR, meta_items, run_load, send_items, shopify_items
 
 LOAD_SECONDS, FAULT_AT, SETTLE = 8.0, 2.0, 30.0
 META_PER_NUMBER, SHOPIFY, SENDS_PER_NUMBER = 40, 10, 20
