@@ -1,4 +1,4 @@
-"""The ``coexhub`` command: init, serve, worker, scheduler, up (and plugin commands)."""
+"""The ``coexhub`` command: init, serve, worker, scheduler, up, rotate-key (and plugin commands)."""
 from __future__ import annotations
 
 import logging
@@ -73,6 +73,19 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     runtime().db.migrate()
     click.echo("migrated")
+
+
+@cli.command("rotate-key")
+@click.option("--generate", is_flag=True, help="only print a new Fernet key (put it first in COEXHUB_SECRET_KEY)")
+@click.option("--check", is_flag=True, help="only check that every secret decrypts with the first key alone")
+def rotate_key(generate: bool, check: bool) -> None:
+    """Re-encrypt every stored secret under the first key of COEXHUB_SECRET_KEY (docs/operations.md)."""
+    from hub.core import keys
+
+    try:
+        click.echo(keys.generate_key() if generate else keys.rotate_command(runtime(), check=check))
+    except keys.RotationError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @cli.command()

@@ -27,3 +27,6 @@ def connection(client, workspace):
                           display_phone_number="15550001111", access_token="EAAG-test-token")
         s.add(conn)
     return conn
+
+
+from tests.faults.report import pytest_runtest_logreport, pytest_terminal_summary  # noqa: E402,F401  (counts table)
