@@ -37,10 +37,9 @@ def host_port(f):
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def cli(verbose: bool) -> None:
     """coexhub — a WhatsApp Coexistence connector hub."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx", "werkzeug"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    from hub.core.logs import configure
+
+    configure(verbose=verbose)  # plain text, or JSON lines with COEXHUB_LOG_FORMAT=json
 
 
 @cli.command()
@@ -96,11 +95,13 @@ def worker(queues: tuple[str, ...], fork: bool | None, burst: bool) -> None:
     """Run an RQ worker on the hub's queues."""
     from rq import SimpleWorker, Worker
 
+    from hub.core.logs import ContextJob
+
     rt = runtime()
     selected = [rt.queues[q] for q in queues] if queues else rt.queues.all()
     use_fork = (not rt.settings.embedded_redis) if fork is None else fork
     cls = Worker if use_fork else SimpleWorker
-    cls(selected, connection=rt.redis).work(burst=burst, with_scheduler=False,
+    cls(selected, connection=rt.redis, job_class=ContextJob).work(burst=burst, with_scheduler=False,
                                             logging_level="WARNING")
 
 

@@ -8,6 +8,8 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from hub.core.logs import ContextJob, job_meta
+
 QUEUE_NAMES = ("ingest", "send", "writeback", "outbound")
 # Retries are not RQ's: every job works on a row (inbound event, send, outbox delivery) that
 # keeps its own attempts and next-attempt time, so the scheduler re-enqueues what is due and
@@ -35,9 +37,12 @@ def socket_url(conn: redis.Redis) -> str | None:
 
 
 class Queues:
+    """The hub's queues; jobs are ``ContextJob``s (workers must use ``job_class=ContextJob``)."""
+
     def __init__(self, conn: redis.Redis, prefix: str = "coexhub"):
         self.redis, self.prefix = conn, prefix
-        self.by_name = {name: Queue(f"{prefix}-{name}", connection=conn) for name in QUEUE_NAMES}
+        self.by_name = {name: Queue(f"{prefix}-{name}", connection=conn, job_class=ContextJob)
+                        for name in QUEUE_NAMES}
 
     def __getitem__(self, name: str) -> Queue:
         return self.by_name[name]
@@ -53,7 +58,8 @@ class Queues:
         for _ in range(2):
             try:
                 self.by_name[name].enqueue_call(func, args=args, job_id=job_id, unique=bool(job_id and not pipeline),
-                                                result_ttl=0, failure_ttl=7 * 86400, pipeline=pipeline)
+                                                result_ttl=0, failure_ttl=7 * 86400, pipeline=pipeline,
+                                                meta=job_meta())  # the request id follows into the job
                 return True
             except DuplicateJobError:
                 if not self._drop_finished(job_id):

@@ -16,6 +16,7 @@ import time
 from sqlalchemy import or_, select, update
 
 from hub.core.ingest import process_job
+from hub.core.logs import event
 from hub.core.outbox import outbox_job
 from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.polling import due_installations
@@ -75,7 +76,7 @@ def run_forever(rt: Runtime, interval: float = 1.0, stop=lambda: False) -> None:
         try:
             moved = tick(rt)
             if any(moved.values()):
-                log.info("scheduler moved %s", moved)
+                event(log, "scheduler moved work into the queues", **moved)
         except Exception:
             log.exception("scheduler tick failed; trying again")
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

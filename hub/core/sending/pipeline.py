@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
+from hub.core.logs import event, mask_phone
 from hub.core.metrics import count
 from hub.core.models import Connection, Contact, Message, Send, utcnow
 from hub.core.runtime import current
@@ -99,10 +100,13 @@ def run(rt, send_ids: list[int]) -> int:
                 conn, payload = prepare(session, send, templates)
             except Hold as hold:
                 send.status, send.hold_reason, send.not_before = "scheduled", hold.reason, hold.until
+                event(log, "send held", send_id=send.id, reason=hold.reason, until=hold.until)
                 outcomes["held"] += 1
                 continue
             except Refuse as refuse:
                 send.status, send.last_error = "failed", str(refuse)
+                event(log, "send refused", level=logging.WARNING, send_id=send.id, reason=str(refuse),
+                      to=mask_phone(send.to))
                 outcomes["refused"] += 1
                 continue
             except Exception as exc:  # bad data in one send must not block the rest of the batch
@@ -118,6 +122,7 @@ def run(rt, send_ids: list[int]) -> int:
             else:
                 send.status, send.hold_reason = "scheduled", "pair_rate"
                 send.not_before = utcnow() + dt.timedelta(seconds=pair.wait)
+                event(log, "send held", send_id=send.id, reason="pair_rate", until=send.not_before)
                 outcomes["held"] += 1
         work = [(send.id, *rest) for (send, *rest), pair in zip(work, pair_rate) if pair.granted]
     graph, results, recorded_at = Graph.from_settings(rt.settings), [], time.monotonic()
@@ -149,9 +154,12 @@ def _record(rt, results: list[tuple], outcomes: Counter) -> None:
             elif isinstance(result, float):  # the number is booked further ahead than a worker waits
                 send.status, send.attempts = "scheduled", send.attempts - 1
                 send.not_before, send.hold_reason = utcnow() + dt.timedelta(seconds=result), "pacing"
+                event(log, "send deferred", send_id=send_id, reason="pacing", until=send.not_before)
                 outcomes["deferred"] += 1
             else:
                 _sent(session, send, result, payload, known.get(result))
+                event(log, "send sent", send_id=send_id, wamid=result, connection_id=send.connection_id,
+                      to=mask_phone(send.to), kind=send.kind)
                 outcomes["sent"] += 1
 
 
@@ -275,6 +283,8 @@ def _sent(session, send: Send, wamid: str, payload: dict, existing: Message | No
 def _failed(session, send: Send, exc: GraphError) -> str:
     decision = errors.classify(exc)
     send.error_code, send.last_error = exc.code, f"{decision.reason} ({exc})"[:2000]
+    event(log, "send failed", level=logging.WARNING, send_id=send.id, meta_code=exc.code, action=decision.action,
+          reason=decision.reason, attempts=send.attempts, to=mask_phone(send.to))
     conn = session.get(Connection, send.connection_id)
     if decision.opt_out_marketing and send.contact_id:
         contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True)
@@ -284,15 +294,19 @@ def _failed(session, send: Send, exc: GraphError) -> str:
             template.status, template.status_reason = decision.flag_template, decision.reason
     if decision.action == errors.PAUSE:
         pause(conn, f"{exc.code}: {decision.reason}")
+        event(log, "connection paused", level=logging.WARNING, connection_id=conn.id, meta_code=exc.code,
+              reason=decision.reason)
         send.status, send.hold_reason, send.not_before = "scheduled", "connection_paused", None
         send.attempts -= 1  # not the send's fault; it waits with the connection's queue
         return "paused"
     if decision.action == errors.RETRY:
         if send.attempts >= MAX_ATTEMPTS:
             send.status = "dead"
+            event(log, "send dead", level=logging.ERROR, send_id=send.id, attempts=send.attempts, meta_code=exc.code)
             return "dead"
         delay = decision.base_delay * decision.growth ** (send.attempts - 1)
         send.status, send.not_before = "scheduled", utcnow() + dt.timedelta(seconds=delay)
+        event(log, "send retry scheduled", send_id=send.id, attempts=send.attempts, until=send.not_before)
         send.hold_reason = "retry"
         return "retry"
     send.status = "failed"
