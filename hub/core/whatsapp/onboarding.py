@@ -11,7 +11,7 @@ import logging
 from sqlalchemy import select, update
 
 from hub.core.logs import event, mask_phone
-from hub.core.models import Connection, Send, utcnow
+from hub.core.models import Connection, Send, iso_utc, utcnow
 from hub.core.sending.templates import upsert_templates
 from hub.core.whatsapp.graph import Graph, GraphError
 
@@ -134,7 +134,7 @@ def request_syncs(conn: Connection, graph: Graph) -> None:
         conn.history_request_id = _step("history sync", graph.request_sync, conn.phone_number_id,
                                         conn.access_token, "history") or "requested"
         conn.history_status = {**(conn.history_status or {}), "state": "requested",
-                               "requested_at": utcnow().isoformat()}
+                               "requested_at": iso_utc(utcnow())}
 
 
 def hand_over(session, conn: Connection, workspace_id: str) -> None:
