@@ -91,7 +91,7 @@ def coexhub_runtime(coexhub_settings, coexhub_extra_plugins):
         keys += list(rt.redis.scan_iter(f"rq:*{coexhub_settings.key_prefix}*", count=1000))
         if keys:
             rt.redis.delete(*keys)
-    rt.close()
+    rt.close(force=True)  # the embedded redis-server too: nothing of the session keeps running
 
 
 @pytest.fixture
