@@ -17,7 +17,7 @@ from hub.config import Settings
 from hub.testing import Connected, HubClient, Workspace, drain
 
 
-def _fresh_postgres(url: str):
+def fresh_postgres(url: str):
     """Create a uniquely named database on the server at ``url``; returns (new url, dropper)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -58,7 +58,7 @@ def coexhub_settings(tmp_path_factory, worker_id_suffix, graph_simulator):
     db_url = os.environ.get("COEXHUB_TEST_DATABASE_URL")
     dropper = None
     if db_url:
-        db_url, dropper = _fresh_postgres(db_url)
+        db_url, dropper = fresh_postgres(db_url)
     settings = Settings.from_env(
         {}, data_dir=data_dir, database_url=db_url or f"sqlite:///{data_dir / 'hub.db'}",
         redis_url=os.environ.get("COEXHUB_TEST_REDIS_URL", ""),
