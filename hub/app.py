@@ -88,7 +88,7 @@ def _log_requests(app: Flask) -> None:
                       workspace_id=g.get("workspace_id"))
         level = logging.DEBUG if route in QUIET_ROUTES and response.status_code < 400 else logging.INFO
         logs.event(http_log, "request", level=level, **fields)
-        if request.path.startswith("/webhooks/") and request.method == "POST" and response.status_code >= 400:
+        if request.path.startswith("/webhooks/") and response.status_code >= 400:
             logs.event(http_log, "webhook rejected", level=logging.WARNING, path=request.path,
                        status=response.status_code, reason=_error_code(response),
                        bytes=request.content_length, workspace_id=g.get("workspace_id"))

@@ -73,9 +73,12 @@ def test_rejected_webhooks_say_why_and_never_log_the_signature(client, coexhub_r
     reasons = [(r["status"], r["reason"]) for r in records(caplog, "webhook rejected")]
     assert reasons == [(401, "bad_signature"), (413, "payload_too_large"), (404, "unknown_installation")]
     assert all(r.levelno == logging.WARNING for r in caplog.records if r.getMessage() == "webhook rejected")
+    handshake = client.get("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=guessed-token&hub.challenge=1")
+    assert handshake.status_code == 403
+    assert records(caplog, "webhook rejected")[-1]["status"] == 403
     output = text.getvalue()
     assert "webhook rejected" in output and "reason=bad_signature" in output
-    assert "ab" * 32 not in output and "test-app-secret" not in output
+    assert not [s for s in ("ab" * 32, "test-app-secret", "guessed-token", "test-verify-token") if s in output]
 
 
 def test_send_decisions_are_logged_with_masked_numbers_and_no_secrets(
