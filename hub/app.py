@@ -83,9 +83,9 @@ def _log_requests(app: Flask) -> None:
             return response
         response.headers[logs.REQUEST_ID_HEADER] = g.request_id
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        fields = dict(method=request.method, route=route, status=response.status_code,
-                      duration_ms=round((time.perf_counter() - g.log_started) * 1000, 1),
-                      workspace_id=g.get("workspace_id"))
+        fields = {"method": request.method, "route": route, "status": response.status_code,
+                  "duration_ms": round((time.perf_counter() - g.log_started) * 1000, 1),
+                  "workspace_id": g.get("workspace_id")}
         level = logging.DEBUG if route in QUIET_ROUTES and response.status_code < 400 else logging.INFO
         logs.event(http_log, "request", level=level, **fields)
         if request.path.startswith("/webhooks/") and response.status_code >= 400:

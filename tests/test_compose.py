@@ -161,7 +161,7 @@ def test_compose_services_migrate_serve_and_process_a_webhook(compose_env, graph
     assert one_shot == {"migrate"}
     for name in sorted(one_shot):  # compose runs these to completion before the rest starts
         done = subprocess.run(services[name]["command"], env=envs[name], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=180)
+                              text=True, check=False, timeout=180)
         assert done.returncode == 0, f"{name}: {done.stdout}{done.stderr}"
     running = {}
     try:
@@ -175,7 +175,7 @@ def test_compose_services_migrate_serve_and_process_a_webhook(compose_env, graph
         check = services["web"]["healthcheck"]["test"]
         assert check[0] == "CMD"
         health = subprocess.run(check[1:], env={**envs["web"], "PORT": str(port)},  # in the container: 8000
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, check=False, timeout=60)
         assert health.returncode == 0, health.stderr
 
         admin = {"Authorization": f"Bearer {envs['web']['COEXHUB_ADMIN_TOKEN']}"}

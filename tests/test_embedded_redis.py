@@ -36,7 +36,7 @@ def alive(pid: int) -> bool:
 
 
 def redis_servers_under(path) -> list[str]:
-    found = subprocess.run(["pgrep", "-fa", "redis-server"], capture_output=True, text=True).stdout
+    found = subprocess.run(["pgrep", "-fa", "redis-server"], capture_output=True, text=True, check=False).stdout
     return [line for line in found.splitlines() if str(path) in line]
 
 
@@ -53,7 +53,7 @@ def test_a_pytest_run_leaves_no_redis_server_running(tmp_path):
     (inner / "test_inner.py").write_text(textwrap.dedent(INNER.format(pids=str(pids))))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "--basetemp", str(tmp_path / "base"), str(inner)],
-                          cwd=inner, env=embedded_env(tmp_path), capture_output=True, text=True, timeout=300)
+                          cwd=inner, env=embedded_env(tmp_path), capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     started = {int(line) for line in pids.read_text().split()}
     assert started and all(started)
@@ -63,7 +63,7 @@ def test_a_pytest_run_leaves_no_redis_server_running(tmp_path):
 def test_a_command_stops_the_embedded_redis_it_started(tmp_path):
     env = {**embedded_env(tmp_path), "COEXHUB_DATA_DIR": str(tmp_path / "data")}
     done = subprocess.run([sys.executable, "-m", "hub.cli", "worker", "--simple", "--burst"], env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "data" / "redis.db.settings").exists()  # it did start one
     assert redis_servers_under(tmp_path) == []

@@ -23,7 +23,7 @@ from rq.job import Job
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("coexhub_request_id", default=None)
 REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
-_SECRET_NAME = re.compile(r"token|secret|signature|password|authorization|api_?key|^key$|body|text", re.I)
+_SECRET_NAME = re.compile(r"token|secret|signature|password|authorization|api_?key|^key$|body|text", re.IGNORECASE)
 _HANDLER_MARK = "_coexhub_handler"
 log = logging.getLogger("hub.jobs")
 
