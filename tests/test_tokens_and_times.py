@@ -41,14 +41,21 @@ def test_every_time_in_api_responses_carries_its_zone(client, coexistence, simul
     simulator.flush_statuses()
     run_jobs()
     contact_id = client.get("/api/v1/contacts", headers=headers).json[0]["id"]
-    found = []
+    broadcast = client.post("/api/v1/broadcasts", json={"template": "order_update", "params": ["x"],
+                                                        "audience": {}}, headers=headers)
+    assert broadcast.status_code == 202, broadcast.json
+    installed = client.install(coexistence.workspace, "acme", {"webhook_secret": "s3cret", "template": "t1"})
+    found = [(where, value) for response in (broadcast.json, installed) for where, value in _times(response)]
     for path in ("/api/v1/workspace", "/api/v1/workspace/keys", "/api/v1/connections", "/api/v1/contacts",
                  f"/api/v1/contacts/{contact_id}", f"/api/v1/contacts/{contact_id}/messages", "/api/v1/sends",
-                 "/api/v1/events", "/api/v1/templates"):
+                 "/api/v1/events", "/api/v1/templates", "/api/v1/broadcasts", "/api/v1/installations"):
         r = client.get(path, headers=headers)
         assert r.status_code == 200, (path, r.json)
         found += [(path + where, value) for where, value in _times(r.json)]
-    assert len(found) >= 10, found
+    admin_list = client.get("/api/v1/workspaces", headers=client.admin_headers).json
+    found += [("/api/v1/workspaces" + where, value) for where, value in _times(admin_list)]
+    assert len(found) >= 15, found
+    assert {"created_at"} <= {where.rsplit(".", 1)[-1] for where, _ in found}
     assert not [(where, v) for where, v in found if not re.search(r"(Z|[+-]\d{2}:\d{2})$", v)]
     got = dt.datetime.fromisoformat(client.get(f"/api/v1/sends/{scheduled.json['id']}", headers=headers)
                                     .json["not_before"])
