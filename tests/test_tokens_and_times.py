@@ -42,7 +42,7 @@ def test_every_time_in_api_responses_carries_its_zone(client, coexistence, simul
     run_jobs()
     contact_id = client.get("/api/v1/contacts", headers=headers).json[0]["id"]
     broadcast = client.post("/api/v1/broadcasts", json={"template": "order_update", "params": ["x"],
-                                                        "audience": {}}, headers=headers)
+                                                        "audience": {"contact_ids": [contact_id]}}, headers=headers)
     assert broadcast.status_code == 202, broadcast.json
     installed = client.install(coexistence.workspace, "acme", {"webhook_secret": "s3cret", "template": "t1"})
     found = [(where, value) for response in (broadcast.json, installed) for where, value in _times(response)]
