@@ -11,8 +11,9 @@ from functools import cached_property
 from hub.config import Settings
 from hub.core import crypto
 from hub.core.db import Database
+from hub.core.embedded import stop_embedded
 from hub.core.plugins.manager import Plugins
-from hub.core.queue import Queues, connect, stop_embedded
+from hub.core.queue import Queues, connect
 
 _current: "Runtime | None" = None
 _lock = threading.Lock()
