@@ -35,6 +35,9 @@ def fresh_postgres(url: str):
     return make_url(url).set(database=name).render_as_string(hide_password=False), drop
 
 
+_fresh_postgres = fresh_postgres  # the earlier name, still used by tests
+
+
 @pytest.fixture(scope="session")
 def coexhub_extra_plugins():
     """Override to register plugin modules or objects without installing them (tests only)."""
