@@ -71,11 +71,13 @@ def _log_requests(app: Flask) -> None:
 
     logs.configure_once()
 
-    @app.before_request
     def _bind_request_id():
         g.request_id = logs.new_request_id(request.headers.get(logs.REQUEST_ID_HEADER))
         g.request_id_token = logs.request_id_var.set(g.request_id)
         g.log_started = time.perf_counter()
+
+    # first of all: a request another hook refuses (a guard's 4xx) is logged and has its id too
+    app.before_request_funcs.setdefault(None, []).insert(0, _bind_request_id)
 
     @app.after_request
     def _log_request(response):

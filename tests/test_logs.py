@@ -54,6 +54,10 @@ def test_each_request_logs_method_route_status_duration_workspace_and_request_id
     bad = client.get("/api/v1/contacts", headers={"X-Request-Id": "not a valid id"})
     assert bad.status_code == 401 and bad.headers["X-Request-Id"] != "not a valid id"
     assert records(caplog, "request")[-1]["status"] == 401
+    refused = client.post("/api/v1/messages", data='{"to": "+14155552671"}', headers={  # no Content-Type
+        **workspace.headers, "X-Request-Id": "req-refused-early"})
+    assert refused.status_code == 415 and refused.headers["X-Request-Id"] == "req-refused-early"
+    assert records(caplog, "request")[-1]["request_id"] == "req-refused-early"
 
 
 def test_rejected_webhooks_say_why_and_never_log_the_signature(client, coexhub_runtime, caplog, log_output):

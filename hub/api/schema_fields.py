@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from marshmallow import fields
+from marshmallow import ValidationError, fields
 
 from hub.core.models import iso_utc
 
@@ -17,4 +17,7 @@ class UtcDateTime(fields.DateTime):
 
     def _deserialize(self, value, attr, data, **kwargs) -> dt.datetime:
         when = super()._deserialize(value, attr, data, **kwargs)
-        return when.astimezone(dt.timezone.utc).replace(tzinfo=None) if when.tzinfo else when
+        try:
+            return when.astimezone(dt.timezone.utc).replace(tzinfo=None) if when.tzinfo else when
+        except OverflowError as exc:  # 9999-12-31T23:00-05:00, 0001-01-01T00:00+05:00
+            raise ValidationError("out of range once converted to UTC") from exc
