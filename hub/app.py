@@ -55,8 +55,61 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                     response.status_code, g.started)
         return response
 
+    _log_requests(app)
     logging.getLogger("hub").setLevel(logging.INFO)
     return app
+
+
+QUIET_ROUTES = {"/healthz", "/readyz", "/metrics"}  # probes and scrapes: logged at DEBUG
+http_log = logging.getLogger("hub.http")
+
+
+def _log_requests(app: Flask) -> None:
+    """A request id for every request (``X-Request-Id`` honoured, else generated, always returned;
+    jobs the request enqueues carry it) and one log line per request; webhook rejections say why."""
+    from hub.core import logs
+
+    logs.configure_once()
+
+    def _bind_request_id():
+        g.request_id = logs.new_request_id(request.headers.get(logs.REQUEST_ID_HEADER))
+        g.request_id_token = logs.request_id_var.set(g.request_id)
+        g.log_started = time.perf_counter()
+
+    # first of all: a request another hook refuses (a guard's 4xx) is logged and has its id too
+    app.before_request_funcs.setdefault(None, []).insert(0, _bind_request_id)
+
+    @app.after_request
+    def _log_request(response):
+        if "request_id" not in g:
+            return response
+        response.headers[logs.REQUEST_ID_HEADER] = g.request_id
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        fields = {"method": request.method, "route": route, "status": response.status_code,
+                  "duration_ms": round((time.perf_counter() - g.log_started) * 1000, 1),
+                  "workspace_id": g.get("workspace_id")}
+        level = logging.DEBUG if route in QUIET_ROUTES and response.status_code < 400 else logging.INFO
+        logs.event(http_log, "request", level=level, **fields)
+        if request.path.startswith("/webhooks/") and response.status_code >= 400:
+            logs.event(http_log, "webhook rejected", level=logging.WARNING, path=request.path,
+                       status=response.status_code, reason=_error_code(response),
+                       bytes=request.content_length, workspace_id=g.get("workspace_id"))
+        return response
+
+    @app.teardown_request
+    def _unbind_request_id(_exc):
+        token = g.pop("request_id_token", None)
+        try:
+            logs.request_id_var.reset(token) if token is not None else None
+        except ValueError:  # torn down in another context than the request began in
+            logs.request_id_var.set(None)
+
+
+def _error_code(response) -> str | None:
+    """The ``error.code`` of one of our JSON error bodies (e.g. ``bad_signature``)."""
+    body = response.get_json(silent=True) if response.is_json else None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _load(path: str):

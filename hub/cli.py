@@ -37,10 +37,22 @@ def host_port(f):
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def cli(verbose: bool) -> None:
     """coexhub — a WhatsApp Coexistence connector hub."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "httpx", "werkzeug"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    from hub.core.logs import configure
+
+    configure(verbose=verbose)  # plain text, or JSON lines with COEXHUB_LOG_FORMAT=json
+    from hub.core.runtime import installed
+
+    preinstalled = installed()  # a runtime someone else made (tests) is not the command's to close
+    click.get_current_context().call_on_close(lambda: _close_runtime(preinstalled))
+
+
+def _close_runtime(preinstalled) -> None:
+    """When a command ends, stop the embedded Redis it started (if nothing else uses it)."""
+    from hub.core.runtime import installed
+
+    rt = installed()
+    if rt is not None and rt is not preinstalled:
+        rt.close()
 
 
 @cli.command()

@@ -38,7 +38,9 @@ def is_admin(token: str) -> bool:
 
 def require_admin() -> None:
     if not is_admin(bearer()):
-        raise ApiError(403, "forbidden", "this needs the instance admin token")
+        raise ApiError(403, "forbidden", "this route needs the instance admin token (COEXHUB_ADMIN_TOKEN, "
+                                         "saved in $COEXHUB_DATA_DIR/admin.token in development), "
+                                         "not a workspace API key")
 
 
 def require_workspace() -> str:
@@ -49,7 +51,13 @@ def require_workspace() -> str:
         key = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(token),
                                                    ApiKey.revoked_at.is_(None))).first()
         if key is None:
-            raise ApiError(401, "unauthorized", "unknown or revoked API key")
+            if is_admin(token):
+                raise ApiError(403, "forbidden",
+                               "this is the instance admin token, which only manages workspaces "
+                               "(POST/GET /api/v1/workspaces); this route needs a workspace API key "
+                               "(Authorization: Bearer chk_…, returned when the workspace was created)")
+            raise ApiError(401, "unauthorized", "unknown or revoked API key: this route needs a workspace API key "
+                                                "(Authorization: Bearer chk_…)")
         if key.last_used_at is None or (utcnow() - key.last_used_at).total_seconds() > 60:
             key.last_used_at = utcnow()
         g.workspace_id = key.workspace_id

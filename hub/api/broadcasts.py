@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
+from hub.api.schema_fields import UtcDateTime
 from hub.core.models import Broadcast, Connection, Contact, Send, Workspace
 from hub.core.processing import enqueue_all
 from hub.core.sending import checks, routing
@@ -53,7 +54,7 @@ class BroadcastOut(Schema):
     template_name = fields.String()
     template_language = fields.String()
     status = fields.String()
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
     recipients = fields.Integer()
     excluded = fields.Dict()
     progress = fields.Dict()

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
+from hub.api.schema_fields import UtcDateTime
 from hub.core.models import Connection, Workspace, utcnow
 from hub.core.sending.templates import upsert_templates
 from hub.core.whatsapp.account import pause
@@ -50,17 +51,17 @@ class ConnectionOut(Schema):
     messages_per_second = fields.Integer()
     status = fields.String()
     pause_reason = fields.String(allow_none=True)
-    paused_at = fields.DateTime(allow_none=True)
+    paused_at = UtcDateTime(allow_none=True)
     history_opt_in = fields.Boolean()
     contact_sync_request_id = fields.String(allow_none=True)
     history_request_id = fields.String(allow_none=True)
     history_status = fields.Dict()
     quality = fields.Dict()
-    last_app_activity_at = fields.DateTime(allow_none=True)
+    last_app_activity_at = UtcDateTime(allow_none=True)
     app_inactivity_warning = fields.Method("inactivity", metadata={
         "description": "Meta may disconnect a Coexistence number whose Business app was not opened for 14 days; "
                        "set when the hub has seen no app activity (echoes, contact syncs) for 10 days"})
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
     def inactivity(self, conn) -> str | None:
         if conn.mode != "coexistence" or conn.status != "active":

@@ -11,6 +11,7 @@ from sqlalchemy import String, or_, select
 
 from hub.api import owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
+from hub.api.schema_fields import UtcDateTime
 from hub.core import contacts
 from hub.core.models import Connection, Contact, Message, utcnow
 from hub.core.sending import windows
@@ -20,10 +21,10 @@ bp = workspace_blueprint("contacts", "Contacts and their message threads")
 
 class WindowOut(Schema):
     connection_id = fields.String()
-    last_inbound_at = fields.DateTime(allow_none=True)
+    last_inbound_at = UtcDateTime(allow_none=True)
     window_open = fields.Boolean()
-    window_closes_at = fields.DateTime(allow_none=True)
-    hold_until = fields.DateTime(allow_none=True)
+    window_closes_at = UtcDateTime(allow_none=True)
+    hold_until = UtcDateTime(allow_none=True)
 
 
 class ContactOut(Schema):
@@ -37,15 +38,15 @@ class ContactOut(Schema):
     tags = fields.List(fields.String())
     attributes = fields.Dict()
     opted_out = fields.Boolean()
-    opted_out_at = fields.DateTime(allow_none=True)
+    opted_out_at = UtcDateTime(allow_none=True)
     marketing_opted_out = fields.Boolean()
     marketing_consent = fields.Boolean(allow_none=True)
-    app_removed_at = fields.DateTime(allow_none=True)
-    last_inbound_at = fields.DateTime(allow_none=True, metadata={"description": "latest across the numbers"})
-    hold_until = fields.DateTime(allow_none=True, metadata={"description": "latest across the numbers"})
+    app_removed_at = UtcDateTime(allow_none=True)
+    last_inbound_at = UtcDateTime(allow_none=True, metadata={"description": "latest across the numbers"})
+    hold_until = UtcDateTime(allow_none=True, metadata={"description": "latest across the numbers"})
     windows = fields.List(fields.Nested(WindowOut), attribute="number_windows", metadata={
         "description": "per business number: the 24-hour window and the echo-aware hold"})
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
 class ContactPatch(Schema):
@@ -67,15 +68,15 @@ class MessageOut(Schema):
     body = fields.Dict()
     context_wamid = fields.String(allow_none=True)
     status = fields.String()
-    timestamp = fields.DateTime()
-    sent_at = fields.DateTime(allow_none=True)
-    delivered_at = fields.DateTime(allow_none=True)
-    read_at = fields.DateTime(allow_none=True)
-    failed_at = fields.DateTime(allow_none=True)
+    timestamp = UtcDateTime()
+    sent_at = UtcDateTime(allow_none=True)
+    delivered_at = UtcDateTime(allow_none=True)
+    read_at = UtcDateTime(allow_none=True)
+    failed_at = UtcDateTime(allow_none=True)
     error = fields.Dict(allow_none=True)
     pricing = fields.Dict(allow_none=True)
-    edited_at = fields.DateTime(allow_none=True)
-    revoked_at = fields.DateTime(allow_none=True)
+    edited_at = UtcDateTime(allow_none=True)
+    revoked_at = UtcDateTime(allow_none=True)
 
 
 @bp.route("/contacts", methods=["GET"])

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from hub.api import owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
+from hub.api.schema_fields import UtcDateTime
 from hub.core import tenancy
 from hub.core.ingest import process_job
 from hub.core.models import InboundEvent, InboundEventWorkspace, OutboundDelivery, Send, utcnow
@@ -38,8 +39,8 @@ class EventOut(Schema):
     outcome = fields.Dict(allow_none=True)
     shared = fields.Boolean(metadata={"description": "the delivery also concerns other workspaces; "
                                                      "what is theirs is not shown"})
-    received_at = fields.DateTime()
-    processed_at = fields.DateTime(allow_none=True)
+    received_at = UtcDateTime()
+    processed_at = UtcDateTime(allow_none=True)
 
 
 class DeliveryOut(Schema):
@@ -52,9 +53,9 @@ class DeliveryOut(Schema):
     attempts = fields.Integer()
     last_error = fields.Function(lambda row: public_text(row.last_error), allow_none=True)
     response_status = fields.Integer(allow_none=True)
-    next_attempt_at = fields.DateTime()
-    created_at = fields.DateTime()
-    delivered_at = fields.DateTime(allow_none=True)
+    next_attempt_at = UtcDateTime()
+    created_at = UtcDateTime()
+    delivered_at = UtcDateTime(allow_none=True)
 
 
 def public_text(stored: str | None) -> str | None:

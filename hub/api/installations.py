@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
+from hub.api.schema_fields import UtcDateTime
 from hub.core import installations
 from hub.core.connectors import config_json_schema
 from hub.core.models import Connection, Installation
@@ -42,7 +43,7 @@ class InstallationOut(Schema):
     enabled = fields.Boolean()
     disabled_reason = fields.String(allow_none=True)
     webhook_url = fields.String()
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
     warnings = fields.List(fields.String(), metadata={
         "description": "what will stop this installation's messages from going out (e.g. no WhatsApp number)"})
 

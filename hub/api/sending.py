@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 
 from hub.api import owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
+from hub.api.schema_fields import UtcDateTime
 from hub.core.connectors import normalize_phone
 from hub.core.models import Connection, Contact, Send, Template, utcnow
 from hub.core.processing import enqueue_all
@@ -32,7 +33,7 @@ class MessageIn(Schema):
     language = fields.String(load_default="en_US")
     params = fields.Raw(load_default=list)
     idempotency_key = fields.String(load_default=None)
-    send_at = fields.DateTime(load_default=None)
+    send_at = UtcDateTime(load_default=None)
     cancel_key = fields.String(load_default=None)
 
     @validates_schema
@@ -73,15 +74,15 @@ class SendOut(Schema):
     idempotency_key = fields.String(allow_none=True)
     cancel_key = fields.String(allow_none=True)
     reference = fields.Dict()
-    not_before = fields.DateTime(allow_none=True)
+    not_before = UtcDateTime(allow_none=True)
     status = fields.String()
     hold_reason = fields.String(allow_none=True)
     attempts = fields.Integer()
     error_code = fields.Integer(allow_none=True)
     last_error = fields.String(allow_none=True)
     wamid = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-    sent_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    sent_at = UtcDateTime(allow_none=True)
 
 
 class TemplateOut(Schema):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from hub.api.errors import ApiError
 from hub.core import ingest, installations
@@ -29,6 +29,7 @@ def receive(connector_name: str, installation_id: str):
     inst = installations.lookup(rt, installation_id)
     if inst is None or inst.connector != connector_name:
         raise ApiError(404, "unknown_installation", f"no {connector_name} installation {installation_id}")
+    g.workspace_id = inst.workspace_id  # for the request's log line
     if not inst.enabled:
         raise ApiError(404, "installation_disabled", f"installation {installation_id} is disabled")
     body = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH

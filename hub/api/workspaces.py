@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from hub.api import owned, runtime, workspace_blueprint
 from hub.api.auth import new_key, require_admin
+from hub.api.schema_fields import UtcDateTime
 from hub.core.models import ApiKey, Workspace, utcnow
 
 admin = Blueprint("workspaces", __name__, url_prefix="/api/v1", description="Workspaces (admin token)")
@@ -46,7 +47,7 @@ class WorkspaceOut(Schema):
     id = fields.String()
     name = fields.String()
     settings = fields.Dict()
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
     api_key = fields.String(metadata={"description": "shown once, at creation"})
 
 
@@ -63,9 +64,9 @@ class KeyInfo(Schema):
     id = fields.String()
     name = fields.String()
     prefix = fields.String(metadata={"description": "the key's first characters, to recognise it"})
-    created_at = fields.DateTime()
-    last_used_at = fields.DateTime(allow_none=True)
-    revoked_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    last_used_at = UtcDateTime(allow_none=True)
+    revoked_at = UtcDateTime(allow_none=True)
 
 
 def create_workspace(session, name: str, settings: dict | None = None) -> tuple[Workspace, str]:

@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy import update
 
 from hub.core.connectors import Context
+from hub.core.logs import event
 from hub.core.metrics import count
 from hub.core.models import Installation, OutboundDelivery, Subscription, utcnow
 from hub.core.public_errors import public_error
@@ -73,13 +74,16 @@ def deliver(delivery_id: int) -> str:
         if error is None:
             row.status, row.delivered_at, row.last_error = "delivered", utcnow(), None
         else:
-            log.warning("outbox %s attempt %s failed: %s", row.id, row.attempts, error)
             row.last_error = public_error(error, row.payload)
+            event(log, "outbox delivery failed", level=logging.WARNING, delivery_id=row.id, kind=row.kind,
+                  attempts=row.attempts, error=row.last_error[:300])
             if isinstance(error, PermanentError) or row.attempts > len(RETRY_SECONDS):
                 row.status = "dead"
+                event(log, "outbox delivery dead", level=logging.ERROR, delivery_id=row.id, attempts=row.attempts)
             else:
                 row.status = "pending"
                 row.next_attempt_at = utcnow() + dt.timedelta(seconds=RETRY_SECONDS[row.attempts - 1])
+                event(log, "outbox retry scheduled", delivery_id=row.id, retry_at=row.next_attempt_at)
         outcome = row.status
     count(rt.redis, rt.settings.key_prefix, "jobs", job="outbox", outcome=outcome)
     return outcome

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from hub.core.connectors import Context
 from hub.core.execute import Executor
+from hub.core.logs import event
 from hub.core.metrics import count
 from hub.core.models import InboundEvent, Installation, utcnow
 from hub.core.public_errors import public_error
@@ -70,9 +71,16 @@ def _process(rt: Runtime, event_id: int) -> tuple[str, list[tuple]]:
                 event.status = "dead"
             else:
                 event.next_attempt_at = utcnow() + backoff(event.attempts)
+            _log_failure(event)
             event.enqueued_at = None
             jobs, status = [], "failed"
     return status, jobs
+
+
+def _log_failure(row: InboundEvent) -> None:
+    event(log, "inbound event dead" if row.status == "dead" else "inbound event retry scheduled",
+          level=logging.ERROR if row.status == "dead" else logging.WARNING, event_id=row.id,
+          provider=row.provider, attempts=row.attempts, retry_at=None if row.status == "dead" else row.next_attempt_at)
 
 
 def enqueue_all(rt: Runtime, jobs: list[tuple]) -> None:

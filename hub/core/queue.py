@@ -12,6 +12,8 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.utils import str_to_date
 
+from hub.core.logs import ContextJob, job_meta
+
 log = logging.getLogger(__name__)
 # Workers serve the queues in this order, round robin (``coexhub worker``): a send waits behind
 # at most one ingest job per worker, and a long broadcast never starves ingest either.
@@ -45,9 +47,12 @@ def socket_url(conn: redis.Redis) -> str | None:
 
 
 class Queues:
+    """The hub's queues; jobs are ``ContextJob``s (workers must use ``job_class=ContextJob``)."""
+
     def __init__(self, conn: redis.Redis, prefix: str = "coexhub"):
         self.redis, self.prefix = conn, prefix
-        self.by_name = {name: Queue(f"{prefix}-{name}", connection=conn) for name in QUEUE_NAMES}
+        self.by_name = {name: Queue(f"{prefix}-{name}", connection=conn, job_class=ContextJob)
+                        for name in QUEUE_NAMES}
 
     def __getitem__(self, name: str) -> Queue:
         return self.by_name[name]
@@ -63,7 +68,8 @@ class Queues:
         for _ in range(2):
             try:
                 self.by_name[name].enqueue_call(func, args=args, job_id=job_id, unique=bool(job_id and not pipeline),
-                                                result_ttl=0, failure_ttl=7 * 86400, pipeline=pipeline)
+                                                result_ttl=0, failure_ttl=7 * 86400, pipeline=pipeline,
+                                                meta=job_meta())  # the request id follows into the job
                 return True
             except DuplicateJobError:
                 if not self._drop_finished(job_id):

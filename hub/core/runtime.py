@@ -11,6 +11,7 @@ from functools import cached_property
 from hub.config import Settings
 from hub.core import crypto
 from hub.core.db import Database
+from hub.core.embedded import stop_embedded
 from hub.core.plugins.manager import Plugins
 from hub.core.queue import Queues, connect
 
@@ -42,8 +43,12 @@ class Runtime:
         """A Redis key namespaced by ``COEXHUB_KEY_PREFIX``."""
         return ":".join([self.settings.key_prefix, *map(str, parts)])
 
-    def close(self) -> None:
+    def close(self, *, stop_redis: bool = True, force: bool = False) -> None:
+        """Release the database; stop the embedded Redis this process started (unless another
+        process still uses it, or ``force``)."""
         self.db.dispose()
+        if stop_redis and self._redis is None and "redis" in self.__dict__:
+            stop_embedded(self.redis, force=force)
 
 
 def current() -> Runtime:
@@ -52,6 +57,11 @@ def current() -> Runtime:
         if _current is None:
             _current = Runtime(Settings.from_env())
         return _current
+
+
+def installed() -> Runtime | None:
+    """The runtime jobs in this process use, if one was made yet."""
+    return _current
 
 
 def install(runtime: Runtime) -> Runtime:

@@ -21,6 +21,7 @@ import redis
 from sqlalchemy import or_, select, update
 
 from hub.core.ingest import process_job
+from hub.core.logs import event
 from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.patience import DB_AWAY
@@ -117,5 +118,5 @@ def run_forever(rt: Runtime, interval: float = 1.0, stop=lambda: False, max_back
                 log.warning("scheduler reconnected after %.1fs", time.monotonic() - failing_since)
                 failing_since, delay = None, interval
             if any(moved.values()):
-                log.info("scheduler moved %s", moved)
+                event(log, "scheduler moved work into the queues", **moved)
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -25,6 +25,7 @@ from rq import SimpleWorker, Worker
 from rq.worker import DequeueStrategy
 from sqlalchemy.orm import configure_mappers
 
+from hub.core.logs import ContextJob
 from hub.core.queue import Heartbeat
 from hub.core.runtime import Runtime
 
@@ -79,7 +80,7 @@ def serve(rt: Runtime, queue_names: list[str] | None = None, *, fork: bool = Fal
             worker = None
             try:
                 queues = [rt.queues[q] for q in queue_names] if queue_names else rt.queues.all()
-                worker = cls(queues, connection=rt.redis)
+                worker = cls(queues, connection=rt.redis, job_class=ContextJob)
                 heartbeat.worker_name = worker.name
                 heartbeat.beat()
                 worker.work(burst=burst, with_scheduler=False, logging_level="WARNING",

@@ -99,6 +99,8 @@ def sliding_max(times: list[float], window: float = 1.0) -> int:
 
 def drain(rt, *, queues: tuple[str, ...] | None = None, max_rounds: int = 50) -> int:
     """Run queued jobs in this process until the queues (default: all) are empty."""
+    from hub.core.logs import ContextJob
+
     ran = 0
     wanted = [rt.queues[name] for name in queues] if queues else rt.queues.all()
     for _ in range(max_rounds):
@@ -106,7 +108,7 @@ def drain(rt, *, queues: tuple[str, ...] | None = None, max_rounds: int = 50) ->
         if not queues:
             return ran
         before = sum(q.count for q in queues)
-        SimpleWorker(queues, connection=rt.redis).work(burst=True, with_scheduler=False,
+        SimpleWorker(queues, connection=rt.redis, job_class=ContextJob).work(burst=True, with_scheduler=False,
                                                        logging_level="WARNING")
         ran += before
     raise RuntimeError("jobs keep enqueueing jobs; gave up after max_rounds")

@@ -17,7 +17,7 @@ from hub.config import Settings
 from hub.testing import Connected, HubClient, Workspace, drain
 
 
-def _fresh_postgres(url: str):
+def fresh_postgres(url: str):
     """Create a uniquely named database on the server at ``url``; returns (new url, dropper)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -33,6 +33,9 @@ def _fresh_postgres(url: str):
         server.dispose()
 
     return make_url(url).set(database=name).render_as_string(hide_password=False), drop
+
+
+_fresh_postgres = fresh_postgres  # the earlier name, still used by tests
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +61,7 @@ def coexhub_settings(tmp_path_factory, worker_id_suffix, graph_simulator):
     db_url = os.environ.get("COEXHUB_TEST_DATABASE_URL")
     dropper = None
     if db_url:
-        db_url, dropper = _fresh_postgres(db_url)
+        db_url, dropper = fresh_postgres(db_url)
     settings = Settings.from_env(
         {}, data_dir=data_dir, database_url=db_url or f"sqlite:///{data_dir / 'hub.db'}",
         redis_url=os.environ.get("COEXHUB_TEST_REDIS_URL", ""),
@@ -91,7 +94,7 @@ def coexhub_runtime(coexhub_settings, coexhub_extra_plugins):
         keys += list(rt.redis.scan_iter(f"rq:*{coexhub_settings.key_prefix}*", count=1000))
         if keys:
             rt.redis.delete(*keys)
-    rt.close()
+    rt.close(force=True)  # the embedded redis-server too: nothing of the session keeps running
 
 
 @pytest.fixture

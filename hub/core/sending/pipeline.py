@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy import func, select, update
 
 from hub.core import contacts
+from hub.core.logs import event, mask_phone
 from hub.core.metrics import count
 from hub.core.models import Connection, Contact, Send, utcnow
 from hub.core.patience import DB_AWAY, patiently
@@ -125,10 +126,13 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
                 conn, payload = prepare(session, send, templates)
             except Hold as hold:
                 send.status, send.hold_reason, send.not_before = "scheduled", hold.reason, hold.until
+                event(log, "send held", send_id=send.id, reason=hold.reason, until=hold.until)
                 outcomes["held"] += 1
                 continue
             except Refuse as refuse:
                 send.status, send.last_error = "failed", str(refuse)
+                event(log, "send refused", level=logging.WARNING, send_id=send.id, reason=str(refuse),
+                      to=mask_phone(send.to))
                 outcomes["refused"] += 1
                 continue
             except Exception as exc:  # bad data in one send must not block the rest of the batch
@@ -145,6 +149,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
             else:
                 send.status, send.hold_reason = "scheduled", "pair_rate"
                 send.not_before = utcnow() + dt.timedelta(seconds=pair.wait)
+                event(log, "send held", send_id=send.id, reason="pair_rate", until=send.not_before)
                 outcomes["held"] += 1
         work = [(Attempt(send.id, send.workspace_id, send.connection_id, send.contact_id,
                          claim_token or "", payload), number, rate, token)
@@ -167,6 +172,8 @@ def _record(rt, attempt: Attempt, result) -> str:
     """Write one send's result now (its own transaction); returns the outcome counted."""
     if isinstance(result, str):
         record_sent(rt, attempt, result)
+        event(log, "send sent", send_id=attempt.id, wamid=result, connection_id=attempt.connection_id,
+              to=mask_phone(attempt.payload.get("to")))
         return "sent"
     with rt.db.session() as session:
         send = session.get(Send, attempt.id)
@@ -176,10 +183,12 @@ def _record(rt, attempt: Attempt, result) -> str:
         if isinstance(result, Deferred):
             send.status, send.attempts, send.attempted_at = "scheduled", send.attempts - 1, None
             send.not_before, send.hold_reason = utcnow() + dt.timedelta(seconds=result.seconds), "pacing"
+            event(log, "send deferred", send_id=send.id, reason="pacing", until=send.not_before)
             return "deferred"
         if isinstance(result, Unknown):  # stays ``sending``: its status webhook or the grace decides
             send.error_code = result.error.code
             send.last_error = f"no answer from Meta ({result.error}); waiting for its status webhook before sending again"
+            event(log, "send fate unknown", level=logging.WARNING, send_id=send.id, error=str(result.error))
             if send.attempts >= MAX_ATTEMPTS:
                 send.status = "dead"
                 return "dead"
@@ -308,6 +317,8 @@ def _preload(session, model, ids: set) -> None:
 def _failed(session, send: Send, exc: GraphError) -> str:
     decision = errors.classify(exc)
     send.error_code, send.last_error = exc.code, f"{decision.reason} ({exc})"[:2000]
+    event(log, "send failed", level=logging.WARNING, send_id=send.id, meta_code=exc.code, action=decision.action,
+          reason=decision.reason, attempts=send.attempts, to=mask_phone(send.to))
     conn = session.get(Connection, send.connection_id)
     if decision.opt_out_marketing and send.contact_id:
         contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True)
@@ -317,15 +328,19 @@ def _failed(session, send: Send, exc: GraphError) -> str:
             template.status, template.status_reason = decision.flag_template, decision.reason
     if decision.action == errors.PAUSE:
         pause(conn, f"{exc.code}: {decision.reason}")
+        event(log, "connection paused", level=logging.WARNING, connection_id=conn.id, meta_code=exc.code,
+              reason=decision.reason)
         send.status, send.hold_reason, send.not_before = "scheduled", "connection_paused", None
         send.attempts -= 1  # not the send's fault; it waits with the connection's queue
         return "paused"
     if decision.action == errors.RETRY:
         if send.attempts >= MAX_ATTEMPTS:
             send.status = "dead"
+            event(log, "send dead", level=logging.ERROR, send_id=send.id, attempts=send.attempts, meta_code=exc.code)
             return "dead"
         delay = decision.base_delay * decision.growth ** (send.attempts - 1)
         send.status, send.not_before = "scheduled", utcnow() + dt.timedelta(seconds=delay)
+        event(log, "send retry scheduled", send_id=send.id, attempts=send.attempts, until=send.not_before)
         send.hold_reason = "retry"
         return "retry"
     send.status = "failed"

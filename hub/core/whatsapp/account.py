@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from hub.core import contacts
-from hub.core.models import Connection, Template, utcnow
+from hub.core.models import Connection, Template, iso_utc, utcnow
 from hub.core.whatsapp.events import DomainEvent
 
 PAUSING_EVENTS = {"PARTNER_REMOVED", "ACCOUNT_OFFBOARDED"}
@@ -75,6 +75,6 @@ def quality_update(session, conns: list[Connection], value: dict, out: list[Doma
                 value["display_phone_number"] != conn.display_phone_number:
             continue
         conn.quality = {"event": value.get("event"), "current_limit": value.get("current_limit"),
-                        "at": utcnow().isoformat()}
+                        "at": iso_utc(utcnow())}
         out.append(DomainEvent("account.updated", conn.workspace_id, conn.id,
                                {"event": "QUALITY_" + str(value.get("event")), "quality": conn.quality}))

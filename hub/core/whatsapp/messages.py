@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from hub.core import contacts
 from hub.core.sending import windows
 from hub.core.sending.results import confirm_from_status
-from hub.core.models import Connection, Contact, Message, Send, Workspace, utcnow
+from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
 from hub.core.whatsapp.events import DomainEvent
 
 STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -132,7 +132,7 @@ def statuses(session, conn: Connection, value: dict, out: list[DomainEvent]) -> 
             _failed_send(session, conn, wamid, error)
         out.append(DomainEvent("message.status", conn.workspace_id, conn.id,
                                {"wamid": wamid, "status": new, "message_status": message.status,
-                                "timestamp": when.isoformat(), "pricing": st.get("pricing"),
+                                "timestamp": iso_utc(when), "pricing": st.get("pricing"),
                                 "error": message.error if new == "failed" else None,
                                 "biz_opaque_callback_data": st.get("biz_opaque_callback_data")},
                                contact_id=message.contact_id))
@@ -202,7 +202,7 @@ def hold_automations(session, contact: Contact, until: dt.datetime, connection_i
 
 def _message_data(message: Message, contact: Contact | None) -> dict:
     return {"wamid": message.wamid, "type": message.type, "direction": message.direction,
-            "origin": message.origin, "body": message.body, "timestamp": message.timestamp.isoformat(),
+            "origin": message.origin, "body": message.body, "timestamp": iso_utc(message.timestamp),
             "context_wamid": message.context_wamid,
             "contact": {"id": contact.id, "wa_id": contact.wa_id, "user_id": contact.user_id,
                         "name": contact.profile_name or contact.full_name} if contact else None}

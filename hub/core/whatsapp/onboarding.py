@@ -6,13 +6,17 @@ only if the workspace opted in — chat history, each exactly once, keeping the 
 """
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select, update
 
-from hub.core.models import Connection, Send, utcnow
+from hub.core.logs import event, mask_phone
+from hub.core.models import Connection, Send, iso_utc, utcnow
 from hub.core.sending.templates import upsert_templates
 from hub.core.whatsapp.graph import Graph, GraphError
 
 COEXISTENCE_MPS, CLOUD_API_MPS = 20, 80
+log = logging.getLogger(__name__)
 
 
 class OnboardingError(Exception):
@@ -24,9 +28,12 @@ class OnboardingError(Exception):
 
 def _step(step: str, func, *args):
     try:
-        return func(*args)
+        result = func(*args)
     except GraphError as exc:
+        event(log, "onboarding step failed", level=logging.WARNING, step=step, meta_code=exc.code, error=str(exc)[:300])
         raise OnboardingError(f"{step} failed: {exc}", step, exc) from exc
+    event(log, "onboarding step done", step=step)
+    return result
 
 
 CODE_USED, CODE_EXPIRED = 36009, 36007  # Meta's error_subcode on /oauth/access_token (code 100)
@@ -36,8 +43,10 @@ def _exchange_code(graph: Graph, settings, code: str) -> str:
     """The business token for a signup code; a used, expired or unknown code (Meta's code 100)
     is the caller's problem (``invalid_code``), anything else a Graph failure."""
     try:
-        return graph.exchange_code(settings.meta_app_id, settings.meta_app_secret, code)
+        token = graph.exchange_code(settings.meta_app_id, settings.meta_app_secret, code)
     except GraphError as exc:
+        event(log, "onboarding step failed", level=logging.WARNING, step="code exchange", meta_code=exc.code,
+              meta_subcode=exc.subcode, error=str(exc)[:300])
         if exc.code != 100:
             raise OnboardingError(f"code exchange failed: {exc}", "code exchange", exc) from exc
         reason = {CODE_USED: "was already used (each Embedded Signup code works once; to connect the "
@@ -46,6 +55,8 @@ def _exchange_code(graph: Graph, settings, code: str) -> str:
         raise OnboardingError(f"code exchange failed: the signup code "
                               f"{reason.get(exc.subcode, f'was refused by Meta: {exc}')}", "code exchange", exc,
                               invalid_code=True) from exc
+    event(log, "onboarding step done", step="code exchange")
+    return token
 
 
 def onboard(session, graph: Graph, settings, workspace_id: str, *, code: str, waba_id: str,
@@ -65,8 +76,12 @@ def connect(session, graph: Graph, workspace_id: str, *, token: str, waba_id: st
     conn = session.scalars(select(Connection).where(Connection.phone_number_id == phone_number_id)).first()
     if conn is not None and conn.workspace_id != workspace_id:
         if conn.status != "disconnected":
+            event(log, "onboarding refused", level=logging.WARNING, step="conflict", workspace_id=workspace_id,
+                  phone_number_id=phone_number_id, reason="number connected to another workspace")
             raise OnboardingError("this number is connected to another workspace (it can move once "
                                   "that workspace disconnects it)", "conflict")
+        event(log, "number moves to another workspace", from_workspace_id=conn.workspace_id,
+              workspace_id=workspace_id, connection_id=conn.id)
         hand_over(session, conn, workspace_id)
     if conn is None:
         conn = Connection(workspace_id=workspace_id, phone_number_id=phone_number_id, history_status={},
@@ -82,6 +97,8 @@ def connect(session, graph: Graph, workspace_id: str, *, token: str, waba_id: st
     if mode == "coexistence":
         request_syncs(conn, graph)
     upsert_templates(session, workspace_id, waba_id, _step("list templates", graph.templates, waba_id, token))
+    event(log, "number connected", workspace_id=workspace_id, connection_id=conn.id, mode=mode, waba_id=waba_id,
+          phone=mask_phone(conn.display_phone_number))
     return conn
 
 
@@ -117,7 +134,7 @@ def request_syncs(conn: Connection, graph: Graph) -> None:
         conn.history_request_id = _step("history sync", graph.request_sync, conn.phone_number_id,
                                         conn.access_token, "history") or "requested"
         conn.history_status = {**(conn.history_status or {}), "state": "requested",
-                               "requested_at": utcnow().isoformat()}
+                               "requested_at": iso_utc(utcnow())}
 
 
 def hand_over(session, conn: Connection, workspace_id: str) -> None:

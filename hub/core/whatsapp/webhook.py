@@ -15,7 +15,7 @@ import json
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from hub.api.errors import ApiError, error_response
@@ -60,6 +60,7 @@ def receive():
     if problem:
         log.warning("signed WhatsApp webhook kept as rejected: %s", problem)
     workspaces = _workspaces_of(rt, envelope)
+    g.workspace_id = workspaces[0] if workspaces else None  # also for the request's log line
     event_id, duplicate = ingest.store(
         rt, provider="whatsapp", scope="meta", dedupe_key=ingest.body_hash(body), body=body,
         headers={}, topic=_first_field(envelope), workspace_id=workspaces[0] if workspaces else None,
