@@ -75,7 +75,7 @@ def test_contact_id_filter_needs_ascii_digits(client, workspace, value):
 
 
 def test_contact_id_filter_still_filters(client, coexistence):
-    client.post("/api/v1/messages", headers=coexistence.workspace.headers, json={"to": "+14155552671", "text": "hi"})
+    client.post("/api/v1/messages", headers=coexistence.workspace.headers, json={"to": "+14155552671", "template": "order_update", "params": ["#1001"]})
     with client.rt.db.session() as s:
         [contact] = s.scalars(select(Contact).where(Contact.workspace_id == coexistence.workspace.id)).all()
     found = client.get(f"/api/v1/sends?contact_id={contact.id}", headers=coexistence.workspace.headers).json
