@@ -121,9 +121,12 @@ def private_file(path: Path, *, create: bool = True) -> Path:
     """Make ``path`` owner-only (0600): created empty when missing (and ``create``), tightened when it exists.
 
     SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file, so creating
-    ``hub.db`` 0600 before SQLite opens it keeps all three private."""
-    if create:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    ``hub.db`` 0600 before SQLite opens it keeps all three private. An existing file is never
+    opened here: closing any descriptor of a database file drops this process's POSIX locks on
+    it, which corrupts a SQLite database the process already has open."""
+    if create and not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     with contextlib.suppress(FileNotFoundError):
         if path.stat().st_mode & 0o077:
             path.chmod(0o600)

@@ -50,3 +50,27 @@ def test_files_left_world_readable_by_an_older_version_are_tightened(tmp_path):
     Database(settings.database_url).dispose()
     assert mode(data_dir) == 0o700
     assert mode(data_dir / "hub.db") == 0o600 and mode(data_dir / "secret.key") == 0o600
+
+
+def test_opening_the_database_again_keeps_this_process_sqlite_locks(tmp_path):
+    """Building another ``Database`` on a file this process has open must not drop its locks:
+    closing any descriptor of a file drops all of the process's POSIX locks on it (SQLite's
+    documented way to corrupt a database; seen here as workers that stopped seeing new rows)."""
+    path = tmp_path / "hub.db"
+
+    def my_locks() -> list[str]:
+        inode = f":{path.stat().st_ino} "
+        return [line for line in Path("/proc/locks").read_text().splitlines()
+                if inode in line and str(os.getpid()) in line.split()]
+
+    first = Database(f"sqlite:///{path}")
+    try:
+        with first.engine.connect() as conn:
+            conn.execute(text("create table t (x integer)"))
+            conn.commit()
+            conn.execute(text("select * from t")).all()  # WAL mode: a shared lock on the file while open
+            held = my_locks()
+            Database(f"sqlite:///{path}").dispose()  # the hub builds another runtime on the same file
+            assert held and my_locks() == held
+    finally:
+        first.dispose()
