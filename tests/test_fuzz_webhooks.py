@@ -182,9 +182,6 @@ def test_fuzz_meta_broken_envelopes_are_never_a_500_nor_lost(client, coexistence
     assert row is None or row.status in DONE | {"pending", "dead"}
 
 
-@pytest.mark.xfail(strict=True, reason="per-change and per-item isolation in hub/core/whatsapp/process.py and "
-                                       "messages.py is another slice of issue 8 (until it lands, a broken change "
-                                       "fails its whole event); remove this mark when it does")
 @settings(FUZZ, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(data=st.data())
 def test_fuzz_meta_broken_changes_never_fail_their_event(client, coexistence, run_jobs, data):

@@ -2,35 +2,56 @@
 from __future__ import annotations
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub.core.db import lock
 from hub.core.models import Attribution, Contact, Message, Send, utcnow
 
 
 def upsert(session: Session, workspace_id: str, *, wa_id: str | None = None, user_id: str | None = None,
            source: str = "customer", **values) -> Contact | None:
     """The contact for ``wa_id``/``user_id`` (merging the two when both are known), updated
-    with the non-None ``values``; None when neither id is given."""
+    with the non-None ``values``; None when neither id is given.
+
+    Safe when jobs run at once: the rows are locked for the rest of the transaction on
+    PostgreSQL (SQLite runs one writer at a time), and a contact another job inserted first
+    is found and used instead of failing on the unique key."""
     if not wa_id and not user_id:
         return None
-    conds = [Contact.wa_id == wa_id] if wa_id else []
-    conds += [Contact.user_id == user_id] if user_id else []
-    found = session.scalars(select(Contact).where(Contact.workspace_id == workspace_id, or_(*conds))).all()
-    contact = next((c for c in found if wa_id and c.wa_id == wa_id), None) or (found[0] if found else None)
-    for other in found:
-        if other is not contact:  # the same person seen first by user_id, later by wa_id
-            _merge(session, contact, other)
-    if contact is None:
-        contact = Contact(workspace_id=workspace_id, wa_id=wa_id, user_id=user_id, source=source,
-                          tags=[], attributes={})
-        session.add(contact)
-    else:
-        contact.wa_id = contact.wa_id or wa_id
-        contact.user_id = contact.user_id or user_id
+    contact = _find_or_add(session, workspace_id, wa_id, user_id, source)
     for key, value in values.items():
         if value is not None:
             setattr(contact, key, value)
     session.flush()
+    return contact
+
+
+def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id: str | None,
+                 source: str) -> Contact:
+    conds = [Contact.wa_id == wa_id] if wa_id else []
+    conds += [Contact.user_id == user_id] if user_id else []
+    found = session.scalars(lock(select(Contact).where(Contact.workspace_id == workspace_id, or_(*conds))
+                                 .order_by(Contact.id), session)).all()
+    contact = next((c for c in found if wa_id and c.wa_id == wa_id), None) or (found[0] if found else None)
+    for other in found:
+        if other is not contact:  # the same person seen first by user_id, later by wa_id
+            _merge(session, contact, other)
+    if contact is not None:
+        contact.wa_id = contact.wa_id or wa_id
+        contact.user_id = contact.user_id or user_id
+        return contact
+    contact = Contact(workspace_id=workspace_id, wa_id=wa_id, user_id=user_id, source=source,
+                      tags=[], attributes={})
+    try:
+        with session.begin_nested():
+            session.add(contact)
+    except IntegrityError:  # a concurrent job inserted this person first: use theirs
+        theirs = session.scalars(lock(select(Contact).where(Contact.workspace_id == workspace_id, or_(*conds))
+                                      .order_by(Contact.id), session)).first()
+        if theirs is None:  # not a race: a real constraint failure
+            raise
+        return _find_or_add(session, workspace_id, wa_id, user_id, source)
     return contact
 
 

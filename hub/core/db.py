@@ -1,4 +1,12 @@
-"""Engine, sessions and migrations for SQLite (embedded) and PostgreSQL."""
+"""Engine, sessions and migrations for SQLite (embedded) and PostgreSQL.
+
+On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe:
+the driver's own transaction handling is switched off and the ``begin`` event emits ours), so
+a transaction takes the single write lock when it starts, waits for it up to the busy timeout,
+and can never fail halfway with ``database is locked`` trying to upgrade a read lock. Write
+transactions therefore run one after another on SQLite: read-modify-write code is safe there
+without row locks (PostgreSQL uses ``SELECT … FOR UPDATE`` through :func:`lock`).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.config import private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_SECONDS = 60  # how long a SQLite transaction waits for the write lock
 
 
 class Database:
@@ -25,8 +34,10 @@ class Database:
                 Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 for name in (path, f"{path}-wal", f"{path}-shm"):  # created owner-only, or tightened
                     private_file(Path(name), create=name == path)
-            self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            self.engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS,
+                                                           "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         else:
             # no pre-ping (a round trip per checkout on the hot path): connections are recycled,
             # and one that died is invalidated on its first error and replaced
@@ -41,7 +52,8 @@ class Database:
             yield session
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
+        """One round trip; no transaction, so it never waits for SQLite's write lock."""
+        with self.autocommit.connect() as conn:
             conn.execute(text("select 1"))
 
     def alembic_config(self):
@@ -64,9 +76,32 @@ class Database:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    dbapi_conn.isolation_level = None  # pysqlite must not BEGIN (deferred) by itself: see _sqlite_begin
     cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    """Start each transaction holding the write lock (waiting up to the busy timeout for it).
+
+    A deferred ``BEGIN`` takes a read snapshot first and fails at once with ``database is
+    locked`` when it later writes after another writer committed (the busy handler is not
+    called then). The ``AUTOCOMMIT`` engine (one-statement ingest) opens no transaction."""
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT" or \
+            conn.default_isolation_level == "AUTOCOMMIT":
+        return
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def lock(query, session: Session):
+    """``query`` locking its rows on PostgreSQL (``FOR NO KEY UPDATE``: rows read to be changed
+    stay consistent under concurrent jobs, while inserts that only reference them are not
+    blocked) and loading fresh values over the session's cached objects. On SQLite
+    transactions already run one at a time (``BEGIN IMMEDIATE``)."""
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(key_share=True)
+    return query.execution_options(populate_existing=True)

@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
 from hub.core.models import Connection, Template, iso_utc, utcnow
 from hub.core.whatsapp.events import DomainEvent
+from hub.core.whatsapp.items import Items, text
 
 PAUSING_EVENTS = {"PARTNER_REMOVED", "ACCOUNT_OFFBOARDED"}
 RESUMING_EVENTS = {"PARTNER_ADDED", "ACCOUNT_RECONNECTED", "PARTNER_APP_INSTALLED"}
 
 
 def account_update(session, conns: list[Connection], value: dict, out: list[DomainEvent]) -> None:
-    event = value.get("event") or ""
-    info = value.get("disconnection_info") or {}
-    reason = info.get("reason") or value.get("reason") or event
+    event = text(value.get("event")) or ""
+    info = value.get("disconnection_info") if isinstance(value.get("disconnection_info"), dict) else {}
+    reason = text(info.get("reason")) or text(value.get("reason")) or event
     for conn in conns:
         if event in PAUSING_EVENTS:
             pause(conn, f"{event}: {reason}")  # its queue is kept; sends wait for reconnection
@@ -34,39 +36,60 @@ def template_status(session, conns: list[Connection], waba_id: str, value: dict,
         if conn.workspace_id in seen:
             continue
         seen.add(conn.workspace_id)
-        meta_id = str(value.get("message_template_id") or "")
-        query = select(Template).where(Template.workspace_id == conn.workspace_id, Template.waba_id == waba_id)
-        template = session.scalars(query.where(Template.meta_id == meta_id)).first() if meta_id else None
-        template = template or session.scalars(query.where(
-            Template.name == value.get("message_template_name"),
-            Template.language == value.get("message_template_language"))).first()
-        if template is None:
-            template = Template(workspace_id=conn.workspace_id, waba_id=waba_id, meta_id=meta_id or None,
-                                name=value.get("message_template_name") or meta_id,
-                                language=value.get("message_template_language") or "", components=[])
-            session.add(template)
-        event = value.get("event") or template.status
+        template = _template(session, conn.workspace_id, waba_id, value)
+        event = text(value.get("event")) or template.status
         template.status = "APPROVED" if event in ("REINSTATED", "UNPAUSED") else event
-        template.status_reason = value.get("reason")
+        template.status_reason = text(value.get("reason"))
         out.append(DomainEvent("template.status", conn.workspace_id, conn.id,
                                {"name": template.name, "language": template.language, "status": template.status,
                                 "reason": template.status_reason}))
 
 
-def user_preferences(session, conn: Connection, value: dict, out: list[DomainEvent]) -> None:
-    for pref in value.get("user_preferences") or []:
+def _template(session, workspace_id: str, waba_id: str, value: dict) -> Template:
+    """The template a status update is about (found by Meta's id, else name and language), or
+    a new row for it; a row a concurrent job inserted first is found, not duplicated."""
+    meta_id = text(value.get("message_template_id")) or ""
+    name, language = text(value.get("message_template_name")), text(value.get("message_template_language"))
+    query = select(Template).where(Template.workspace_id == workspace_id, Template.waba_id == waba_id)
+    for _ in range(2):
+        template = session.scalars(query.where(Template.meta_id == meta_id)).first() if meta_id else None
+        template = template or session.scalars(query.where(Template.name == (name or meta_id),
+                                                           Template.language == (language or ""))).first()
+        if template is not None:
+            return template
+        template = Template(workspace_id=workspace_id, waba_id=waba_id, meta_id=meta_id or None,
+                            name=name or meta_id, language=language or "", components=[])
+        try:
+            with session.begin_nested():
+                session.add(template)
+            return template
+        except IntegrityError:
+            continue
+    raise RuntimeError("template upsert kept racing with concurrent inserts")
+
+
+def user_preferences(session, conn: Connection, value: dict, out: list[DomainEvent],
+                     items: Items | None = None, at: str = "value") -> None:
+    items = items or Items(session, out)
+    for where, pref in items.each(value, "user_preferences", at):
         if pref.get("category") != "marketing_messages":
             continue
-        contact = contacts.upsert(session, conn.workspace_id, wa_id=pref.get("wa_id"), user_id=pref.get("user_id"))
-        if contact is None:
-            continue
-        if pref.get("value") == "stop":
-            contacts.opt_out(contact, marketing_only=True)
-            out.append(DomainEvent("contact.opted_out", conn.workspace_id, conn.id,
-                                   {"wa_id": contact.wa_id, "scope": "marketing", "source": "user_preferences"},
-                                   contact_id=contact.id))
-        elif pref.get("value") == "resume":
-            contacts.opt_in(contact, marketing_only=True)
+        with items.isolated(where):
+            _preference(session, conn, pref, out)
+
+
+def _preference(session, conn: Connection, pref: dict, out: list[DomainEvent]) -> None:
+    contact = contacts.upsert(session, conn.workspace_id, wa_id=text(pref.get("wa_id")),
+                              user_id=text(pref.get("user_id")))
+    if contact is None:
+        return
+    if pref.get("value") == "stop":
+        contacts.opt_out(contact, marketing_only=True)
+        out.append(DomainEvent("contact.opted_out", conn.workspace_id, conn.id,
+                               {"wa_id": contact.wa_id, "scope": "marketing", "source": "user_preferences"},
+                               contact_id=contact.id))
+    elif pref.get("value") == "resume":
+        contacts.opt_in(contact, marketing_only=True)
 
 
 def quality_update(session, conns: list[Connection], value: dict, out: list[DomainEvent]) -> None:

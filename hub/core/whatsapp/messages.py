@@ -1,21 +1,26 @@
 """Normalize ``messages`` (customer messages and statuses) and ``smb_message_echoes``.
 
-Idempotent under redelivery (``wamid`` is unique per connection) and reordering (statuses
-only move forward: sent < delivered < read; ``failed`` is terminal).
+Idempotent under redelivery (``wamid`` is unique per connection; a message without an id is
+keyed by a hash of the whole item, so only a true redelivery matches) and reordering, also
+between jobs running at once (statuses only move forward: sent < delivered < read; ``failed``
+is terminal). Each item runs isolated (:mod:`hub.core.whatsapp.items`).
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.core import contacts
+from hub.core.db import lock
 from hub.core.sending import windows
 from hub.core.sending.results import confirm_from_status
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
 from hub.core.whatsapp.events import DomainEvent
+from hub.core.whatsapp.items import Items, digest, digits, obj, text
 
 STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 DEFAULT_STOP = ("STOP", "UNSUBSCRIBE", "STOP ALL", "CANCEL", "PARAR", "ALTO", "DETENER")
@@ -32,7 +37,7 @@ def ts(value: Any) -> dt.datetime:
 
 def message_content(msg: dict) -> dict:
     """The type-specific part of a message plus context, referral and errors."""
-    kind = msg.get("type") or "unknown"
+    kind = text(msg.get("type")) or "unknown"
     body = {kind: msg.get(kind)} if kind in msg else {}
     for extra in ("context", "referral", "errors", "identity"):
         if msg.get(extra) is not None:
@@ -43,19 +48,20 @@ def message_content(msg: dict) -> dict:
 def button_of(msg: dict) -> str | None:
     """The payload or id of a quick-reply, button or list reply."""
     if msg.get("type") == "button":
-        return (msg.get("button") or {}).get("payload") or (msg.get("button") or {}).get("text")
+        button = obj(msg.get("button"))
+        return text(button.get("payload")) or text(button.get("text"))
     if msg.get("type") == "interactive":
-        inter = msg.get("interactive") or {}
-        reply = inter.get("button_reply") or inter.get("list_reply") or {}
-        return reply.get("id")
+        inter = obj(msg.get("interactive"))
+        reply = obj(inter.get("button_reply")) or obj(inter.get("list_reply"))
+        return text(reply.get("id"))
     return None
 
 
 def text_of(msg: dict) -> str | None:
     if msg.get("type") == "text":
-        return (msg.get("text") or {}).get("body")
+        return text(obj(msg.get("text")).get("body"))
     if msg.get("type") == "button":
-        return (msg.get("button") or {}).get("text")
+        return text(obj(msg.get("button")).get("text"))
     return None
 
 
@@ -74,68 +80,104 @@ def insert_message(session, **values) -> Message | None:
     return message
 
 
-def customer_messages(session, conn: Connection, value: dict, out: list[DomainEvent], opt) -> None:
+def find_message(session, conn: Connection, wamid: str | None) -> Message | None:
+    """The connection's message ``wamid``, locked for update (see :func:`hub.core.db.lock`)."""
+    if not wamid:
+        return None
+    return session.scalars(lock(select(Message).where(Message.connection_id == conn.id, Message.wamid == wamid),
+                                session)).first()
+
+
+def touch_app_activity(session, conn: Connection, when: dt.datetime) -> None:
+    """Move ``last_app_activity_at`` forward to ``when`` (never back, whatever the job order)."""
+    session.execute(update(Connection).where(
+        Connection.id == conn.id,
+        or_(Connection.last_app_activity_at.is_(None), Connection.last_app_activity_at < when))
+        .values(last_app_activity_at=when).execution_options(synchronize_session=False))
+    if conn.last_app_activity_at is None or conn.last_app_activity_at < when:
+        set_committed_value(conn, "last_app_activity_at", when)
+
+
+def customer_messages(session, conn: Connection, value: dict, out: list[DomainEvent], opt,
+                      items: Items | None = None, at: str = "value") -> None:
+    items = items or Items(session, out)
     names = {}
-    for c in value.get("contacts") or []:
-        names[c.get("wa_id") or c.get("user_id")] = ((c.get("profile") or {}).get("name"), c.get("user_id"))
-    for msg in value.get("messages") or []:
-        wa_id = msg.get("from")
-        name, user_id = names.get(wa_id or msg.get("from_user_id"), (None, None))
-        user_id = user_id or msg.get("from_user_id")
-        contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id,
-                                  profile_name=name)
-        kind, when = msg.get("type") or "unknown", ts(msg.get("timestamp"))
-        if kind == "revoke":  # the customer deleted a message (perhaps before we saw it)
-            original = _original(session, conn, (msg.get("revoke") or {}).get("original_message_id"),
-                                 contact, "in", "customer", when)
-            if original is not None:
-                original.revoked_at = when
-        message = insert_message(
-            session, workspace_id=conn.workspace_id, connection_id=conn.id,
-            contact_id=contact.id if contact else None, wamid=msg.get("id") or f"noid:{when.timestamp()}",
-            direction="in", origin="customer", type=kind, body=message_content(msg),
-            context_wamid=(msg.get("context") or {}).get("id"), status="received", timestamp=when)
-        if message is None:
-            continue  # redelivery: already normalized and dispatched
-        if contact is not None and kind not in ("system", "unsupported", "revoke"):
-            windows.record_inbound(session, conn.id, contact, when)  # opens this number's 24-hour window
-            opt(contact, text_of(msg))
-        out.append(DomainEvent("message.received", conn.workspace_id, conn.id, _message_data(message, contact),
-                               contact_id=contact.id if contact else None, button=button_of(msg)))
+    for _, c in items.each(value, "contacts", at):
+        key = text(c.get("wa_id")) or text(c.get("user_id"))
+        if key:
+            names[key] = (text(obj(c.get("profile")).get("name")), text(c.get("user_id")))
+    for where, msg in items.each(value, "messages", at, order=lambda m: digits(m.get("from")) or
+                                 text(m.get("from_user_id")) or ""):
+        with items.isolated(where):
+            _customer_message(session, conn, msg, names, out, opt)
 
 
-def statuses(session, conn: Connection, value: dict, out: list[DomainEvent]) -> None:
-    for st in value.get("statuses") or []:
-        new, when, wamid = st.get("status"), ts(st.get("timestamp")), st.get("id")
-        message = session.scalars(select(Message).where(Message.connection_id == conn.id,
-                                                        Message.wamid == wamid)).first()
-        if message is None:  # a status before (or without) our own record of the send
-            contact = contacts.upsert(session, conn.workspace_id, wa_id=st.get("recipient_id"),
-                                      user_id=st.get("recipient_user_id"))
-            message = insert_message(session, workspace_id=conn.workspace_id, connection_id=conn.id,
-                                     contact_id=contact.id if contact else None, wamid=wamid, direction="out",
-                                     origin="api", type="unknown", body={}, status="accepted", timestamp=when)
-            if message is None:
-                message = session.scalars(select(Message).where(Message.connection_id == conn.id,
-                                                                Message.wamid == wamid)).one()
-        confirm_from_status(session, conn, st, message)  # a send whose result was never written
-        stamp = f"{new}_at" if new in ("sent", "delivered", "read", "failed") else None
-        if stamp and getattr(message, stamp) is None:
-            setattr(message, stamp, when)
-        if STATUS_RANK.get(new, -1) > STATUS_RANK.get(message.status, 0) and message.status != "failed":
-            message.status = new
-        if st.get("pricing"):
-            message.pricing = {**(message.pricing or {}), **st["pricing"]}
-        if new == "failed":
-            error = (st.get("errors") or [{}])[0]
-            message.error = error
-            _failed_send(session, conn, wamid, error)
-        out.append(DomainEvent("message.status", conn.workspace_id, conn.id,
-                               {"wamid": wamid, "status": new, "message_status": message.status,
-                                "timestamp": iso_utc(when), "pricing": st.get("pricing"),
-                                "error": message.error if new == "failed" else None,
-                                "biz_opaque_callback_data": st.get("biz_opaque_callback_data")},
-                               contact_id=message.contact_id))
+def _customer_message(session, conn: Connection, msg: dict, names: dict, out: list[DomainEvent], opt) -> None:
+    wa_id = text(msg.get("from"))
+    name, user_id = names.get(wa_id or text(msg.get("from_user_id")), (None, None))
+    user_id = user_id or text(msg.get("from_user_id"))
+    contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name)
+    kind, when = text(msg.get("type")) or "unknown", ts(msg.get("timestamp"))
+    if kind == "revoke":  # the customer deleted a message (perhaps before we saw it)
+        original = _original(session, conn, text(obj(msg.get("revoke")).get("original_message_id")),
+                             contact, "in", "customer", when)
+        if original is not None:
+            original.revoked_at = when
+    message = insert_message(
+        session, workspace_id=conn.workspace_id, connection_id=conn.id,
+        contact_id=contact.id if contact else None, wamid=text(msg.get("id")) or f"noid:{digest(msg)}",
+        direction="in", origin="customer", type=kind, body=message_content(msg),
+        context_wamid=text(obj(msg.get("context")).get("id")), status="received", timestamp=when)
+    if message is None:
+        return  # redelivery: already normalized and dispatched
+    if contact is not None and kind not in ("system", "unsupported", "revoke"):
+        windows.record_inbound(session, conn.id, contact, when)  # opens this number's 24-hour window
+        opt(contact, text_of(msg))
+    out.append(DomainEvent("message.received", conn.workspace_id, conn.id, _message_data(message, contact),
+                           contact_id=contact.id if contact else None, button=button_of(msg)))
+
+
+def statuses(session, conn: Connection, value: dict, out: list[DomainEvent],
+             items: Items | None = None, at: str = "value") -> None:
+    """Apply delivery statuses. Each message row is locked while its status moves (PostgreSQL;
+    SQLite runs one writer at a time), so parallel jobs cannot move it backwards."""
+    items = items or Items(session, out)
+    for where, st in items.each(value, "statuses", at, order=lambda st: text(st.get("id")) or ""):
+        with items.isolated(where):
+            _status(session, conn, st, out)
+
+
+def _status(session, conn: Connection, st: dict, out: list[DomainEvent]) -> None:
+    new, when, wamid = text(st.get("status")), ts(st.get("timestamp")), text(st.get("id"))
+    if not wamid:
+        raise ValueError("a status without a message id")
+    message = find_message(session, conn, wamid)
+    if message is None:  # a status before (or without) our own record of the send
+        contact = contacts.upsert(session, conn.workspace_id, wa_id=text(st.get("recipient_id")),
+                                  user_id=text(st.get("recipient_user_id")))
+        insert_message(session, workspace_id=conn.workspace_id, connection_id=conn.id,
+                       contact_id=contact.id if contact else None, wamid=wamid, direction="out",
+                       origin="api", type="unknown", body={}, status="accepted", timestamp=when)
+        message = find_message(session, conn, wamid)  # ours, or the one a parallel job inserted
+    confirm_from_status(session, conn, st, message)  # a send whose result was never written
+    stamp = f"{new}_at" if new in ("sent", "delivered", "read", "failed") else None
+    if stamp and getattr(message, stamp) is None:
+        setattr(message, stamp, when)
+    if STATUS_RANK.get(new, -1) > STATUS_RANK.get(message.status, 0) and message.status != "failed":
+        message.status = new
+    if isinstance(st.get("pricing"), dict):
+        message.pricing = {**(message.pricing or {}), **st["pricing"]}
+    if new == "failed":
+        error = next((e for e in st.get("errors") or [] if isinstance(e, dict)), {}) \
+            if isinstance(st.get("errors"), list) else {}
+        message.error = error
+        _failed_send(session, conn, wamid, error)
+    out.append(DomainEvent("message.status", conn.workspace_id, conn.id,
+                           {"wamid": wamid, "status": new, "message_status": message.status,
+                            "timestamp": iso_utc(when), "pricing": st.get("pricing"),
+                            "error": message.error if new == "failed" else None,
+                            "biz_opaque_callback_data": st.get("biz_opaque_callback_data")},
+                           contact_id=message.contact_id))
 
 
 def _failed_send(session, conn: Connection, wamid: str, error: dict) -> None:
@@ -147,40 +189,52 @@ def _failed_send(session, conn: Connection, wamid: str, error: dict) -> None:
         contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True)
 
 
-def echoes(session, conn: Connection, value: dict, out: list[DomainEvent]) -> None:
+def echoes(session, conn: Connection, value: dict, out: list[DomainEvent],
+           items: Items | None = None, at: str = "value") -> None:
+    items = items or Items(session, out)
     workspace = session.get(Workspace, conn.workspace_id)
     hold = dt.timedelta(minutes=float((workspace.settings or {}).get("echo_hold_minutes", 30)))
-    for echo in value.get("message_echoes") or []:
-        kind, when = echo.get("type") or "unknown", ts(echo.get("timestamp"))
-        conn.last_app_activity_at = max(conn.last_app_activity_at or when, when)
-        contact = contacts.upsert(session, conn.workspace_id, wa_id=echo.get("to") or None,
-                                  user_id=echo.get("to_user_id"))
-        if kind in ("edit", "revoke"):
-            change = echo.get(kind) or {}
-            original = _original(session, conn, change.get("original_message_id"), contact, "out", "app_echo", when)
-            if original is not None:
-                if kind == "edit":
-                    original.edited_at = when
-                    original.body = {**(original.body or {}), "edited": change.get("message")}
-                else:
-                    original.revoked_at = when
-            out.append(DomainEvent("message.echoed", conn.workspace_id, conn.id,
-                                   {"action": kind, "original_wamid": change.get("original_message_id"),
-                                    "wamid": echo.get("id"), "change": change},
-                                   contact_id=contact.id if contact else None))
-            continue
-        message = insert_message(
-            session, workspace_id=conn.workspace_id, connection_id=conn.id,
-            contact_id=contact.id if contact else None, wamid=echo.get("id") or f"echo:{when.timestamp()}",
-            direction="out", origin="app_echo", type=kind, body=message_content(echo),
-            context_wamid=(echo.get("context") or {}).get("id"), status="sent", timestamp=when, sent_at=when)
-        if message is None:
-            continue
-        if contact is not None and hold:
-            hold_automations(session, contact, when + hold, conn.id)
+    latest = None
+    for where, echo in items.each(value, "message_echoes", at, order=lambda e: digits(e.get("to"))):
+        with items.isolated(where) as run:
+            when = _echo(session, conn, echo, hold, out)
+        latest = max(latest or when, when) if run.ok else latest
+    if latest is not None:  # last: the connection row is locked after the contacts, in every job
+        touch_app_activity(session, conn, latest)
+
+
+def _echo(session, conn: Connection, echo: dict, hold: dt.timedelta, out: list[DomainEvent]) -> dt.datetime:
+    kind, when = text(echo.get("type")) or "unknown", ts(echo.get("timestamp"))
+    contact = contacts.upsert(session, conn.workspace_id, wa_id=text(echo.get("to")) or None,
+                              user_id=text(echo.get("to_user_id")))
+    if kind in ("edit", "revoke"):
+        change = obj(echo.get(kind))
+        original = _original(session, conn, text(change.get("original_message_id")), contact, "out", "app_echo",
+                             when)
+        if original is not None:
+            if kind == "edit":
+                original.edited_at = when
+                original.body = {**(original.body or {}), "edited": change.get("message")}
+            else:
+                original.revoked_at = when
         out.append(DomainEvent("message.echoed", conn.workspace_id, conn.id,
-                               {"action": "message", **_message_data(message, contact)},
+                               {"action": kind, "original_wamid": change.get("original_message_id"),
+                                "wamid": echo.get("id"), "change": change},
                                contact_id=contact.id if contact else None))
+        return when
+    message = insert_message(
+        session, workspace_id=conn.workspace_id, connection_id=conn.id,
+        contact_id=contact.id if contact else None, wamid=text(echo.get("id")) or f"echo:{digest(echo)}",
+        direction="out", origin="app_echo", type=kind, body=message_content(echo),
+        context_wamid=text(obj(echo.get("context")).get("id")), status="sent", timestamp=when, sent_at=when)
+    if message is None:
+        return when
+    if contact is not None and hold:
+        hold_automations(session, contact, when + hold, conn.id)
+    out.append(DomainEvent("message.echoed", conn.workspace_id, conn.id,
+                           {"action": "message", **_message_data(message, contact)},
+                           contact_id=contact.id if contact else None))
+    return when
 
 
 def _original(session, conn: Connection, wamid: str | None, contact: Contact | None, direction: str,
@@ -189,10 +243,11 @@ def _original(session, conn: Connection, wamid: str | None, contact: Contact | N
     arrived yet a placeholder takes its place; the original then finds it and is not stored twice."""
     if not wamid:
         return None
-    found = session.scalars(select(Message).where(Message.connection_id == conn.id, Message.wamid == wamid)).first()
+    found = find_message(session, conn, wamid)
     return found or insert_message(session, workspace_id=conn.workspace_id, connection_id=conn.id,
                                    contact_id=contact.id if contact else None, wamid=wamid, direction=direction,
-                                   origin=origin, type="unknown", body={}, status="received", timestamp=when)
+                                   origin=origin, type="unknown", body={}, status="received", timestamp=when) \
+        or find_message(session, conn, wamid)
 
 
 def hold_automations(session, contact: Contact, until: dt.datetime, connection_id: str | None = None) -> int:

@@ -1,12 +1,15 @@
 """Process one stored Meta envelope: route each change, normalize it, tell the plugins.
 
 Unknown fields and changes for numbers no workspace has connected are kept (the event row
-stays, marked ``unrouted`` when nothing in it was routable) and counted, never dropped.
+stays, marked ``unrouted`` when nothing in it was routable) and counted, never dropped. Each
+change and each item in it runs in its own savepoint: a malformed one is skipped and listed in
+the event's ``outcome["skipped"]`` with the reason, and the rest of the envelope is saved.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 
 from sqlalchemy import select
 
@@ -19,8 +22,10 @@ from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send
 from hub.core.whatsapp import account, messages, sync
 from hub.core.whatsapp.events import DomainEvent
+from hub.core.whatsapp.items import Items
 
 log = logging.getLogger(__name__)
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 BY_NUMBER = {"smb_message_echoes": messages.echoes, "smb_app_state_sync": sync.state_sync,
              "history": sync.history, "user_preferences": account.user_preferences}
 BY_WABA = {"account_update", "message_template_status_update", "phone_number_quality_update",
@@ -28,58 +33,109 @@ BY_WABA = {"account_update", "message_template_status_update", "phone_number_qua
 
 
 def process_whatsapp(rt, session, event: InboundEvent):
-    envelope = json.loads(event.body)
+    envelope = load(event.body)
+    if not isinstance(envelope, dict):
+        log.warning("inbound event %s is not a WhatsApp envelope; kept, not processed", event.id)
+        return "unrouted", {"reason": "the body is not a JSON object", "changes": 0}, []
     domain: list[DomainEvent] = []
     jobs: list[tuple[str, str, tuple]] = []
+    items = Items(session, domain, jobs)
     outcome = {"changes": 0, "unrouted": 0, "ignored_fields": [], "events": 0, "sends": []}
     workspaces: dict[str, None] = {}
-    for entry in envelope.get("entry") or []:
-        for change in entry.get("changes") or []:
+    for entry_at, entry in items.each(envelope, "entry", ""):
+        for at, change in items.each(entry, "changes", entry_at):
             outcome["changes"] += 1
-            field, value = change.get("field"), change.get("value") or {}
-            conns = _apply(rt, session, entry, field, value, domain, jobs, outcome)
-            workspaces.update(dict.fromkeys(c.workspace_id for c in conns))
+            conns = _route(session, entry, change, at, items)
+            if conns is None:  # skipped: recorded in the outcome
+                continue
             if not conns:
                 outcome["unrouted"] += 1
                 count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="unrouted")
+                continue
+            workspaces.update(dict.fromkeys(c.workspace_id for c in conns))
+            with items.isolated(at):
+                _apply(session, change["field"], change.get("value") or {}, conns, outcome, items, f"{at}.value")
     tenancy.link(session, event, workspaces)  # listed under every workspace it concerns
-    for item in domain:
-        for executor, actions in plugin_actions(rt, session, item):
-            executor.run(actions)
-            jobs += executor.jobs
-            outcome["sends"] += executor.outcome["sends"]
+    for n, item in enumerate(list(domain)):  # a plugin failing on one event does not sink the others
+        sends: list[int] = []
+        with items.isolated(f"events[{n}] ({item.type}) in plugins") as run:
+            for executor, actions in plugin_actions(rt, session, item):
+                executor.run(actions)
+                jobs += executor.jobs
+                sends += executor.outcome["sends"]
+        if run.ok:
+            outcome["sends"] += sends
     outcome["events"] = len(domain)
+    outcome.update(items.outcome())
     status = "unrouted" if outcome["changes"] and outcome["unrouted"] == outcome["changes"] else "processed"
     return status, outcome, jobs
 
 
-def _apply(rt, session, entry, field, value, domain, jobs, outcome) -> list[Connection]:
-    """Route one change (``hub.core.tenancy``) and normalize it; the connections it went to."""
-    conns = tenancy.change_connections(session, entry, field, value)
-    if not conns:
-        return []
+def load(body: bytes):
+    """The parsed envelope (None when it is not JSON). Lone UTF-16 surrogates (``"\\ud800"``),
+    which no database column can store, become U+FFFD; everything else is kept as sent."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if b"\\ud" in body or b"\\uD" in body:
+        try:
+            envelope = _clean(envelope)
+        except RecursionError:
+            return None
+    return envelope
+
+
+def _clean(value):
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _route(session, entry: dict, change: dict, at: str, items: Items) -> list[Connection] | None:
+    """The connections a change is for (``hub.core.tenancy``); None when the change is
+    malformed (then it is recorded as skipped)."""
+    field, value = change.get("field"), change.get("value")
+    if not isinstance(field, str):
+        items.skip(at, "field is not a string")
+        return None
+    if value is not None and not isinstance(value, dict):
+        items.skip(at, "value is not an object")
+        return None
+    if value and value.get("metadata") is not None and not isinstance(value["metadata"], dict):
+        items.skip(at, "value.metadata is not an object")
+        return None
+    return tenancy.change_connections(session, entry, field, value or {})
+
+
+def _apply(session, field: str, value: dict, conns: list[Connection], outcome: dict, items: Items,
+           at: str) -> None:
+    """Normalize one routed change into rows and domain events."""
+    domain, jobs = items.domain, items.jobs
     if field in BY_WABA:
-        waba_id = conns[0].waba_id
         if field == "account_update":
             account.account_update(session, conns, value, domain)
         elif field == "message_template_status_update":
-            account.template_status(session, conns, waba_id, value, domain)
+            account.template_status(session, conns, conns[0].waba_id, value, domain)
         elif field == "phone_number_quality_update":
             account.quality_update(session, conns, value, domain)
         else:
             outcome["ignored_fields"].append(field)
-        return conns
+        return
     conn = conns[0]
     if field == "messages":
-        messages.customer_messages(session, conn, value, domain, OptOut(session, conn, jobs, domain))
-        messages.statuses(session, conn, value, domain)
-        for error in value.get("errors") or []:
+        messages.customer_messages(session, conn, value, domain, OptOut(session, conn, jobs, domain), items, at)
+        messages.statuses(session, conn, value, domain, items, at)
+        for error in value["errors"] if isinstance(value.get("errors"), list) else ():
             log.warning("Meta reported a system error for %s: %s", conn.phone_number_id, error)
     elif field in BY_NUMBER:
-        BY_NUMBER[field](session, conn, value, domain)
+        BY_NUMBER[field](session, conn, value, domain, items, at)
     else:
         outcome["ignored_fields"].append(field)
-    return conns
 
 
 class OptOut:
