@@ -28,11 +28,13 @@ def test_second(client, workspace):
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie, exited and waiting to be reaped by whoever adopted it, is not)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return True
 
 
 def redis_servers_under(path) -> list[str]:
