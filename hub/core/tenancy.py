@@ -102,4 +102,4 @@ def ident(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     text = str(value)
-    return text if text and len(text) <= 64 and text.isprintable() else None
+    return text if text and len(text) <= 64 and text.isascii() and text.isprintable() else None

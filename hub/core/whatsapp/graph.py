@@ -77,13 +77,7 @@ class Graph:
 
     def phone_numbers(self, waba_id: str, token: str) -> list[dict[str, Any]]:
         """Every number of the WABA the token can see (all pages)."""
-        out, url = [], f"{waba_id}/phone_numbers"
-        params: dict[str, Any] | None = {"limit": 100}
-        while url:
-            data = self.request("GET", url, token, params=params)
-            out += data.get("data", [])
-            url, params = (data.get("paging") or {}).get("next"), None
-        return out
+        return self._all_pages(f"{waba_id}/phone_numbers", token)
 
     def phone_number(self, phone_number_id: str, token: str) -> dict[str, Any]:
         return self.request("GET", phone_number_id, token,
@@ -96,7 +90,11 @@ class Graph:
         return data.get("request_id")
 
     def templates(self, waba_id: str, token: str) -> list[dict[str, Any]]:
-        out, url = [], f"{waba_id}/message_templates"
+        return self._all_pages(f"{waba_id}/message_templates", token)
+
+    def _all_pages(self, url: str | None, token: str) -> list[dict[str, Any]]:
+        """The ``data`` of a Graph edge, following ``paging.next`` to the end."""
+        out: list[dict[str, Any]] = []
         params: dict[str, Any] | None = {"limit": 100}
         while url:
             data = self.request("GET", url, token, params=params)

@@ -128,7 +128,7 @@ def _workspaces_of(rt, envelope) -> list[str]:
     for entry, change in itertools.islice(_changes(envelope), MAX_ROUTED_AT_INGEST):  # the rest: at processing
         value = change.get("value")
         metadata = value.get("metadata") if isinstance(value, dict) else None
-        number = tenancy.ident(metadata.get("phone_number_id")) if isinstance(metadata, dict) else None
+        number = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
         key = _route_key("pn", number) or _route_key("waba", entry.get("id"))
         workspace = _cached_workspace(rt, key) if key else None
         if workspace:
@@ -136,14 +136,10 @@ def _workspaces_of(rt, envelope) -> list[str]:
     return list(found)
 
 
-def _route_key(kind: str, ident) -> str | None:
-    """``kind:ident`` when ``ident`` can be an id (a short number or string of plain text)."""
-    if isinstance(ident, bool) or not isinstance(ident, (str, int)):
-        return None
-    ident = str(ident)
-    if not ident or len(ident) > 64 or not ident.isascii() or not ident.isprintable():
-        return None
-    return f"{kind}:{ident}"
+def _route_key(kind: str, value) -> str | None:
+    """``kind:id`` when ``value`` can be a Meta id."""
+    ident = tenancy.ident(value)
+    return f"{kind}:{ident}" if ident else None
 
 
 def _cached_workspace(rt, key: str) -> str | None:
