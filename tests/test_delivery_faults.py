@@ -146,6 +146,44 @@ def test_an_unknown_send_without_any_status_is_resent_only_after_the_grace(clien
     assert len(requests_to(simulator, {customer})) == 2
 
 
+def test_an_unknown_send_waits_only_for_the_webhooks_of_its_grace_not_later_traffic(client, coexistence, simulator,
+                                                                                     run_jobs, monkeypatch, quiet_hub):
+    """A backlog of webhooks received within the grace may hold its status: the send waits for
+    them. Webhooks that came later cannot settle it: steady traffic never keeps it stuck."""
+    monkeypatch.setattr(pipeline, "GRAPH_TIMEOUT", 0.5)
+    customer = "14155550916"
+    simulator.fail_next(1, timeout=True, delay=1.0)
+    send_id = send(client, coexistence, customer, params=["busy hub"])
+    run_jobs(queues=("send",))
+    wait_for(lambda: requests_to(simulator, {customer}), what="Meta to take the message")
+    with simulator.lock:
+        simulator.pending_statuses.clear()  # its statuses never arrive
+    attempted = row(client, send_id).attempted_at
+    late = attempted + UNKNOWN_GRACE * 3
+
+    def waiting_webhook(key: str, received_at: dt.datetime) -> int:
+        with client.rt.db.session() as s:
+            event = InboundEvent(provider="whatsapp", scope="meta", dedupe_key=f"{key}-{send_id}", body=b"{}",
+                                 headers={}, status="pending", attempts=0, received_at=received_at,
+                                 next_attempt_at=late, enqueued_at=received_at)
+            s.add(event)
+            s.flush()
+            return event.id
+
+    within = waiting_webhook("within", attempted + dt.timedelta(seconds=1))
+    later = waiting_webhook("later", attempted + UNKNOWN_GRACE * 2)
+    try:
+        assert tick(client.rt, now=attempted + UNKNOWN_GRACE * 2.5)["sends"] == 0  # its status may be in there
+        with client.rt.db.session() as s:
+            s.get(InboundEvent, within).status = "processed"
+        assert tick(client.rt, now=attempted + UNKNOWN_GRACE * 2.5)["sends"] == 1  # later traffic: no reason to wait
+    finally:
+        with client.rt.db.session() as s:
+            s.execute(update(InboundEvent).where(InboundEvent.id.in_([within, later])).values(status="processed"))
+    run_jobs(queues=("send",))
+    assert row(client, send_id).status == "sent"
+
+
 def test_a_killed_worker_never_causes_a_second_send(client, coexistence, simulator, run_jobs, quiet_hub):
     recipients = [f"1415555{7100 + i:04d}" for i in range(8)]
     simulator.fail_next(3, timeout=True, delay=0)  # the first three answer at once

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, select, update
 
 from hub.core.models import Connection, InboundEvent, Message, Send, utcnow
 
@@ -121,19 +121,31 @@ def confirm_from_status(session, conn: Connection, status: dict[str, Any], messa
 def requeue_lost(session, now: dt.datetime, limit: int) -> list[int]:
     """Put back in the queue the ``sending`` sends whose worker is gone and that Meta cannot have
     (never attempted), or whose fate stayed unknown for ``UNKNOWN_GRACE`` while every WhatsApp
-    webhook received since the attempt has been processed (a status for it would have settled
-    it). One conditional UPDATE: a status webhook that settles a send concurrently wins."""
-    unprocessed = exists().where(InboundEvent.status == "pending", InboundEvent.provider == "whatsapp",
-                                 InboundEvent.attempts == 0, InboundEvent.received_at >= Send.attempted_at)
-    lost = (Send.status == "sending") & or_(
-        Send.attempted_at.is_(None) & (Send.updated_at < now - CLAIM_STALE),
-        (Send.attempted_at < now - UNKNOWN_GRACE) & ~unprocessed)
+    webhook received within that grace has been processed (a status for it would have settled
+    it; later traffic does not hold it back). A status webhook that settles a send concurrently
+    wins: the UPDATE only moves rows still ``sending`` under the same attempt."""
     active = select(Connection.id).where(Connection.status == "active")
-    candidates = select(Send.id).where(lost, Send.connection_id.in_(active)).limit(limit)
-    result = session.execute(update(Send).where(Send.id.in_(candidates), lost)
-                             .values(status="queued", claim_token=None, attempted_at=None, updated_at=now)
-                             .returning(Send.id), execution_options={"synchronize_session": False})
-    ids = sorted(result.scalars())
+    never_attempted = (Send.status == "sending") & Send.attempted_at.is_(None) & \
+        (Send.updated_at < now - CLAIM_STALE) & Send.connection_id.in_(active)
+    ids = list(session.scalars(update(Send).where(Send.id.in_(select(Send.id).where(never_attempted).limit(limit)),
+                                                  never_attempted)
+                               .values(status="queued", claim_token=None, updated_at=now).returning(Send.id),
+                               execution_options={"synchronize_session": False}))
+    unknown = session.execute(select(Send.id, Send.attempted_at).where(
+        Send.status == "sending", Send.attempted_at < now - UNKNOWN_GRACE, Send.connection_id.in_(active))
+        .order_by(Send.attempted_at).limit(limit)).all()
+    for send_id, attempted_at in unknown:
+        if session.scalar(select(exists().where(  # its status could still be waiting in this backlog
+                InboundEvent.status == "pending", InboundEvent.provider == "whatsapp", InboundEvent.attempts == 0,
+                InboundEvent.received_at >= attempted_at,
+                InboundEvent.received_at <= attempted_at + UNKNOWN_GRACE))):
+            continue
+        moved = session.execute(update(Send).where(Send.id == send_id, Send.status == "sending",
+                                                   Send.attempted_at == attempted_at)
+                                .values(status="queued", claim_token=None, attempted_at=None, updated_at=now))
+        if moved.rowcount:
+            ids.append(send_id)
+    ids.sort()
     if ids:
         log.warning("re-queued %d sends whose worker was lost: %s", len(ids), ids[:20])
     return ids
