@@ -26,6 +26,7 @@ class Counts:
     pending_after: int = 0
     load_seconds: float = 0.0
     recovery_seconds: float | None = None
+    waited_for_status: int = 0  # sends of unknown fate that waited out UNKNOWN_GRACE (documented)
     not_processed: list = field(default_factory=list)
     not_sent: list = field(default_factory=list)
     duplicated_sends: list = field(default_factory=list)
@@ -43,6 +44,7 @@ class Counts:
         "pending_after",
         "load_seconds",
         "recovery_seconds",
+        "waited_for_status",
     )
 
     def row(self) -> list:
@@ -192,6 +194,15 @@ def pending(db, since_event: int = 0, since_send: int = 0) -> int:
             )
         ).scalar()
     return int(events) + int(sends)
+
+
+def unknown_fate(db, since_send: int = 0) -> int:
+    """Sends whose worker died after marking the call and before writing its result: the hub
+    cannot know whether Meta has them, so they wait for their status webhook up to
+    ``UNKNOWN_GRACE`` (docs/delivery.md) before being sent again."""
+    with db.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Send).where(
+            Send.id > since_send, Send.status == "sending", Send.attempted_at.is_not(None))).scalar())
 
 
 def high_water(db) -> tuple[int, int]:

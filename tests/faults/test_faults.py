@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import time
 
-from tests.faults.counts import Counts, count, high_water, pending
+from hub.core.sending.results import UNKNOWN_GRACE
+from tests.faults.counts import Counts, count, high_water, pending, unknown_fate
 from tests.faults.load import RETRY_FOR, meta_items, run_load, send_items, shopify_items
 
 LOAD_SECONDS, FAULT_AT, SETTLE = 8.0, 2.0, 30.0
@@ -113,17 +114,24 @@ def run_fault(h, name: str, inject) -> tuple[Counts, int]:
         )
         return c, pending(h.db, since_event, since_send)
 
-    recovery = None
+    recovery, waited_for_status = None, 0
     while time.monotonic() < deadline:
         if h.pump.idle():
             c, left = measure()
             if _done(c, left):
                 recovery = time.monotonic() - settled_from
                 break
+            stuck = unknown_fate(h.db, since_send)
+            if stuck and stuck == left and not waited_for_status and time.monotonic() + 1 >= deadline:
+                # the documented wait: a send whose fate is unknown waits for its status webhook
+                # (none comes: Meta never saw it), then goes out once
+                waited_for_status = stuck
+                deadline = time.monotonic() + UNKNOWN_GRACE.total_seconds() + SETTLE
         time.sleep(0.5)
     time.sleep(1.0)  # a late duplicate would land now
     c, left = measure()
     c.recovery_seconds, c.pending_after = recovery, left
+    c.waited_for_status = waited_for_status
     c.load_seconds = round(settled_from - started, 1)
     return c, allowed
 
@@ -145,7 +153,8 @@ def _table(results: list[Counts], backend: str, exits: list[str]) -> str:
     out = [
         f"fault injection on {backend}. load_seconds: from the load's start until the fault was over and "
         "every post answered; recovery_seconds: from then until every acked webhook was processed and every "
-        "accepted send was at the simulator (None: not within 30 s)",
+        "accepted send was at the simulator (None: not within 30 s); waited_for_status: sends whose worker died between marking the call "
+        "and its result, which waited for a status webhook (UNKNOWN_GRACE) before going out once",
         line(head),
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
         *map(line, rows),
