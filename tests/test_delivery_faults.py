@@ -151,7 +151,7 @@ def test_an_unknown_send_waits_only_for_the_webhooks_of_its_grace_not_later_traf
     """A backlog of webhooks received within the grace may hold its status: the send waits for
     them. Webhooks that came later cannot settle it: steady traffic never keeps it stuck."""
     monkeypatch.setattr(pipeline, "GRAPH_TIMEOUT", 0.5)
-    customer = "14155550916"
+    customer = "14155550918"
     simulator.fail_next(1, timeout=True, delay=1.0)
     send_id = send(client, coexistence, customer, params=["busy hub"])
     run_jobs(queues=("send",))

@@ -88,6 +88,27 @@ def test_a_job_redis_lost_is_found_in_seconds_and_a_waiting_one_is_left_alone(cl
     assert {event_of(client.rt, inst["id"], k).status for k in ("lost-1", "kept-2")} == {"processed"}
 
 
+def test_a_job_taken_off_its_queue_by_a_worker_killed_before_starting_it_is_found(client, acme_installation,
+                                                                                   run_jobs, monkeypatch):
+    """RQ moves a job off its queue, then marks it started: a worker killed in between leaves a
+    job that says ``queued`` in no queue."""
+    from hub.core import queue as queues
+
+    monkeypatch.setattr(queues, "ORPHAN_AFTER", dt.timedelta(0))  # the job is seconds old by now
+    inst, secrets = acme_installation
+    tick(client.rt)
+    client.deliver("acme", inst["id"], {"id": 5}, secrets, headers("order.created", "dequeued-5"))
+    event = event_of(client.rt, inst["id"], "dequeued-5")
+    queue = client.rt.queues["ingest"]
+    job_id = f"{client.rt.settings.key_prefix}-event-{event.id}"
+    assert client.rt.redis.lrem(queue.key, 0, job_id) == 1  # what the dying worker took with it
+    assert queue.fetch_job(job_id).get_status() == "queued"
+    tick(client.rt, now=event.enqueued_at + SOON)
+    assert event_of(client.rt, inst["id"], "dequeued-5").enqueued_at > event.enqueued_at  # enqueued again
+    run_jobs(queues=("ingest",))
+    assert event_of(client.rt, inst["id"], "dequeued-5").status == "processed"
+
+
 def test_a_writeback_whose_job_redis_lost_is_delivered_in_seconds(client, acme_installation, run_jobs):
     from hub.core.models import OutboundDelivery
     from tests import acme

@@ -83,11 +83,19 @@ class Queues:
         except NoSuchJobError:
             return True
         status = job.get_status(refresh=False)
-        if status in _WAITING and not (status == JobStatus.STARTED and self._orphaned(job.worker_name, job.started_at)):
+        if status in _WAITING and not (status == JobStatus.STARTED and self._orphaned(job.worker_name, job.started_at)) \
+                and not (status == JobStatus.QUEUED and self._stranded(job)):
             return False
         log.info("job %s (%s) no longer runs anywhere: replaced", job_id, status)
         job.delete()
         return True
+
+    def _stranded(self, job: Job) -> bool:
+        """A ``queued`` job in no queue: a worker took it off and was killed before starting it."""
+        enqueued_at = (job.enqueued_at or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+        if dt.datetime.now(dt.UTC).replace(tzinfo=None) - enqueued_at < ORPHAN_AFTER or not job.origin:
+            return False
+        return self.redis.lpos(Queue.redis_queue_namespace_prefix + job.origin, job.id) is None
 
     def _orphaned(self, worker_name: str | None, started_at: dt.datetime | None) -> bool:
         """A started job whose worker has stopped beating (killed, or Redis lost its key)."""
@@ -105,14 +113,21 @@ class Queues:
             return set()
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.hmget(Job.key_for(f"{self.prefix}-{job_id}"), "status", "worker_name", "started_at")
-        lost = set()
-        for job_id, (status, worker, started) in zip(job_ids, pipe.execute()):
+            pipe.hmget(Job.key_for(f"{self.prefix}-{job_id}"), "status", "worker_name", "started_at", "origin")
+        lost, queued = set(), []
+        for job_id, (status, worker, started, origin) in zip(job_ids, pipe.execute()):
             status = status.decode() if status else None
             orphaned = status == JobStatus.STARTED and self._orphaned(
                 worker.decode() if worker else None, str_to_date(started) if started else None)
             if status not in _WAITING or orphaned:
                 lost.add(job_id)
+            elif status == JobStatus.QUEUED and origin:
+                queued.append((job_id, origin.decode()))
+        if queued:  # taken off its queue by a worker that died before starting it: in no list
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id, origin in queued:
+                pipe.lpos(Queue.redis_queue_namespace_prefix + origin, f"{self.prefix}-{job_id}")
+            lost.update(job_id for (job_id, _), position in zip(queued, pipe.execute()) if position is None)
         return lost
 
     def epoch(self, now: dt.datetime) -> dt.datetime:
