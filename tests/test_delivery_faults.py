@@ -127,18 +127,24 @@ def test_a_timed_out_send_waits_for_its_status_and_is_never_resent(client, coexi
     assert len(requests_to(simulator, {customer})) == 1
 
 
-def test_an_unknown_send_without_any_status_is_resent_only_after_the_grace(client, coexistence, simulator,
-                                                                           run_jobs, monkeypatch, quiet_hub):
-    """The documented window: no answer and no status webhook at all (Meta's webhook lost)."""
+def status_lost_send(client, coexistence, simulator, run_jobs, monkeypatch, customer: str):
+    """A send Meta took while the worker timed out, whose status webhooks never arrive:
+    ``(send id, attempted_at)``."""
     monkeypatch.setattr(pipeline, "GRAPH_TIMEOUT", 0.5)
-    customer = "14155550914"
     simulator.fail_next(1, timeout=True, delay=1.0)
     send_id = send(client, coexistence, customer, params=["lost status"])
     run_jobs(queues=("send",))
     wait_for(lambda: requests_to(simulator, {customer}), what="Meta to take the message")
     with simulator.lock:
         simulator.pending_statuses.clear()  # its statuses never arrive
-    attempted = row(client, send_id).attempted_at
+    return send_id, row(client, send_id).attempted_at
+
+
+def test_an_unknown_send_without_any_status_is_resent_only_after_the_grace(client, coexistence, simulator,
+                                                                           run_jobs, monkeypatch, quiet_hub):
+    """The documented window: no answer and no status webhook at all (Meta's webhook lost)."""
+    customer = "14155550914"
+    send_id, attempted = status_lost_send(client, coexistence, simulator, run_jobs, monkeypatch, customer)
     assert tick(client.rt, now=attempted + UNKNOWN_GRACE - dt.timedelta(seconds=5))["sends"] == 0
     assert tick(client.rt, now=attempted + UNKNOWN_GRACE + dt.timedelta(seconds=5))["sends"] == 1
     run_jobs(queues=("send",))
@@ -150,15 +156,7 @@ def test_an_unknown_send_waits_only_for_the_webhooks_of_its_grace_not_later_traf
                                                                                      run_jobs, monkeypatch, quiet_hub):
     """A backlog of webhooks received within the grace may hold its status: the send waits for
     them. Webhooks that came later cannot settle it: steady traffic never keeps it stuck."""
-    monkeypatch.setattr(pipeline, "GRAPH_TIMEOUT", 0.5)
-    customer = "14155550918"
-    simulator.fail_next(1, timeout=True, delay=1.0)
-    send_id = send(client, coexistence, customer, params=["busy hub"])
-    run_jobs(queues=("send",))
-    wait_for(lambda: requests_to(simulator, {customer}), what="Meta to take the message")
-    with simulator.lock:
-        simulator.pending_statuses.clear()  # its statuses never arrive
-    attempted = row(client, send_id).attempted_at
+    send_id, attempted = status_lost_send(client, coexistence, simulator, run_jobs, monkeypatch, "14155550918")
     late = attempted + UNKNOWN_GRACE * 3
 
     def waiting_webhook(key: str, received_at: dt.datetime) -> int:
