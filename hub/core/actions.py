@@ -31,19 +31,30 @@ class SendText:
 
 @dataclass
 class ScheduleSend(SendTemplate):
-    """Send a template later; an existing scheduled send with the same ``cancel_key`` is moved."""
-    after: dt.timedelta | int = 0  # seconds or timedelta from now
+    """Send a template later: ``after`` (seconds or a timedelta from now) or ``at`` (an aware
+    datetime; naive ones are taken as UTC). An existing scheduled send with the same
+    ``cancel_key`` is moved instead of duplicated; ``group`` names a set of sends (every reminder
+    of one booking) that one ``CancelScheduled(group=…)`` cancels together."""
+    after: dt.timedelta | int = 0
     cancel_key: str | None = None
+    at: dt.datetime | None = None
+    group: str | None = None
 
     def due_at(self, now: dt.datetime) -> dt.datetime:
+        """When the send is due, as naive UTC (the database's convention)."""
+        if self.at is not None:
+            at = self.at
+            return at.astimezone(dt.timezone.utc).replace(tzinfo=None) if at.tzinfo else at
         delay = self.after if isinstance(self.after, dt.timedelta) else dt.timedelta(seconds=self.after)
         return now + delay
 
 
 @dataclass
 class CancelScheduled:
-    """Cancel every not-yet-sent send with this ``cancel_key`` in the workspace."""
-    cancel_key: str
+    """Cancel every not-yet-sent send of the workspace with this ``cancel_key``, or in this
+    ``group`` (give one of them, or both)."""
+    cancel_key: str | None = None
+    group: str | None = None
 
 
 @dataclass
@@ -100,12 +111,45 @@ class PolledEvent:
 
 
 @dataclass
+class PaymentLink:
+    """What ``coexhub_payment_link`` returns: a hosted page where the buyer pays."""
+    url: str
+    provider: str  # the payment connector's name (stripe, razorpay…)
+    link_id: str   # the provider's id of the link / checkout session
+
+
+@dataclass
+class SendPaymentLink(SendTemplate):
+    """Send ``template`` with a payment link in it, from whichever payment connector the workspace
+    has installed (``coexhub_payment_link``); the link's URL becomes the last parameter (the URL
+    button's). ``payment_reference`` travels with the link and comes back in ``PaymentReceived``.
+    Created in a retried job (it calls the provider); nothing is sent when no provider is installed."""
+    amount: str = "0"        # decimal string in the currency's major unit ("499.00")
+    currency: str = ""
+    payment_reference: str = ""
+    description: str = ""
+    provider: str | None = None  # a payment connector's name, to choose one when several are installed
+
+
+@dataclass
+class PaymentReceived:
+    """A payment connector saw a link the hub created get paid: the core hands it to the
+    connector that asked for the link (``Connector.on_payment``), e.g. to tag the order and
+    cancel a cash-on-delivery confirmation."""
+    reference: str
+    amount: str
+    currency: str
+    provider: str
+    payment_id: str
+
+
+@dataclass
 class Skip:
     """Record why nothing was done (no phone, invalid phone, no consent…)."""
     reason: str
 
 
-Action = (SendTemplate | SendText | ScheduleSend | CancelScheduled | UpsertContact | WriteBack | Emit
-          | DisableInstallation | RecordRevenue | Skip)
+Action = (SendTemplate | SendText | ScheduleSend | SendPaymentLink | CancelScheduled | UpsertContact | WriteBack
+          | Emit | DisableInstallation | RecordRevenue | PaymentReceived | Skip)
 ACTION_TYPES = (SendTemplate, SendText, CancelScheduled, UpsertContact, WriteBack, Emit, DisableInstallation,
-                RecordRevenue, Skip)
+                RecordRevenue, PaymentReceived, Skip)

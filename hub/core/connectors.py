@@ -24,8 +24,9 @@ from typing import Any, ClassVar, Iterable
 import phonenumbers
 from marshmallow import Schema, fields, validate
 
-from hub.core.actions import (ACTION_TYPES, Action, CancelScheduled, DisableInstallation, Emit, PolledEvent,
-    RecordRevenue, ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
+from hub.core.actions import (ACTION_TYPES, Action, CancelScheduled, DisableInstallation, Emit, PaymentLink,
+    PaymentReceived, PolledEvent, RecordRevenue, ScheduleSend, SendPaymentLink, SendTemplate, SendText, Skip,
+    UpsertContact, WriteBack)
 from hub.core.verifiers import (
     BodyHash,
     Extractor,
@@ -47,7 +48,8 @@ __all__ = ["Connector", "Context", "on_webhook", "on_whatsapp", "secret", "confi
            "HmacHeader", "TimestampedHmac", "SharedToken", "NoVerification", "Verifier", "Rejected", "Header",
            "JsonField", "Fields", "BodyHash", "Extractor", "IncomingRequest", "SendTemplate", "SendText",
            "ScheduleSend", "CancelScheduled", "UpsertContact", "WriteBack", "Emit", "Skip", "Action", "dig",
-           "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone", "outbound_url"]
+           "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone", "outbound_url",
+           "SendPaymentLink", "PaymentLink", "PaymentReceived"]
 
 
 def on_webhook(*topics: str):
@@ -129,6 +131,11 @@ class Connector:
         if not names:
             return [Skip(f"no handler for topic {topic!r}")]
         return _collect(getattr(self, n)(payload, ctx) for n in names)
+
+    def on_payment(self, payment: PaymentReceived, ctx: "Context") -> list[Action]:
+        """A payment link this connector asked for (``SendPaymentLink``) was paid; ``ctx`` is the
+        installation that asked. Return actions (tag the order, cancel a COD confirmation)."""
+        return []
 
     def handle_whatsapp(self, event: Any, ctx: "Context") -> list[Action]:
         out = []

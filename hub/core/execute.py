@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.core import contacts
@@ -44,7 +44,7 @@ class Executor:
 
     # -- one method per action type --------------------------------------------------------
     def _send(self, action: SendTemplate | SendText, not_before: dt.datetime | None = None,
-              cancel_key: str | None = None):
+              cancel_key: str | None = None, group: str | None = None):
         is_text = isinstance(action, SendText)
         route = self.route(action.to, None if is_text else action.template, None if is_text else action.language)
         send, created = create_send(
@@ -53,7 +53,8 @@ class Executor:
             text=action.text if is_text else None,
             template=None if is_text else action.template, language=None if is_text else action.language,
             params=None if is_text else action.params, category=None if is_text else action.category,
-            idempotency_key=action.idempotency_key, cancel_key=cancel_key, not_before=not_before,
+            idempotency_key=action.idempotency_key, cancel_key=cancel_key, cancel_group=group,
+            not_before=not_before,
             installation_id=self.installation.id if self.installation else None,
             reference=action.reference, name=action.name, connection_reason=route.reason)
         if created and send.status == "queued":
@@ -76,16 +77,23 @@ class Executor:
                 existing.not_before, existing.params, existing.to = due, action.params, action.to
                 existing.contact_id = contact.id if contact else existing.contact_id
                 existing.template_name, existing.template_language = action.template, action.language
+                existing.cancel_group = action.group
             if existing is not None:  # one send per cancel key: a reminder already out is not repeated
                 self.outcome["sends"].append(existing.id)
                 return
-        self._send(action, not_before=due, cancel_key=action.cancel_key)
+        self._send(action, not_before=due, cancel_key=action.cancel_key, group=action.group)
 
     def _CancelScheduled(self, action: CancelScheduled) -> None:
+        which = [Send.cancel_key == action.cancel_key] if action.cancel_key else []
+        which += [Send.cancel_group == action.group] if action.group else []
+        if not which:
+            self.outcome["skipped"].append("CancelScheduled without a cancel_key or a group")
+            return
         result = self.session.execute(
-            update(Send).where(Send.workspace_id == self.workspace_id, Send.cancel_key == action.cancel_key,
+            update(Send).where(Send.workspace_id == self.workspace_id, or_(*which),
                                Send.status.in_(PENDING_SEND_STATES))
-            .values(status="cancelled", updated_at=utcnow(), last_error="cancelled: " + action.cancel_key))
+            .values(status="cancelled", updated_at=utcnow(),
+                    last_error="cancelled: " + (action.cancel_key or "group " + action.group)))
         self.outcome["cancelled"] += result.rowcount or 0
 
     def _UpsertContact(self, action: UpsertContact) -> None:

@@ -264,7 +264,8 @@ class Send(Base):
     __tablename__ = "sends"
     __table_args__ = (UniqueConstraint("workspace_id", "idempotency_key"),
                       Index("ix_sends_due", "status", "not_before"),
-                      Index("ix_sends_cancel", "workspace_id", "cancel_key"))
+                      Index("ix_sends_cancel", "workspace_id", "cancel_key"),
+                      Index("ix_sends_cancel_group", "workspace_id", "cancel_group"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = _workspace_fk()
     connection_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))
@@ -282,6 +283,7 @@ class Send(Base):
     broadcast_id: Mapped[str | None] = mapped_column(String(40), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     cancel_key: Mapped[str | None] = mapped_column(String(255))
+    cancel_group: Mapped[str | None] = mapped_column(String(255))  # ScheduleSend(group=…): cancelled together
     reference: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     not_before: Mapped[dt.datetime | None] = mapped_column(DateTime)
     status: Mapped[str] = mapped_column(String(16), default="queued")

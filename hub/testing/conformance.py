@@ -91,8 +91,9 @@ def check_action(action: Any) -> list[str]:
             problems.append(f"ScheduleSend.after={after!r} is neither seconds nor a timedelta")
     if isinstance(action, SendText) and not (isinstance(action.text, str) and action.text):
         problems.append("SendText.text is empty")
-    if isinstance(action, CancelScheduled) and not (isinstance(action.cancel_key, str) and action.cancel_key):
-        problems.append(f"CancelScheduled.cancel_key={action.cancel_key!r} is empty")
+    if isinstance(action, CancelScheduled) and not any(isinstance(v, str) and v for v in (action.cancel_key,
+                                                                                       action.group)):
+        problems.append(f"CancelScheduled has neither a cancel_key nor a group ({action!r})")
     if isinstance(action, UpsertContact) and not _digits(action.wa_id):
         problems.append(f"UpsertContact.wa_id={action.wa_id!r} is not WhatsApp digits")
     if isinstance(action, Emit) and (not isinstance(action.event, str) or not _json_ready(action.data)):

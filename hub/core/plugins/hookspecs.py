@@ -34,3 +34,16 @@ def coexhub_whatsapp_event(event, workspace):
     ``event`` is a ``DomainEvent`` (``event.type`` such as ``message.received``,
     ``event.data`` a dict). Return a list of actions (or None) for the hub to execute.
     """
+
+
+@hookspec(firstresult=True)
+def coexhub_payment_link(workspace_id, amount, currency, reference, customer, description, provider):
+    """Create a payment link for ``amount`` (a decimal string in ``currency``'s major unit).
+
+    Implemented by payment connectors (Stripe, Razorpay); called in a worker, so it may call the
+    provider (through ``outbound_url``). ``reference`` must be stored on the link (metadata,
+    ``reference_id``) so the paid webhook can return ``PaymentReceived(reference, …)``;
+    ``customer`` is ``{"phone", "name", "email"}`` (any may be None). Return a ``PaymentLink``,
+    or None when this plugin has no enabled installation in the workspace (or ``provider`` names
+    another one).
+    """

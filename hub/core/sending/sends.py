@@ -36,7 +36,7 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                 kind: str, origin: str, text: str | None = None, template: str | None = None,
                 language: str | None = None, params: Any = None, category: str | None = None,
                 idempotency_key: str | None = None, cancel_key: str | None = None,
-                not_before: dt.datetime | None = None, installation_id: str | None = None,
+                cancel_group: str | None = None, not_before: dt.datetime | None = None, installation_id: str | None = None,
                 broadcast_id: str | None = None, reference: dict | None = None,
                 name: str | None = None, connection_reason: str | None = None) -> tuple[Send, bool]:
     """Insert a send (``scheduled`` when ``not_before`` is in the future, else ``queued``).
@@ -60,7 +60,7 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                 contact_id=contact.id if contact else None, to=to, kind=kind, text=text,
                 template_name=template, template_language=language, params=params or [],
                 category=category, origin=origin, idempotency_key=idempotency_key, cancel_key=cancel_key,
-                not_before=not_before, installation_id=installation_id, broadcast_id=broadcast_id,
+                cancel_group=cancel_group, not_before=not_before, installation_id=installation_id, broadcast_id=broadcast_id,
                 reference=reference or {}, attempts=0,
                 connection_reason=connection_reason or ("given" if connection else None),
                 status="scheduled" if not_before and not_before > now else "queued")
