@@ -19,7 +19,7 @@ def test_every_hookspec_is_documented():
     docs = (ROOT / "docs" / "plugins.md").read_text()
     specs = [name for name, obj in inspect.getmembers(hookspecs, inspect.isfunction)
              if name.startswith("coexhub_")]
-    assert len(specs) == 4
+    assert len(specs) == 5
     for name in specs:
         params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
         assert re.search(rf"^### `{name}\({re.escape(params)}\)`", docs, re.M), f"{name} is not documented"
