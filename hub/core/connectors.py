@@ -49,7 +49,7 @@ __all__ = ["Connector", "Context", "on_webhook", "on_whatsapp", "secret", "confi
            "JsonField", "Fields", "BodyHash", "Extractor", "IncomingRequest", "SendTemplate", "SendText",
            "ScheduleSend", "CancelScheduled", "UpsertContact", "WriteBack", "Emit", "Skip", "Action", "dig",
            "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone", "outbound_url",
-           "SendPaymentLink", "PaymentLink", "PaymentReceived"]
+           "SendPaymentLink", "PaymentLink", "PaymentReceived", "installed"]
 
 
 def on_webhook(*topics: str):
@@ -184,6 +184,23 @@ class Context:
                 return number
         self.notes.append("invalid phone number" if seen else "no phone number")
         return None
+
+
+def installed(workspace_id: str, connector: str) -> list[Context]:
+    """A ``Context`` per enabled installation of ``connector`` in the workspace, oldest first —
+    for hooks that run in a worker without one (``coexhub_payment_link``)."""
+    from sqlalchemy import select
+
+    from hub.core.models import Installation
+    from hub.core.runtime import current
+
+    with current().db.session() as session:
+        rows = session.scalars(select(Installation).where(
+            Installation.workspace_id == workspace_id, Installation.connector == connector,
+            Installation.enabled.is_(True)).order_by(Installation.created_at, Installation.id)).all()
+        return [Context(workspace_id=workspace_id, installation_id=row.id,
+                        config={**(row.config or {}), **(row.secrets or {})}, state=dict(row.state or {}))
+                for row in rows]
 
 
 def outbound_url(url: str) -> str:
