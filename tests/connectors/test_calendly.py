@@ -307,7 +307,7 @@ def test_subscribe_through_the_api_creates_the_webhook_subscription(client, book
     assert org.status_code == 201 and "user" not in api.seen("POST", "/webhook_subscriptions")[-1]["json"]
 
 
-def test_subscribe_errors_are_clear(client, booking, coexistence, api, workspace):
+def test_subscribe_errors_are_clear(client, booking, coexistence, api):
     h = coexistence.workspace.headers
     assert client.post(subscribe_url(booking)).status_code == 401
     stranger = client.new_workspace("someone else")
