@@ -7,8 +7,10 @@ the URL is subscribed already, 502 when Calendly cannot be reached or answers 5x
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select
@@ -67,9 +69,23 @@ def _call(client: httpx.Client, method: str, url: str, **kwargs) -> dict:
     return body if isinstance(body, dict) else {}
 
 
+def _unreachable(url: str) -> bool:
+    """True for a callback Calendly can never reach (localhost, a loopback address)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("", "localhost") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def subscribe(config: dict[str, Any], callback_url: str, events: tuple[str, ...],
               scope: str | None = None) -> dict[str, Any]:
     """Create the subscription for ``callback_url``; returns what Calendly says it created."""
+    if _unreachable(callback_url):
+        raise SubscribeError(422, "public_url_not_public", f"the webhook URL {callback_url} is not reachable from "
+                             "Calendly: set COEXHUB_PUBLIC_URL to the hub's public HTTPS address")
     token = config.get("personal_access_token")
     if not token:
         raise SubscribeError(422, "missing_token", "this installation has no personal_access_token: add one "

@@ -348,6 +348,18 @@ def test_subscribe_errors_are_clear(client, booking, coexistence, api):
     assert client.post(subscribe_url(acme), headers=h).status_code == 422
 
 
+def test_a_local_public_url_is_refused_before_calling_calendly(api):
+    from connectors.calendly import EVENTS
+    from connectors.calendly.subscribe import SubscribeError, subscribe
+
+    config = {**SECRETS, "api_base": api.url}
+    for url in ("http://localhost:8000/webhooks/calendly/ins_1", "http://127.0.0.1:8000/webhooks/calendly/ins_1"):
+        with pytest.raises(SubscribeError) as refused:
+            subscribe(config, url, EVENTS)
+        assert refused.value.status == 422 and "COEXHUB_PUBLIC_URL" in refused.value.message
+    assert api.seen() == []
+
+
 def test_subscribe_through_the_cli_hook(client, booking, api):
     group = click.Group("coexhub")
     client.rt.plugins.hook.coexhub_cli(cli=group)
