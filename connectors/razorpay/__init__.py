@@ -153,8 +153,8 @@ def _name(payload: Any, notes: dict) -> tuple[str, str | None]:
 
 def _reference(payload: Any, order_id: str | None, payment_id: str | None) -> str:
     """What the buyer knows the purchase by: the merchant's receipt, the link's reference, else ids."""
-    return (text(dig(payload, "payload.order.entity.receipt")) or text(dig(payload, "payload.payment_link.entity.reference_id"))
-            or order_id or payment_id or "-")
+    return (text(dig(payload, "payload.order.entity.receipt"))
+            or text(dig(payload, "payload.payment_link.entity.reference_id")) or order_id or payment_id or "-")
 
 
 def _key(ctx, *parts: str) -> str:
@@ -162,7 +162,7 @@ def _key(ctx, *parts: str) -> str:
 
 
 def _failure_key(ctx, order_id: str | None, payment_id: str | None) -> str:
-    return _key(ctx, "order", order_id) + ":failed" if order_id else _key(ctx, "payment", payment_id or "-") + ":failed"
+    return (_key(ctx, "order", order_id) if order_id else _key(ctx, "payment", payment_id or "-")) + ":failed"
 
 
 class Razorpay(Connector):
