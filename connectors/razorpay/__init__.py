@@ -152,9 +152,14 @@ def _name(payload: Any, notes: dict) -> tuple[str, str | None]:
 
 
 def _reference(payload: Any, order_id: str | None, payment_id: str | None) -> str:
-    """What the buyer knows the purchase by: the merchant's receipt, the link's reference, else ids."""
+    """What the buyer knows the purchase by: the merchant's receipt, the link's reference, else ids.
+    For a link the hub created, its description (the asking connector's, e.g. "Order #1001"): its
+    ``reference_id`` may be a hash."""
+    link = _entity(payload, "payment_link")
+    if _notes(link).get(api.REFERENCE_NOTE) and text(link.get("description")):
+        return text(link.get("description"))
     return (text(dig(payload, "payload.order.entity.receipt"))
-            or text(dig(payload, "payload.payment_link.entity.reference_id")) or order_id or payment_id or "-")
+            or text(link.get("reference_id")) or order_id or payment_id or "-")
 
 
 def _key(ctx, *parts: str) -> str:

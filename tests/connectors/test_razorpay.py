@@ -336,13 +336,16 @@ def test_paid_hub_link_returns_payment_received_and_cancels_nothing_else():
     ctx = Context(workspace_id="w", installation_id="i", config={"default_country": "IN",
                                                                   "receipt_template": "payment_receipt"})
     paid = sample("payment_link_paid")
-    paid["payload"]["payment_link"]["entity"]["notes"] = {"coexhub_reference": "shopify:i9:order:1001"}
+    paid["payload"]["payment_link"]["entity"].update(notes={"coexhub_reference": "shopify:i9:order:1001"},
+                                                     description="Order #1001", reference_id="cx-0123abcd")
+    paid["payload"]["order"]["entity"]["receipt"] = "cx-0123abcd"
     actions = Razorpay().handle_webhook("payment_link.paid", paid, ctx)
     assert PaymentReceived(reference="shopify:i9:order:1001", amount="10.00", currency="INR", provider="razorpay",
                            payment_id="pay_Qfldmt5StKZFCB") in actions
     assert CancelScheduled("rzp:i:order:order_QflczVVaNJciLq:failed") in actions
     assert not any(type(a).__name__ == "RecordRevenue" for a in actions)  # the asking connector owns the order
-    assert any(isinstance(a, SendTemplate) for a in actions)
+    [receipt] = [a for a in actions if isinstance(a, SendTemplate)]
+    assert receipt.params == ["there", "₹10.00", "Order #1001"]  # not the hashed reference_id
     assert ctx.state == {"paid_orders": ["order_QflczVVaNJciLq"]}
     # a link the hub did not create (reference_id "23", no coexhub_reference) is no PaymentReceived
     plain = Razorpay().handle_webhook("payment_link.paid", sample("payment_link_paid"), ctx)
