@@ -16,7 +16,8 @@ def _not_installed(name: str, module: str) -> list:
 
 @pytest.fixture(scope="session")
 def coexhub_extra_plugins():
-    return [acme, *_not_installed("calendly", "connectors.calendly")]
+    return [acme, *_not_installed("calendly", "connectors.calendly"),
+            *_not_installed("razorpay", "connectors.razorpay")]
 
 
 @pytest.fixture
