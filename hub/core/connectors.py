@@ -157,13 +157,23 @@ def _collect(results: Iterable[Any]) -> list[Action]:
 
 @dataclass
 class Context:
-    """What a handler may know: the installation's config (secrets included) and helpers."""
+    """What a handler may know: the installation's config (secrets included) and helpers.
+
+    ``now`` is an aware UTC datetime (a naive one given to the constructor is taken as UTC), so
+    ``ScheduleSend(at=ctx.now + …)`` and comparisons with a provider's ISO 8601 times just work.
+    ``state`` is the installation's JSON state (saved after ``poll``); ``notes`` collects why a
+    phone was not found (``phone``).
+    """
     workspace_id: str
     installation_id: str | None
     config: dict[str, Any]
     state: dict[str, Any] = field(default_factory=dict)
-    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.now = self.now.replace(tzinfo=dt.timezone.utc) if self.now.tzinfo is None \
+            else self.now.astimezone(dt.timezone.utc)
 
     def phone(self, payload: Any, *paths: str, country: str | None = None) -> str | None:
         """The first valid phone at ``paths`` as WhatsApp digits (E.164 without ``+``), or None.
