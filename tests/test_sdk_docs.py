@@ -85,3 +85,34 @@ def test_the_conformance_example_is_the_one_the_example_plugin_runs():
 
 def test_hookimpl_comes_with_the_star_import():
     assert "hookimpl" in PUBLIC
+
+
+def test_the_test_kit_example_passes_against_the_reference_connector(tmp_path):
+    """docs/plugins.md's test, run by pytest against docs/sdk.md's Clinic connector."""
+    from tests.test_sdk_examples import redis_servers_under, run_pytest
+
+    [connector] = [b for b in python_blocks(SDK) if "class Clinic(Connector)" in b]
+    [test] = [b for b in python_blocks((ROOT / "docs" / "plugins.md").read_text()) if "def test_" in b]
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "docs_clinic.py").write_text("from hub.connector import *\n" + connector)
+    (tmp_path / "suite" / "conftest.py").write_text(
+        "import pytest\nimport docs_clinic\n\n\n@pytest.fixture(scope='session')\n"
+        "def coexhub_extra_plugins():\n    return [docs_clinic]\n")
+    (tmp_path / "suite" / "test_docs_example.py").write_text(test)
+    done = run_pytest(tmp_path / "suite", tmp_path, [])
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-4000:]
+    assert redis_servers_under(tmp_path) == []
+
+
+def test_every_test_kit_fixture_is_documented():
+    import inspect
+
+    from hub.testing import plugin
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    kit = docs[docs.index("## Testing a plugin"):]
+    names = [name for name, obj in inspect.getmembers(plugin)
+             if not name.startswith("_") and (type(obj).__name__ == "FixtureFunctionDefinition"  # pytest 8.4+
+                                              or hasattr(obj, "_pytestfixturefunction"))]
+    assert {"simulator", "coexistence", "run_scheduler", "sends", "run_jobs", "client"} <= set(names), names
+    assert [n for n in names if f"`{n}`" not in kit] == []
