@@ -276,7 +276,7 @@ def _field_schema(f: fields.Field) -> dict[str, Any]:
         spec = config_json_schema(type(f.schema))
         spec = {"type": "array", "items": spec} if f.many else spec
     else:
-        spec = next((dict(v) for t, v in _JSON_TYPES.items() if isinstance(f, t)), {"type": "string"})
+        spec = next((dict(_JSON_TYPES[t]) for t in type(f).__mro__ if t in _JSON_TYPES), {"type": "string"})
     if isinstance(f, fields.List):
         spec["items"] = _field_schema(f.inner)
     elif isinstance(f, fields.Dict) and f.value_field is not None:
