@@ -62,3 +62,13 @@ def test_config_json_schema_keeps_element_types():
     assert props["steps"]["items"] == {"type": "object", "properties": {"hours": {"type": "integer"}},
                                        "required": ["hours"]}
     assert props["tokens"] == {"type": "array", "items": {"type": "string"}, "writeOnly": True, "x-secret": True}
+
+
+def test_the_conformance_check_knows_at_and_group():
+    from hub.testing.conformance import check_action
+
+    good = ScheduleSend(to="14155552671", template="t", at=dt.datetime.now(dt.timezone.utc), group="g", cancel_key="k")
+    assert check_action(good) == []
+    bad = ScheduleSend(to="14155552671", template="t", at="tomorrow", group="")
+    assert check_action(bad) == ["ScheduleSend.at='tomorrow' is not a datetime",
+                                 "ScheduleSend.group='' is not a non-empty string"]
