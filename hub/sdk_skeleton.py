@@ -34,6 +34,8 @@ body (hex, ``sha256=`` prefix) in ``X-$header-Signature``; the delivery id is in
 ``X-$header-Delivery`` and the event type in ``X-$header-Topic``. Adapt these declarations to your
 provider: the reference is docs/sdk.md in coexhub.
 """
+import datetime as dt
+
 from marshmallow import Schema, fields, validate
 
 from hub.connector import (CancelScheduled, Connector, Header, HmacHeader, ScheduleSend, SendTemplate, Skip,
@@ -64,15 +66,16 @@ class $cls(Connector):
         to = ctx.phone(payload, "customer.phone", "phone")
         if not order_id or not to:
             return [Skip(f"order without id or phone ({', '.join(ctx.notes) or 'no id'})")]
-        params = [str(dig(payload, "customer.first_name") or "there"), str(dig(payload, "number") or order_id)]
+        name = str(dig(payload, "customer.first_name") or "there")
+        params, group = [name, str(dig(payload, "number") or order_id)], f"$name:{ctx.installation_id}:{order_id}"
         actions = [SendTemplate(to=to, template=ctx.config["confirmation_template"], params=params,
-                                language=ctx.config["language"], idempotency_key=f"$name:{order_id}:confirmation",
+                                language=ctx.config["language"], idempotency_key=f"{group}:confirmation",
                                 reference={"order_id": order_id})]
         if ctx.config.get("followup_template"):
-            actions.append(ScheduleSend(to=to, template=ctx.config["followup_template"], params=params[:1],
-                                        language=ctx.config["language"], after=ctx.config["followup_hours"] * 3600,
-                                        cancel_key=f"$name:{ctx.installation_id}:{order_id}:followup",
-                                        group=f"$name:{ctx.installation_id}:{order_id}"))
+            actions.append(ScheduleSend(to=to, template=ctx.config["followup_template"], params=[name],
+                                        language=ctx.config["language"],
+                                        after=dt.timedelta(hours=ctx.config["followup_hours"]),
+                                        cancel_key=f"{group}:followup", group=group))
         return actions
 
     @on_webhook("order.cancelled")
@@ -135,7 +138,8 @@ def test_an_order_sends_the_confirmation_once(client, coexistence, run_jobs, sen
     assert len(coexistence.sent("order_confirmation")) == 1
 
 
-def test_the_followup_comes_due_and_a_cancellation_stops_it(client, coexistence, run_jobs, run_scheduler, sends):
+def test_the_followup_comes_due_and_a_cancellation_stops_it(
+        client, coexistence, run_jobs, run_scheduler, sends):
     coexistence.add_template("order_confirmation", body_params=2)
     coexistence.add_template("order_followup", body_params=1)
     inst = client.install(coexistence.workspace, "$name", {**SECRETS, "followup_template": "order_followup"})

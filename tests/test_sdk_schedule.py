@@ -58,7 +58,7 @@ def test_one_group_cancel_cancels_every_reminder_of_a_booking_and_only_those(
     assert execute(client, coexistence.workspace, CancelScheduled(group="booking:8"))["cancelled"] == 0  # gone out
 
 
-def test_cancel_by_key_and_a_group_of_another_workspace_is_untouched(client, coexistence, run_scheduler, sends):
+def test_cancel_by_key_and_a_group_of_another_workspace_is_untouched(client, coexistence, sends):
     other = client.new_workspace("Another shop")
     at = utcnow() + dt.timedelta(hours=3)
     execute(client, coexistence.workspace, reminder("14155550103", at, key="k1", group="g"),

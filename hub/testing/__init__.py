@@ -141,7 +141,8 @@ def sends(rt, workspace_id: str, status: str | None = None, **where: Any) -> lis
     if status is not None:
         where["status"] = status
     with rt.db.session() as session:
-        return session.scalars(select(Send).filter_by(workspace_id=workspace_id, **where).order_by(Send.id)).all()
+        query = select(Send).filter_by(workspace_id=workspace_id, **where).order_by(Send.id)
+        return session.scalars(query).all()
 
 
 def sliding_max(times: list[float], window: float = 1.0) -> int:

@@ -14,7 +14,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from hub.config import Settings
-from hub.testing import Connected, HubClient, Workspace, drain, run_scheduler as _run_scheduler, sends as _sends
+from hub.testing import Connected, HubClient, Workspace, drain
+from hub.testing import run_scheduler as _run_scheduler
+from hub.testing import sends as _sends
 
 
 def fresh_postgres(url: str):
