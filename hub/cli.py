@@ -10,7 +10,7 @@ import time
 
 import click
 
-from hub import sim_cli
+from hub import sdk_cli, sim_cli
 from hub.config import Settings
 
 log = logging.getLogger("hub.cli")
@@ -293,6 +293,7 @@ def simulator(ctx, host: str, port: int, hub_url: str | None, app_secret: str | 
 
 
 sim_cli.register(simulator)  # numbers, add-number, customer-message, owner-reply, contact-sync, ...
+sdk_cli.register(cli)  # connectors, new-connector
 
 
 def stop_children_on_exit(children: list[subprocess.Popen]) -> None:

@@ -147,7 +147,8 @@ class WooCommerce(Connector):
             return []  # no REST API key: webhooks only
         cursor = ctx.state.get("modified_after")
         if not cursor:  # first poll: start from now, never replay the store's history
-            ctx.state["modified_after"] = (ctx.now - OVERLAP).replace(microsecond=0).isoformat()
+            start = (ctx.now - OVERLAP).astimezone(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
+            ctx.state["modified_after"] = start.isoformat()  # naive UTC, like date_modified_gmt
             return []
         orders = writeback.orders_modified_after(ctx, cursor)
         latest = max((text(dig(o, "date_modified_gmt")) for o in orders), default="")

@@ -157,13 +157,23 @@ def _collect(results: Iterable[Any]) -> list[Action]:
 
 @dataclass
 class Context:
-    """What a handler may know: the installation's config (secrets included) and helpers."""
+    """What a handler may know: the installation's config (secrets included) and helpers.
+
+    ``now`` is an aware UTC datetime (a naive one given to the constructor is taken as UTC), so
+    ``ScheduleSend(at=ctx.now + …)`` and comparisons with a provider's ISO 8601 times just work.
+    ``state`` is the installation's JSON state (saved after ``poll``); ``notes`` collects why a
+    phone was not found (``phone``).
+    """
     workspace_id: str
     installation_id: str | None
     config: dict[str, Any]
     state: dict[str, Any] = field(default_factory=dict)
-    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.now = self.now.replace(tzinfo=dt.timezone.utc) if self.now.tzinfo is None \
+            else self.now.astimezone(dt.timezone.utc)
 
     def phone(self, payload: Any, *paths: str, country: str | None = None) -> str | None:
         """The first valid phone at ``paths`` as WhatsApp digits (E.164 without ``+``), or None.
@@ -239,22 +249,45 @@ _JSON_TYPES: dict[type, dict[str, Any]] = {
 
 
 def config_json_schema(schema_cls: type[Schema]) -> dict[str, Any]:
-    """A JSON Schema of a connector's config; secret fields carry ``writeOnly`` and ``x-secret``."""
+    """A JSON Schema of a connector's config; secret fields carry ``writeOnly`` and ``x-secret``.
+
+    Lists keep their element type (``items``), dicts their value type (``additionalProperties``),
+    nested schemas their properties; ``Range`` bounds become ``minimum``/``maximum`` and ``OneOf``
+    an ``enum``.
+    """
     props: dict[str, Any] = {}
     required = []
     for name, f in schema_cls().fields.items():
-        spec = next((dict(v) for t, v in _JSON_TYPES.items() if isinstance(f, t)), {"type": "string"})
-        if f.metadata.get("description"):
-            spec["description"] = f.metadata["description"]
+        spec = _field_schema(f)
         if f.load_default is not None and not callable(f.load_default) and \
                 type(f.load_default).__name__ != "_Missing":
             spec["default"] = f.load_default
-        for rule in f.validators:  # bounds are part of the contract (a UI, a fuzzer)
-            if isinstance(rule, validate.Range):
-                spec.update({k: v for k, v in (("minimum", rule.min), ("maximum", rule.max)) if v is not None})
         if f.metadata.get("secret"):
             spec.update({"writeOnly": True, "x-secret": True})
         if f.required:
             required.append(name)
         props[name] = spec
     return {"type": "object", "properties": props, "required": required}
+
+
+def _field_schema(f: fields.Field) -> dict[str, Any]:
+    """The JSON Schema of one marshmallow field (without default and secret marks)."""
+    if isinstance(f, fields.Nested) and isinstance(f.schema, Schema):
+        spec = config_json_schema(type(f.schema))
+        spec = {"type": "array", "items": spec} if f.many else spec
+    else:
+        spec = next((dict(_JSON_TYPES[t]) for t in type(f).__mro__ if t in _JSON_TYPES), {"type": "string"})
+    if isinstance(f, fields.List):
+        spec["items"] = _field_schema(f.inner)
+    elif isinstance(f, fields.Dict) and f.value_field is not None:
+        spec["additionalProperties"] = _field_schema(f.value_field)
+    if f.metadata.get("description"):
+        spec["description"] = f.metadata["description"]
+    for rule in f.validators:  # bounds are part of the contract (a UI, a fuzzer)
+        if isinstance(rule, validate.Range):
+            spec.update({k: v for k, v in (("minimum", rule.min), ("maximum", rule.max)) if v is not None})
+        elif isinstance(rule, validate.OneOf):
+            spec["enum"] = list(rule.choices)
+        elif isinstance(rule, validate.Length) and spec.get("type") == "array":
+            spec.update({k: v for k, v in (("minItems", rule.min), ("maxItems", rule.max)) if v is not None})
+    return spec

@@ -42,12 +42,7 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
     epoch = rt.queues.epoch(utcnow())  # jobs enqueued before it were lost with a Redis restart
     moved = {"sends": 0, "events": 0, "outbox": 0, "polls": 0}
     with rt.db.session() as s:
-        scheduled = (Send.status == "scheduled") & or_(Send.not_before.is_(None), Send.not_before <= now)
-        active = select(Connection.id).where(Connection.status == "active")
-        due = s.execute(update(Send).where(scheduled, Send.id.in_(
-            select(Send.id).where(scheduled, Send.connection_id.in_(active)).limit(BATCH)))
-            .values(status="queued", updated_at=now).returning(Send.id),
-            execution_options={"synchronize_session": False}).scalars().all()
+        due = move_due_sends(s, now)
         due += requeue_lost(s, now, BATCH)
         waiting = s.scalars(select(Send.id).where(Send.status == "queued", Send.updated_at < now - QUEUED_STALE)
                             .limit(1)).first()  # queued work no batch job is looking at: wake them
@@ -83,6 +78,19 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
         moved["polls"] += rt.queues.enqueue("ingest", "hub.core.polling.poll_installation", installation_id,
                                             job_id=f"poll-{installation_id}")
     return moved
+
+
+def move_due_sends(s, now: dt.datetime, workspace_id: str | None = None) -> list[int]:
+    """Mark scheduled sends due at ``now`` (naive UTC) on active connections ``queued``; their ids.
+    ``workspace_id`` limits it to one workspace (the test kit's ``run_scheduler``)."""
+    scheduled = (Send.status == "scheduled") & or_(Send.not_before.is_(None), Send.not_before <= now)
+    if workspace_id is not None:
+        scheduled = scheduled & (Send.workspace_id == workspace_id)
+    active = select(Connection.id).where(Connection.status == "active")
+    return s.execute(update(Send).where(scheduled, Send.id.in_(
+        select(Send.id).where(scheduled, Send.connection_id.in_(active)).limit(BATCH)))
+        .values(status="queued", updated_at=now).returning(Send.id),
+        execution_options={"synchronize_session": False}).scalars().all()
 
 
 def _lost(rt: Runtime, rows: list[tuple[int, dt.datetime | None]], job_id: str, epoch: dt.datetime,

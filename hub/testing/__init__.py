@@ -1,8 +1,9 @@
 """Test kit for the hub and for connector authors (fixtures live in ``hub.testing.plugin``)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rq import SimpleWorker
@@ -27,10 +28,27 @@ class Connected:
     display: str
     token: str
     workspace: Workspace
+    client: Any = field(default=None, repr=False, compare=False)
+    simulator: Any = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> str:
         return self.connection["id"]
+
+    def add_template(self, name: str, *, category: str = "UTILITY", body_params: int = 0,
+                     language: str = "en_US", buttons: list | None = None, status: str = "APPROVED") -> dict:
+        """Create a template on the simulator's WABA and sync the workspace's templates through
+        ``POST /api/v1/templates/sync``; returns the hub's view of the new template."""
+        self.simulator.add_template(self.waba_id, name, language=language, category=category.upper(),
+                                    body_params=body_params, buttons=buttons, status=status)
+        response = self.client.post("/api/v1/templates/sync", headers=self.workspace.headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return next(t for t in response.json if t["name"] == name and t["language"] == language)
+
+    def sent(self, template: str | None = None) -> list[dict]:
+        """Request bodies the simulator received for this number (optionally one template's)."""
+        return [r["body"] for r in self.simulator.sent(self.phone_number_id)
+                if template is None or r["body"].get("template", {}).get("name") == template]
 
 
 class HubClient:
@@ -87,6 +105,46 @@ def process_env(rt) -> dict[str, str]:
             "COEXHUB_META_APP_SECRET": settings.meta_app_secret, "COEXHUB_META_APP_ID": settings.meta_app_id}
 
 
+def naive_utc(when: dt.datetime) -> dt.datetime:
+    """``when`` as naive UTC, the database's convention (naive values are taken as UTC already)."""
+    return when.astimezone(dt.timezone.utc).replace(tzinfo=None) if when.tzinfo else when
+
+
+def run_scheduler(rt, workspace_id: str, now: dt.datetime | dt.timedelta | None = None, *,
+                  jobs: bool = True) -> int:
+    """One scheduler pass for one workspace, as if the clock read ``now``: its scheduled sends due
+    by then are queued (and, with ``jobs``, delivered by running the queued jobs in-process).
+    ``now``: a datetime (aware, or naive UTC), a timedelta from the real now, or None (now).
+    Returns how many sends came due. Other workspaces' sends are left alone."""
+    from hub.core.models import utcnow
+    from hub.core.scheduler import move_due_sends
+    from hub.core.sending.pipeline import delivery_job
+
+    if now is None or isinstance(now, dt.timedelta):
+        now = utcnow() + (now or dt.timedelta())
+    with rt.db.session() as session:
+        due = move_due_sends(session, naive_utc(now), workspace_id)
+    for queue, func, args, job_id in dict.fromkeys(delivery_job(send_id) for send_id in due):
+        rt.queues.enqueue(queue, func, *args, job_id=job_id)
+    if jobs:
+        drain(rt)
+    return len(due)
+
+
+def sends(rt, workspace_id: str, status: str | None = None, **where: Any) -> list:
+    """The workspace's ``Send`` rows, oldest first, optionally with ``status`` (and other column
+    values: ``template_name=``, ``to=``, ``cancel_group=``…)."""
+    from sqlalchemy import select
+
+    from hub.core.models import Send
+
+    if status is not None:
+        where["status"] = status
+    with rt.db.session() as session:
+        query = select(Send).filter_by(workspace_id=workspace_id, **where).order_by(Send.id)
+        return session.scalars(query).all()
+
+
 def sliding_max(times: list[float], window: float = 1.0) -> int:
     """The most events in any ``window``-second interval (for pacing checks)."""
     times, best, start = sorted(times), 0, 0
@@ -114,4 +172,5 @@ def drain(rt, *, queues: tuple[str, ...] | None = None, max_rounds: int = 50) ->
     raise RuntimeError("jobs keep enqueueing jobs; gave up after max_rounds")
 
 
-__all__ = ["Connected", "HubClient", "Workspace", "drain", "process_env", "sign", "sliding_max"]
+__all__ = ["Connected", "HubClient", "Workspace", "drain", "naive_utc", "process_env", "run_scheduler", "sends",
+           "sign", "sliding_max"]

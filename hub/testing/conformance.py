@@ -89,6 +89,13 @@ def check_action(action: Any) -> list[str]:
         after = getattr(action, "after", 0)
         if not isinstance(after, (int, dt.timedelta)) or isinstance(after, bool):
             problems.append(f"ScheduleSend.after={after!r} is neither seconds nor a timedelta")
+        at = getattr(action, "at", None)
+        if at is not None and not isinstance(at, dt.datetime):
+            problems.append(f"ScheduleSend.at={at!r} is not a datetime")
+        for name in ("cancel_key", "group"):
+            value = getattr(action, name, None)
+            if value is not None and not (isinstance(value, str) and value):
+                problems.append(f"ScheduleSend.{name}={value!r} is not a non-empty string")
     if isinstance(action, SendText) and not (isinstance(action.text, str) and action.text):
         problems.append("SendText.text is empty")
     if isinstance(action, CancelScheduled) and not any(isinstance(v, str) and v for v in (action.cancel_key,

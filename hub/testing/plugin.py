@@ -15,6 +15,8 @@ from cryptography.fernet import Fernet
 
 from hub.config import Settings
 from hub.testing import Connected, HubClient, Workspace, drain
+from hub.testing import run_scheduler as _run_scheduler
+from hub.testing import sends as _sends
 
 
 def fresh_postgres(url: str):
@@ -151,8 +153,10 @@ def simulator(graph_simulator, client):
 
 @pytest.fixture
 def coexistence(client, workspace, simulator) -> Connected:
-    """A Coexistence number onboarded through Embedded Signup against the simulator, with an
-    approved utility template ``order_update`` (1 body parameter) and a marketing ``promo``."""
+    """A Coexistence number onboarded through Embedded Signup against the simulator, in this test's
+    ``workspace``, with an approved utility template ``order_update`` (1 body parameter) and a
+    marketing ``promo``. ``coexistence.add_template(name, category=, body_params=)`` adds one more
+    (and syncs), ``coexistence.sent(template)`` lists what the simulator received for the number."""
     pnid, waba = str(secrets.randbelow(10**15) + 10**14), str(secrets.randbelow(10**15) + 10**14)
     token, code = "EAAG" + secrets.token_hex(12), "code-" + secrets.token_hex(6)
     display = "1555" + str(secrets.randbelow(10**7)).zfill(7)
@@ -163,10 +167,24 @@ def coexistence(client, workspace, simulator) -> Connected:
     response = client.post("/api/v1/connections/onboard", json={"code": code, "waba_id": waba},
                            headers=workspace.headers)
     assert response.status_code == 201, response.json
-    return Connected(response.json, pnid, waba, display, token, workspace)
+    return Connected(response.json, pnid, waba, display, token, workspace, client=client, simulator=simulator)
 
 
 @pytest.fixture
 def run_jobs(coexhub_runtime):
     """Call to run every queued job (and jobs they enqueue) in this process."""
     return lambda **kw: drain(coexhub_runtime, **kw)
+
+
+@pytest.fixture
+def run_scheduler(coexhub_runtime, workspace):
+    """Call to make this workspace's scheduled sends come due: ``run_scheduler(now=…)`` queues those
+    due by ``now`` (a datetime, or a timedelta from now) and runs the jobs; returns how many."""
+    return lambda now=None, **kw: _run_scheduler(coexhub_runtime, workspace.id, now, **kw)
+
+
+@pytest.fixture
+def sends(coexhub_runtime, workspace):
+    """Call for this workspace's sends: ``sends()``, ``sends(status="scheduled")``,
+    ``sends(status="cancelled", template_name="reminder")``."""
+    return lambda status=None, **where: _sends(coexhub_runtime, workspace.id, status, **where)

@@ -1,13 +1,14 @@
 """WooCommerce connector through the real ingest: signed order payloads, the ping, the catch-up
 poll against a REST API stand-in, order-note write-backs and COD replies."""
 import base64
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from hub.core.models import InboundEvent, Installation, OutboundDelivery, Send
+from hub.core.models import InboundEvent, Installation, OutboundDelivery, Send, utcnow
 from hub.core.scheduler import tick
 from hub.testing import payloads as p
 from tests.connectors.standin import StandIn
@@ -168,6 +169,9 @@ def test_poll_and_push_overlap_send_once(client, woo, coexistence, simulator, st
     assert store.seen("GET", "/wp-json/wc/v3/orders") == []
     with client.rt.db.session() as s:
         inst = s.get(Installation, woo["id"])
+        first = inst.state["modified_after"]  # from the aware ctx.now, written as naive UTC like date_modified_gmt
+        assert dt.datetime.fromisoformat(first).tzinfo is None
+        assert abs(dt.datetime.fromisoformat(first) - utcnow()) < dt.timedelta(hours=1)
         inst.state = {**inst.state, "modified_after": "2017-03-22T19:00:00", "last_poll_at": "2000-01-01T00:00:00"}
     tick(client.rt)
     run_jobs()

@@ -28,8 +28,9 @@ class Plugins:
                 continue
             if self.pm.get_plugin(ep.name) is None:
                 self.pm.register(ep.load(), name=ep.name)
-        for plugin in extra:
-            self.pm.register(plugin)
+        for plugin in extra:  # a test may name a module its entry point registered already
+            if not self.pm.is_registered(plugin):
+                self.pm.register(plugin)
         self.pm.check_pending()
         self.connectors: dict[str, type[Connector]] = {}
         for batch in self.pm.hook.coexhub_connectors():
