@@ -120,11 +120,6 @@ def _names(payload: Any) -> tuple[str, str | None]:
     return first or "there", full or None
 
 
-def _now(ctx) -> dt.datetime:
-    now = ctx.now
-    return now.replace(tzinfo=dt.timezone.utc) if now.tzinfo is None else now
-
-
 def _offsets(ctx) -> list[int]:
     raw = ctx.config.get("reminder_offsets")
     raw = DEFAULT_OFFSETS if raw is None else raw
@@ -180,7 +175,7 @@ class Calendly(Connector):
             return [*actions, Skip("invitee already canceled")]
         if booking.start is None:
             return [*actions, Skip("scheduled_event.start_time missing or not a time")]
-        now = _now(ctx)
+        now = ctx.now  # aware UTC
         if booking.start <= now:
             return [*actions, Skip("the meeting has already started")]
         to = find_phone(ctx, payload)
