@@ -15,7 +15,7 @@ from typing import Any
 import stripe
 
 from connectors.stripe.amounts import to_minor
-from hub.connector import PaymentLink, outbound_url
+from hub.connector import PaymentLink, dig, outbound_url
 
 log = logging.getLogger(__name__)
 API_BASE = "https://api.stripe.com"
@@ -78,11 +78,10 @@ def lookup_customer(ctx, customer: str, event: dict) -> None:
 
     phone = country = None
     try:
-        found = client(ctx.config).v1.customers.retrieve(customer)
+        found = client(ctx.config).v1.customers.retrieve(customer).to_dict()
         if not found.get("deleted"):
             phone = found.get("phone") or None
-            country = (found.get("address") or {}).get("country") or (found.get("shipping") or {}).get(
-                "address", {}).get("country")
+            country = dig(found, "address.country") or dig(found, "shipping.address.country")
     except stripe.InvalidRequestError as exc:
         if exc.http_status != 404:
             raise
