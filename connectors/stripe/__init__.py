@@ -185,7 +185,7 @@ class Stripe(Connector):
                                    " (an async payment's result follows)")]
         payment_id = _id(obj.get("payment_intent")) or session_id  # pi_…: the same key as payment_intent.succeeded
         reference = text(dig(obj, f"metadata.{api.REFERENCE_KEY}"))
-        if reference:
+        if reference and "coexhub_customer" not in payload:  # once: not again on the Customer-lookup pass
             amount, currency, _ = _amount(ctx, obj, "amount_total")
             actions.append(PaymentReceived(reference=reference, amount=amount or "0", currency=currency or "",
                                            provider="stripe", payment_id=payment_id))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from hub.core.actions import PaymentLink, PaymentReceived, ScheduleSend, SendTemplate, Skip, WriteBack
+from hub.core.actions import CancelScheduled, PaymentLink, PaymentReceived, ScheduleSend, SendTemplate, Skip, WriteBack
 from hub.core.connectors import Context
 from hub.core.models import InboundEvent, Send, utcnow
 from hub.core.scheduler import tick
@@ -314,6 +314,15 @@ def test_a_paid_hub_link_reports_the_payment():
     assert PaymentReceived(reference="shopify:ins_9:order:42", amount="1299.00", currency="INR", provider="stripe",
                            payment_id=session["payment_intent"]) in actions
     assert [a.params for a in actions if isinstance(a, SendTemplate)] == [["Jenny", "₹1,299.00", "shopify:ins_9:order:42"]]
+    # the buyer's number comes from the Customer: the payment is reported on the first pass only
+    ctx.config["api_key"] = "rk_x"
+    session.update(customer_details={"phone": None, "email": None}, customer="cus_QXg1o8vcGmoR32")
+    first = Stripe().handle_webhook("checkout.session.completed", event("checkout.session.completed", session), ctx)
+    assert [type(a) for a in first] == [CancelScheduled, PaymentReceived, WriteBack]
+    again = event("checkout.session.completed", session, coexhub_customer={"id": "cus_QXg1o8vcGmoR32",
+                                                                            "phone": "+1 415 555 2671"})
+    assert not any(isinstance(a, PaymentReceived) for a in Stripe().handle_webhook("checkout.session.completed",
+                                                                                   again, ctx))
 
 
 def test_handlers_are_pure_and_survive_odd_payloads():
