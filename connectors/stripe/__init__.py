@@ -17,7 +17,8 @@ from connectors.stripe import api
 from connectors.stripe.amounts import from_minor
 from connectors.stripe.verify import StripeSignature
 from hub.connector import (CancelScheduled, Connector, JsonField, PaymentReceived, RecordRevenue, ScheduleSend,
-                           SendTemplate, Skip, UpsertContact, WriteBack, dig, hookimpl, installed, on_webhook, secret)
+                           SendPaymentLink, SendTemplate, Skip, UpsertContact, WriteBack, dig, hookimpl, installed,
+                           on_webhook, secret)
 
 KNOWN_CUSTOMERS = 500  # Customer id → phone pairs remembered, so a Customer is fetched once
 DIRECT_PHONES = ("customer_details.phone", "customer_phone", "billing_details.phone", "shipping.phone",
@@ -55,6 +56,9 @@ StripeConfig = Schema.from_dict({
         "description": "grace before a failed PaymentIntent is reported (cancelled if it then succeeds)"}),
     "retry_url": fields.String(load_default=None, allow_none=True, metadata={
         "description": "where buyers retry a failed payment (else metadata.retry_url of the PaymentIntent)"}),
+    "payment_failed_fresh_link": fields.Boolean(load_default=False, metadata={
+        "description": "with no retry URL, send a new Stripe payment link right away (for PaymentIntents "
+                       "charged off-session, where no checkout page is open)"}),
     "link_success_url": fields.String(load_default=None, allow_none=True, metadata={
         "description": "where payment-link buyers land after paying; empty: Stripe's page"}),
     "link_expires_hours": fields.Integer(load_default=24, validate=validate.Range(1, 24), metadata={
@@ -210,14 +214,24 @@ class Stripe(Connector):
         if not payment_id or not template:
             return [Skip("payment intent without id" if not payment_id else "failed-payment messages are off")]
         url = text(dig(obj, "metadata.retry_url")) or text(ctx.config.get("retry_url"))
-        if not url:
+        fresh = not url and ctx.config.get("payment_failed_fresh_link")
+        if not (url or fresh):
             return [Skip("no retry link: set retry_url in the installation or metadata.retry_url on the "
-                         "PaymentIntent (invoice failures use the hosted invoice page)")]
+                         "PaymentIntent, or turn on payment_failed_fresh_link")]
         to, lookup = self._phone(ctx, payload, obj)
         if lookup or not to:
             return lookup
         first, full = _name(obj, payload)
-        _, _, shown = _amount(ctx, obj, "amount")
+        amount, currency, shown = _amount(ctx, obj, "amount")
+        if fresh:  # a new Checkout Session through coexhub_payment_link; its URL becomes the last parameter
+            if amount is None:
+                return [Skip(f"payment intent {payment_id} has no amount/currency for a new link")]
+            return [SendPaymentLink(
+                to=to, template=template, language=language, params=[first, shown], name=full,
+                idempotency_key=_key(ctx, "failed", payment_id), amount=amount, currency=currency,
+                payment_reference=text(dig(obj, f"metadata.{api.REFERENCE_KEY}")) or f"stripe:{payment_id}",
+                description=text(obj.get("description")), provider="stripe",
+                reference={"payment_id": payment_id, "kind": "payment_failed"})]
         # Checkout and Elements retry on the page: a decline followed by success within the grace
         # period cancels this (payment_intent.succeeded / checkout.session.completed).
         return [ScheduleSend(to=to, template=template, language=language, params=[first, shown, url], name=full,

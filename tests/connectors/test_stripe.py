@@ -226,6 +226,25 @@ def test_failed_payment_waits_and_is_cancelled_when_the_retry_succeeds(
     assert statuses == {"pi_retry_ok": "cancelled", "pi_retry_never": "sent"}
 
 
+def test_off_session_failure_without_a_retry_url_asks_for_a_fresh_link():
+    from connectors.stripe import Stripe
+    from hub.core.actions import SendPaymentLink
+
+    ctx = Context(workspace_id="w", installation_id="ins_1", config={"payment_failed_template": "payment_failed",
+                                                                      "default_country": "US"})
+    intent = obj("payment_intent", id="pi_off_session", amount=3980, currency="jpy", description="Plan renewal",
+                 metadata={"whatsapp": "+1 415 555 2671"})
+    [skip] = Stripe().handle_webhook("payment_intent.payment_failed", event("payment_intent.payment_failed", intent), ctx)
+    assert "turn on payment_failed_fresh_link" in skip.reason
+    ctx.config["payment_failed_fresh_link"] = True
+    [send] = Stripe().handle_webhook("payment_intent.payment_failed", event("payment_intent.payment_failed", intent), ctx)
+    assert send == SendPaymentLink(to="14155552671", template="payment_failed", language="en_US",
+                                   params=["there", "¥3,980"], idempotency_key="stripe:ins_1:failed:pi_off_session",
+                                   reference={"payment_id": "pi_off_session", "kind": "payment_failed"},
+                                   amount="3980", currency="JPY", payment_reference="stripe:pi_off_session",
+                                   description="Plan renewal", provider="stripe")
+
+
 def test_invoice_failure_links_the_hosted_invoice(client, stripe_inst, coexistence, simulator, run_jobs):
     typed, wa = number()
     invoice = obj("invoice", status="open", attempt_count=1, customer_phone=typed, customer_name="Jenny Rosen",
