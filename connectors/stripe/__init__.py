@@ -193,7 +193,11 @@ class Stripe(Connector):
             amount, currency, _ = _amount(ctx, obj, "amount_total")
             actions.append(PaymentReceived(reference=reference, amount=amount or "0", currency=currency or "",
                                            provider="stripe", payment_id=payment_id))
-        label = text(obj.get("client_reference_id")) or reference or text(obj.get("invoice")) or session_id
+        if text(obj.get("mode")) == "subscription" and not _id(obj.get("payment_intent")):
+            # the first invoice's PaymentIntent (payment_intent.succeeded) is the payment: one receipt, from there
+            return [*actions, Skip(f"subscription checkout {session_id}: the receipt follows with the first "
+                                   "invoice's payment_intent.succeeded")]
+        label = text(obj.get("client_reference_id")) or reference or session_id
         return [*actions, *self._receipt(ctx, payload, obj, payment_id, "amount_total", label)]
 
     @on_webhook("payment_intent.succeeded")

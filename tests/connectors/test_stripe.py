@@ -338,6 +338,11 @@ def test_a_paid_hub_link_reports_the_payment():
     session.update(customer_details={"phone": None, "email": None}, customer="cus_QXg1o8vcGmoR32")
     first = Stripe().handle_webhook("checkout.session.completed", event("checkout.session.completed", session), ctx)
     assert [type(a) for a in first] == [CancelScheduled, PaymentReceived, WriteBack]
+    subscription = paid_session("+1 415 555 2671", mode="subscription", payment_intent=None, invoice="in_1")
+    *cancels, skip = Stripe().handle_webhook("checkout.session.completed",
+                                             event("checkout.session.completed", subscription), ctx)
+    assert [type(a) for a in cancels] == [CancelScheduled, CancelScheduled]  # recovery by Customer and email
+    assert skip.reason.startswith("subscription checkout cs_test_")
     again = event("checkout.session.completed", session, coexhub_customer={"id": "cus_QXg1o8vcGmoR32",
                                                                             "phone": "+1 415 555 2671"})
     assert not any(isinstance(a, PaymentReceived) for a in Stripe().handle_webhook("checkout.session.completed",
