@@ -341,7 +341,7 @@ def test_a_paid_hub_link_reports_the_payment():
     subscription = paid_session("+1 415 555 2671", mode="subscription", payment_intent=None, invoice="in_1")
     *cancels, skip = Stripe().handle_webhook("checkout.session.completed",
                                              event("checkout.session.completed", subscription), ctx)
-    assert [type(a) for a in cancels] == [CancelScheduled, CancelScheduled]  # recovery by Customer and email
+    assert [type(a) for a in cancels] == [CancelScheduled]  # a recovery reminder by the same email
     assert skip.reason.startswith("subscription checkout cs_test_")
     again = event("checkout.session.completed", session, coexhub_customer={"id": "cus_QXg1o8vcGmoR32",
                                                                             "phone": "+1 415 555 2671"})
