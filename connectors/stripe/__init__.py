@@ -140,7 +140,11 @@ class Stripe(Connector):
         looked_up = payload.get("coexhub_customer") if isinstance(payload.get("coexhub_customer"), dict) else None
         if looked_up is not None and _id(looked_up.get("id")) == customer:
             phone = text(looked_up.get("phone")) or None
-            ctx.state = {**ctx.state, "customers": dict(list({**known, customer: phone}.items())[-KNOWN_CUSTOMERS:])}
+            if looked_up.get("error"):  # not remembered: the next event tries again (a key fixed meanwhile)
+                ctx.notes.append(text(looked_up["error"]))
+            else:
+                known = {k: v for k, v in known.items() if k != customer}
+                ctx.state = {**ctx.state, "customers": dict(list({**known, customer: phone}.items())[-KNOWN_CUSTOMERS:])}
             to = ctx.phone(looked_up, "phone", country=text(looked_up.get("country")) or country) if phone else None
         elif customer and customer in known:
             to = ctx.phone({"phone": known[customer]}, "phone", country=country) if known[customer] else None
@@ -151,7 +155,7 @@ class Stripe(Connector):
         if any(dig(obj, p) for p in METADATA_PHONES):
             ctx.notes.clear()
             return ctx.phone(obj, *METADATA_PHONES, country=country), []
-        if not ctx.notes:
+        if not {"no phone number", "invalid phone number"} & set(ctx.notes):
             ctx.notes.append("no phone number")
         return None, []
 

@@ -76,17 +76,21 @@ def lookup_customer(ctx, customer: str, event: dict) -> None:
     from hub.core import ingest
     from hub.core.runtime import current
 
-    phone = country = None
+    phone = country = error = None
     try:
         found = client(ctx.config).v1.customers.retrieve(customer).to_dict()
         if not found.get("deleted"):
             phone = found.get("phone") or None
             country = dig(found, "address.country") or dig(found, "shipping.address.country")
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:  # retrying cannot help: say so
+        error = f"Customer lookup refused by Stripe ({exc.http_status}): the api_key needs Customers: Read"
+        log.warning("stripe customer %s: %s (installation %s)", customer, error, ctx.installation_id)
     except stripe.InvalidRequestError as exc:
         if exc.http_status != 404:
             raise
         log.info("stripe customer %s not found (installation %s)", customer, ctx.installation_id)
-    body = json.dumps({**event, "coexhub_customer": {"id": customer, "phone": phone, "country": country}}).encode()
+    looked_up = {"id": customer, "phone": phone, "country": country, **({"error": error} if error else {})}
+    body = json.dumps({**event, "coexhub_customer": looked_up}).encode()
     event_id, duplicate = ingest.store(current(), provider="stripe", scope=ctx.installation_id,
                                        dedupe_key=f"{event.get('id')}:customer", body=body, headers={},
                                        topic=event.get("type"), workspace_id=ctx.workspace_id)

@@ -291,6 +291,18 @@ def test_unknown_customer_falls_back_to_metadata(client, stripe_inst, coexistenc
     assert body["to"] == wa and texts(body)[1] == "$5.00"
 
 
+def test_a_key_without_customer_access_is_reported_not_retried(client, stripe_inst, coexistence, api, run_jobs):
+    api.on("GET", "/v1/customers/cus_locked", {"error": {"type": "invalid_request_error", "message": "The provided "
+                                                         "key does not have the required permissions"}}, status=403)
+    intent = obj("payment_intent", status="succeeded", amount=500, amount_received=500, customer="cus_locked")
+    deliver(client, stripe_inst, event("payment_intent.succeeded", intent))
+    run_jobs()
+    events = rows(client, InboundEvent, scope=stripe_inst["id"])
+    assert events[-1].outcome["skipped"] == [
+        "Customer lookup refused by Stripe (403): the api_key needs Customers: Read", "no phone number"]
+    assert rows(client, Send, workspace_id=coexistence.workspace.id) == []
+
+
 def test_events_of_another_connect_account_are_skipped_visibly(client, stripe_inst, coexistence, run_jobs):
     typed, _ = number()
     deliver(client, stripe_inst, event("checkout.session.completed", paid_session(typed), account="acct_other"))
