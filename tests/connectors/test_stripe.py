@@ -333,6 +333,11 @@ def test_payment_link_hook_creates_a_checkout_session(client, stripe_inst, coexi
                 description="", provider="razorpay") is None
     assert hook(workspace_id=client.new_workspace().id, amount="1", currency="USD", reference="r", customer={},
                 description="", provider=None) is None  # a workspace with Stripe not installed
+    keyless = client.new_workspace()
+    client.install(keyless, "stripe", {"webhook_secret": "whsec_only_webhooks"})
+    assert hook(workspace_id=keyless.id, amount="1", currency="USD", reference="r", customer={},
+                description="", provider="stripe") is None  # installed without an API key: no links
+    assert len(api.seen("POST")) == 1
 
 
 def test_a_paid_hub_link_reports_the_payment():
