@@ -388,6 +388,12 @@ def test_handlers_are_pure_and_survive_odd_payloads():
         with pytest.raises(ValueError):
             to_minor(*bad)
     assert isinstance(connector.handle_webhook("charge.refunded", {"data": 1}, ctx)[0], Skip)
+    connect = Context(workspace_id="w", installation_id="i", config={"account": "acct_1", "receipt_template": "r"})
+    paid = paid_session("+1 415 555 2671")
+    assert any(isinstance(a, SendTemplate) for a in connector.handle_webhook(
+        "checkout.session.completed", event("checkout.session.completed", paid, account="acct_1"), connect))
+    [skip] = connector.handle_webhook("checkout.session.completed", event("checkout.session.completed", paid), connect)
+    assert skip.reason == "event for the platform account; this installation handles account acct_1"
     assert not any(isinstance(a, ScheduleSend) for a in connector.handle_webhook(
         "checkout.session.expired", {"data": {"object": {"id": "cs", "after_expiration": {"recovery": {"url": "u"}}}}},
         ctx))
