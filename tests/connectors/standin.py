@@ -21,6 +21,7 @@ class StandIn:
         def any_route(path):
             record = {"method": request.method, "path": "/" + path, "args": request.args.to_dict(),
                       "headers": dict(request.headers), "json": request.get_json(silent=True),
+                      "form": request.form.to_dict(),
                       "authorization": request.authorization}
             with self.lock:
                 self.requests.append(record)
