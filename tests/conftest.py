@@ -1,11 +1,12 @@
 import pytest
 
 from tests import acme
+from tests.connectors import paylink_plugin
 
 
 @pytest.fixture(scope="session")
 def coexhub_extra_plugins():
-    return [acme]
+    return [acme, paylink_plugin]
 
 
 @pytest.fixture
