@@ -90,6 +90,14 @@ def dedupe_key(order: dict) -> str:
 
 
 
+def _created(order: dict) -> dt.datetime | None:
+    """The order's creation time (``date_created_gmt``, naive UTC), or None when unreadable."""
+    try:
+        return dt.datetime.fromisoformat(text(dig(order, "date_created_gmt"))).replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
 class WooCommerce(Connector):
     name = "woocommerce"
     title = "WooCommerce"
@@ -127,7 +135,12 @@ class WooCommerce(Connector):
             text(dig(payload, "total"), "-")
         actions: list = list(settled)
 
-        def send(kind: str, use: str, params, after: int | None = None):
+        def after_order(minutes: int) -> dict:
+            """A time counted from the order's creation, so later updates of the order do not move it."""
+            created = _created(payload)
+            return {"at": created + dt.timedelta(minutes=minutes)} if created else {"after": minutes * 60}
+
+        def send(kind: str, use: str, params, when: dict | None = None):
             template, language = template_for(ctx, use)
             if not template:
                 actions.append(Skip(f"{use.replace('_', ' ')} messages are off"))
@@ -135,13 +148,13 @@ class WooCommerce(Connector):
             key = f"wc:{ctx.installation_id}:{order_id}:{kind}"
             fields_ = dict(to=to, template=template, language=language, params=params, name=full or None,
                            idempotency_key=key, reference={"order_id": order_id, "kind": kind})
-            actions.append(SendTemplate(**fields_) if after is None else
-                           ScheduleSend(**fields_, after=after, cancel_key=key, group=unpaid))
+            actions.append(SendTemplate(**fields_) if when is None else
+                           ScheduleSend(**fields_, **when, cancel_key=key, group=unpaid))
             if ctx.config.get("order_notes", True) and ctx.config.get("consumer_key"):
                 actions.append(WriteBack(writeback.add_order_note, order_id=order_id, marker=key,
                                          note=f"WhatsApp message '{template}' ({kind}) queued for +{to}."))
 
-        def pay_link(kind: str, after: int = 0) -> bool:
+        def pay_link(kind: str, when: dict | None = None) -> bool:
             template, language = template_for(ctx, "pay_link")
             amount, currency = decimal_amount(dig(payload, "total")), text(dig(payload, "currency"))
             if not template or not amount or amount <= 0 or len(currency) != 3:
@@ -152,11 +165,11 @@ class WooCommerce(Connector):
                 amount=str(amount), currency=currency.upper(), payment_reference=f"order:{order_id}",
                 email=text(dig(payload, "billing.email")) or None, description=f"Order {number}",
                 provider=ctx.config.get("payment_provider") or None, idempotency_key=key, cancel_key=key,
-                group=unpaid, after=after, reference={"order_id": order_id, "kind": kind, "attributable": True}))
+                group=unpaid, **(when or {}), reference={"order_id": order_id, "kind": kind, "attributable": True}))
             return True
 
         if chase:
-            pay_link("paychase", after=int(chase) * 60)
+            pay_link("paychase", after_order(int(chase)))
         if status in ("processing", "on-hold"):
             if method == "cod" and ctx.config.get("cod_confirmation", True) and template_for(ctx, "cod_confirmation")[0]:
                 ours = f"{order_id}@{ctx.installation_id}"  # order ids repeat across stores
@@ -164,7 +177,7 @@ class WooCommerce(Connector):
                 send("cod", "cod_confirmation", {"body": [first, number, total], "buttons": [
                     {"index": 0, "sub_type": "quick_reply", "params": [f"wc_cod_confirm:{ours}"]},
                     {"index": 1, "sub_type": "quick_reply", "params": [f"wc_cod_cancel:{ours}"]}]},
-                     after=int(ctx.config.get("pay_link_cod_delay_minutes") or 0) * 60 if offered else None)
+                     when=after_order(int(ctx.config.get("pay_link_cod_delay_minutes") or 0)) if offered else None)
             elif status == "on-hold" and method in OFFLINE:
                 send("on-hold", "on_hold", [first, number, total])
             elif status == "processing":

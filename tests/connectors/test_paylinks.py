@@ -132,6 +132,7 @@ def shopify_cod_order() -> dict:
 def wc_order(**changes) -> dict:
     data = json.loads((FIXTURES / "woocommerce" / "order.json").read_text())
     data["billing"] = {**data["billing"], "phone": "(415) 555-2671"}
+    data["date_created_gmt"] = utcnow().replace(microsecond=0).isoformat()  # delays count from the creation
     return {**data, **changes}
 
 
