@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from hub.core.actions import PaymentLink, PaymentReceived, SendPaymentLink, SendTemplate
 from hub.core.connectors import Context, _collect
 from hub.core.logs import event
+from hub.core.metrics import count
 from hub.core.models import Installation, OutboundDelivery, Send, utcnow
 from hub.core.outbox import RETRY_SECONDS, outbox_job
 from hub.core.public_errors import public_error
@@ -80,7 +81,9 @@ def store(ex: "Executor", action: SendPaymentLink) -> None:
     if existing is not None:  # the same message asked again (a redelivered or updated order)
         if existing.status == "pending" and existing.attempts == 0:
             existing.payload, existing.next_attempt_at = payload, due  # rescheduled, like ScheduleSend
-        ex.outcome["skipped"].append(f"payment link {key} already {existing.status}")
+            ex.outcome.setdefault("payment_links", []).append(existing.id)
+        else:
+            ex.outcome["skipped"].append(f"payment link {key} already {existing.status}")
         return
     if key and ex.session.scalars(select(Send.id).where(Send.workspace_id == ex.workspace_id,
                                                         Send.idempotency_key == key)).first():
@@ -156,6 +159,10 @@ def deliver(delivery_id: int) -> str:
     from hub.core.processing import enqueue_all  # (processing imports the executor, which imports us)
 
     enqueue_all(rt, jobs)
+    try:
+        count(rt.redis, rt.settings.key_prefix, "jobs", job="paylink", outcome=status)
+    except Exception as exc:  # metrics are best effort
+        log.warning("could not count paylink: %s", exc)
     return status
 
 
