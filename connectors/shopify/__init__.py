@@ -357,10 +357,12 @@ class Shopify(Connector):
             return [Skip(f"payment for an unknown reference {payment.reference!r}")]
         amount = money(payment.amount, payment.currency, ctx.config.get("locale")) or \
             f"{payment.amount} {payment.currency}"
+        revenue = [RecordRevenue(to=payment.phone, order_id=order_id, amount=payment.amount,
+                                 currency=payment.currency.upper())] if payment.phone else []
         return [CancelScheduled(group=_key(ctx, order_id, "unpaid")),  # the COD confirmation, the chase
                 WriteBack(writeback.add_order_tag, order_id=order_id, tag="paid-by-link"),
                 WriteBack(writeback.add_order_note, order_id=order_id, marker=f"{payment.provider} {payment.payment_id}",
-                          note=f"Paid {amount} through a WhatsApp payment link ({payment.provider}).")]
+                          note=f"Paid {amount} through a WhatsApp payment link ({payment.provider})."), *revenue]
 
     # -- COD replies (WhatsApp quick-reply buttons) ------------------------------------------
     @on_whatsapp("message.received", button="cod_confirm:")

@@ -220,7 +220,9 @@ class WooCommerce(Connector):
                 WriteBack(writeback.add_order_note, order_id=order_id, marker=marker,
                           note=f"Paid {amount} through a WhatsApp payment link ({payment.provider}, "
                                f"payment {payment.payment_id})."),
-                WriteBack(writeback.mark_paid, order_id=order_id, transaction_id=payment.payment_id)]
+                WriteBack(writeback.mark_paid, order_id=order_id, transaction_id=payment.payment_id),
+                *([RecordRevenue(to=payment.phone, order_id=order_id, amount=payment.amount,
+                                 currency=payment.currency.upper())] if payment.phone else [])]
 
     # -- COD replies ------------------------------------------------------------------------------
     @on_whatsapp("message.received", button="wc_cod_confirm:")

@@ -152,6 +152,7 @@ class PaymentReceived:
     currency: str
     provider: str
     payment_id: str
+    phone: str | None = None  # the payer's WhatsApp number; the hub fills it from the link's message if None
 
 
 @dataclass

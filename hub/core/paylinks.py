@@ -277,7 +277,8 @@ def received(ex: "Executor", payment: PaymentReceived) -> None:
     ctx = Context(workspace_id=installation.workspace_id, installation_id=installation.id,
                   config={**(installation.config or {}), **(installation.secrets or {})},
                   state=dict(installation.state or {}))
-    actions = _collect([connector.on_payment(dataclasses.replace(payment, reference=parsed[1]), ctx)])
+    phone = payment.phone or _phone_for(ex, installation.id, payment.reference)
+    actions = _collect([connector.on_payment(dataclasses.replace(payment, reference=parsed[1], phone=phone), ctx)])
     nested = [a for a in actions if isinstance(a, PaymentReceived)]
     actions = [a for a in actions if not isinstance(a, PaymentReceived)]
     sub = type(ex)(ex.session, ex.workspace_id, installation=installation, origin=ex.origin)
@@ -294,3 +295,12 @@ def received(ex: "Executor", payment: PaymentReceived) -> None:
                                                   "provider": payment.provider, "payment_id": payment.payment_id})
     event(log, "payment link paid", workspace_id=ex.workspace_id, installation_id=installation.id,
           provider=payment.provider, payment_id=payment.payment_id, actions=len(actions))
+
+
+def _phone_for(ex: "Executor", installation_id: str, reference: str, recent: int = 500) -> str | None:
+    """Who the link with this reference was sent to (for revenue attribution), from the
+    installation's recent payment-link rows."""
+    rows = ex.session.scalars(select(OutboundDelivery).where(
+        OutboundDelivery.workspace_id == ex.workspace_id, OutboundDelivery.kind == KIND,
+        OutboundDelivery.installation_id == installation_id).order_by(OutboundDelivery.id.desc()).limit(recent))
+    return next((row.payload.get("to") for row in rows if row.payload.get("payment_reference") == reference), None)

@@ -216,10 +216,14 @@ def test_shopify_cod_order_gets_a_pay_now_link_and_paying_it_cancels_the_cod_con
     assert admin.note == "Gift wrap, please\nPaid $398.00 through a WhatsApp payment link (linkpay). " \
                          "[linkpay pay_1]"
     assert len(provider.created) == 1 and len(sent(simulator, coexistence, "pay_now")) == 1
+    summary = client.get("/api/v1/analytics/summary", headers=ws.headers).json  # the link message earned it
+    assert summary["attributed_revenue"] == {"USD": {"orders": 1, "amount": "398.00"}}
     # a second report of the same payment (another event of the provider) changes nothing more
     paid(client, pay_inst, link["reference"], "evt_2")
     run_jobs()
     assert admin.note.count("[linkpay pay_1]") == 1
+    summary = client.get("/api/v1/analytics/summary", headers=ws.headers).json
+    assert summary["attributed_revenue"] == {"USD": {"orders": 1, "amount": "398.00"}}
     assert all(r.status == "delivered" for r in rows(client, OutboundDelivery, workspace_id=ws.id))
 
 
