@@ -227,6 +227,31 @@ def test_shopify_cod_order_gets_a_pay_now_link_and_paying_it_cancels_the_cod_con
     assert all(r.status == "delivered" for r in rows(client, OutboundDelivery, workspace_id=ws.id))
 
 
+def test_shopify_unpaid_manual_payment_order_is_chased_and_orders_paid_cancels_the_chase(
+        client, shop, coexistence, simulator, provider, run_jobs):
+    ws = coexistence.workspace
+    client.patch(f"/api/v1/installations/{shop['id']}", headers=ws.headers,
+                 json={"config": {"pay_link_chase_minutes": 120}})
+    order = {**shopify_cod_order(), "payment_gateway_names": ["Bank Deposit"], "gateway": "Bank Deposit"}
+    deliver_shopify(client, shop, order, "manual-1")
+    second = {**order, "id": 820982911946154509, "name": "#10000"}
+    deliver_shopify(client, shop, second, "manual-2")
+    run_jobs()
+    assert len(sent(simulator, coexistence, "order_confirmation")) == 2 and provider.created == []
+    chases = paylink_rows(client, ws.id)
+    assert [r.status for r in chases] == ["pending", "pending"]
+    assert all(r.next_attempt_at > utcnow() + dt.timedelta(minutes=115) for r in chases)
+    deliver_shopify(client, shop, {**order, "financial_status": "paid"}, "paid-1", topic="orders/paid")
+    run_jobs()
+    assert [r.status for r in paylink_rows(client, ws.id)] == ["cancelled", "pending"]
+    tick(client.rt, now=utcnow() + dt.timedelta(minutes=121))
+    run_jobs()
+    [link] = provider.created  # only the order still unpaid is chased
+    assert link["reference"] == f"{shop['id']}:order:820982911946154509"
+    [body] = sent(simulator, coexistence, "pay_now")
+    assert body["template"]["components"][0]["parameters"][1] == {"type": "text", "text": "#10000"}
+
+
 # -- WooCommerce: unpaid orders chased -------------------------------------------------------------
 def test_woocommerce_pending_order_chase_is_scheduled_and_cancelled_when_paid_before_it_is_due(
         client, woo, coexistence, simulator, provider, run_jobs):
