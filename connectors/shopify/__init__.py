@@ -308,18 +308,22 @@ class Shopify(Connector):
     def order_cancelled(self, payload, ctx):
         order_id = _id(dig(payload, "id"))
         template, language = template_for(ctx, "cancelled")
-        if not order_id or not template:
-            return [Skip("order without id" if not order_id else "cancellation notices are off")]
-        if not dig(payload, "cancelled_at"):  # the topic is not signed: a live order's body is no cancellation
+        if not order_id:
+            return [Skip("order without id")]
+        # the topic is not signed: a live order's body is no cancellation
+        unpaid = [CancelScheduled(group=_key(ctx, order_id, "unpaid"))] if dig(payload, "cancelled_at") else []
+        if not template:
+            return [*unpaid, Skip("cancellation notices are off")]  # a waiting chase is cancelled all the same
+        if not unpaid:
             return [Skip("orders/cancelled whose order has no cancelled_at")]
         to = _phone(ctx, payload)
         if not to:
-            return [CancelScheduled(group=_key(ctx, order_id, "unpaid"))]
+            return unpaid
         first, full = _name(payload)
         order_name = text(dig(payload, "name")) or order_id
-        return [CancelScheduled(group=_key(ctx, order_id, "unpaid")), SendTemplate(to=to, template=template, language=language, params=[first, order_name], name=full,
-                             idempotency_key=_key(ctx, order_id, "cancelled"),
-                             reference={"order_id": order_id, "kind": "cancelled"})]
+        return [*unpaid, SendTemplate(to=to, template=template, language=language, params=[first, order_name],
+                                      name=full, idempotency_key=_key(ctx, order_id, "cancelled"),
+                                      reference={"order_id": order_id, "kind": "cancelled"})]
 
     @on_webhook("fulfillments/create", "fulfillments/update")
     def fulfillment(self, payload, ctx):
