@@ -186,6 +186,8 @@ def test_shopify_cod_order_gets_a_pay_now_link_and_paying_it_cancels_the_cod_con
     ws = coexistence.workspace
     deliver_shopify(client, shop, shopify_cod_order(), "cod-1")
     run_jobs()
+    assert deliver_shopify(client, shop, shopify_cod_order(), "cod-2").json["duplicate"] is True  # redelivered
+    run_jobs()
     [link] = provider.created
     assert (link["amount"], link["currency"]) == ("398.00", "USD")  # total_outstanding, in the shop's currency
     assert link["reference"] == f"{shop['id']}:order:{ORDER_ID}"
@@ -426,6 +428,32 @@ def test_two_workers_running_the_same_job_create_one_link_and_one_send(
     assert len(provider.created) == 1
     assert [s.template_name for s in rows(client, Send, workspace_id=ws.id)].count("pay_now") == 1
     assert len(sent(simulator, coexistence, "pay_now")) == 1
+
+
+def test_a_link_cancelled_while_the_provider_creates_it_is_never_sent(
+        client, shop, coexistence, simulator, provider, run_jobs):
+    ws = coexistence.workspace
+    provider.delay = 0.8
+    deliver_shopify(client, shop, shopify_cod_order(), "slow")
+    run_jobs(queues=("ingest",))
+    [row] = paylink_rows(client, ws.id)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(paylinks.deliver(row.id)))
+    worker.start()
+    for _ in range(100):  # until the worker is inside the provider call
+        if provider.seen("POST", "/v1/links"):
+            break
+        time.sleep(0.02)
+    deliver_shopify(client, shop, {**shopify_cod_order(), "financial_status": "paid"}, "paid", topic="orders/paid")
+    run_jobs(queues=("ingest",))
+    worker.join(timeout=30)
+    assert results == ["cancelled"]
+    [row] = paylink_rows(client, ws.id)
+    assert row.status == "cancelled" and row.payload["link"]["link_id"] == "plink_1"
+    run_jobs()
+    assert [s.template_name for s in rows(client, Send, workspace_id=ws.id)] == ["cod_confirmation"]
+    assert rows(client, Send, workspace_id=ws.id)[0].status == "cancelled"
+    assert sent(simulator, coexistence, "pay_now") == []
 
 
 def test_reference_round_trip():
