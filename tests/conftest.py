@@ -1,6 +1,7 @@
 import pytest
 
 from tests import acme
+from tests.connectors import paylink_plugin
 
 
 @pytest.fixture(scope="session")
@@ -11,7 +12,7 @@ def coexhub_extra_plugins():
     import connectors.razorpay
     import connectors.stripe
 
-    return [acme, connectors.calendly, connectors.razorpay, connectors.stripe]
+    return [acme, connectors.calendly, connectors.razorpay, connectors.stripe, paylink_plugin]
 
 
 @pytest.fixture

@@ -78,3 +78,16 @@ def test_check_action_names_what_is_wrong():
     assert check_action(CancelScheduled(""))
     assert "cannot be resolved" in check_action(WriteBack(lambda ctx: None))[0]
     assert check_action(WriteBack("tests.acme:tag_order", order_id="1", tag="x")) == []
+
+
+def test_check_action_checks_payment_links():
+    from hub.core.actions import PaymentReceived, SendPaymentLink
+
+    good = SendPaymentLink(to="14155552671", template="pay_now", amount="499.00", currency="INR",
+                           payment_reference="order:1", after=3600)
+    assert check_action(good) == []
+    bad = SendPaymentLink(to="14155552671", template="pay_now", amount="abc", currency="RUPEES")
+    assert [p.split("=")[0].split(" ")[0] for p in check_action(bad)] == \
+        ["SendPaymentLink.amount", "SendPaymentLink.currency", "SendPaymentLink.payment_reference"]
+    assert check_action(PaymentReceived("ins_1:order:1", "499.00", "INR", "stripe", "pi_1")) == []
+    assert check_action(PaymentReceived("", "499.00", "INR", "stripe", "pi_1"))

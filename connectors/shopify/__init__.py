@@ -23,6 +23,7 @@ from hub.connector import (
     HmacHeader,
     RecordRevenue,
     ScheduleSend,
+    SendPaymentLink,
     SendTemplate,
     Skip,
     UpsertContact,
@@ -63,6 +64,17 @@ ShopifyConfig = Schema.from_dict({
     **template_fields("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
     **template_fields("cod_confirmation", "cod_confirmation",
                 "{{1}} name, {{2}} order, {{3}} total; quick replies Confirm / Cancel"),
+    **template_fields("pay_link", None, "pay-now offer / unpaid-order chase: {{1}} name, {{2}} order, {{3}} total; "
+                      "a URL button https://<payment provider's link prefix>{{1}} (docs/payment-links.md)"),
+    "pay_link_cod": fields.Boolean(load_default=True, metadata={
+        "description": "offer cash-on-delivery buyers a payment link (needs pay_link_template)"}),
+    "pay_link_cod_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(0, MAX_DELAY_MINUTES), metadata={
+        "description": "with the pay-now offer, the COD confirmation waits this long (cancelled if the link is paid)"}),
+    "pay_link_chase_minutes": fields.Integer(load_default=None, allow_none=True,
+                                             validate=validate.Range(1, MAX_DELAY_MINUTES), metadata={
+        "description": "chase an unpaid non-COD order (manual payment) with a link after this long; empty: off"}),
+    "payment_provider": fields.String(load_default=None, allow_none=True, metadata={
+        "description": "the payment connector to create links with (stripe, razorpay…); empty: the installed one"}),
     "abandoned_cart_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(1, MAX_DELAY_MINUTES),
                                                    metadata={"description": "1 minute to 30 days"}),
     "second_reminder_delay_minutes": fields.Integer(load_default=None, allow_none=True,
@@ -145,6 +157,22 @@ def not_this_shop(payload: Any, ctx) -> str | None:
     if domain and shop and domain != shop:
         return f"the body is the shop {domain}, not {shop}"
     return None
+
+
+def _pay_link(ctx, payload: Any, order_id: str, to: str, full: str | None, body: list, kind: str,
+              after: int = 0) -> SendPaymentLink | None:
+    """The pay-now offer (``paynow``) or the unpaid-order chase (``paychase``), when configured."""
+    template, language = template_for(ctx, "pay_link")
+    amount = decimal_amount(dig(payload, "total_outstanding")) or decimal_amount(dig(payload, "total_price"))
+    currency = text(dig(payload, "currency"))
+    if not template or not amount or amount <= 0 or len(currency) != 3:
+        return None
+    return SendPaymentLink(
+        to=to, template=template, language=language, params=body, name=full, amount=str(amount),
+        currency=currency.upper(), payment_reference=f"order:{order_id}", email=text(dig(payload, "email")) or None,
+        description=f"Order {body[1]}", provider=ctx.config.get("payment_provider") or None,
+        idempotency_key=_key(ctx, order_id, kind), cancel_key=_key(ctx, order_id, kind), after=after,
+        group=_key(ctx, order_id, "unpaid"), reference={"order_id": order_id, "kind": kind, "attributable": True})
 
 
 class Shopify(Connector):
@@ -234,21 +262,34 @@ class Shopify(Connector):
         first, full = _name(payload)
         order_name = text(dig(payload, "name")) or text(dig(payload, "order_number")) or order_id
         body = [first, order_name, _total(ctx, payload)]
-        if is_cod(payload) and ctx.config.get("cod_confirmation", True):
+        cod = is_cod(payload)
+        offer = _pay_link(ctx, payload, order_id, to, full, body, "paynow") \
+            if cod and ctx.config.get("pay_link_cod", True) else None
+        if cod and ctx.config.get("cod_confirmation", True):
             template, language = template_for(ctx, "cod_confirmation")
             if template:
                 params = {"body": body, "buttons": [
                     {"index": 0, "sub_type": "quick_reply", "params": [f"cod_confirm:{order_id}@{ctx.installation_id}"]},
                     {"index": 1, "sub_type": "quick_reply", "params": [f"cod_cancel:{order_id}@{ctx.installation_id}"]}]}
-                return [*actions, SendTemplate(to=to, template=template, language=language, params=params, name=full,
-                                               idempotency_key=_key(ctx, order_id, "cod"),
-                                               reference={"order_id": order_id, "kind": "cod_confirmation"})]
+                confirm = dict(to=to, template=template, language=language, params=params, name=full,
+                               idempotency_key=_key(ctx, order_id, "cod"),
+                               reference={"order_id": order_id, "kind": "cod_confirmation"})
+                if offer is None:
+                    return [*actions, SendTemplate(**confirm)]
+                # a buyer who pays by link is not asked to confirm cash on delivery: it waits
+                delay = int(ctx.config.get("pay_link_cod_delay_minutes") or 0) * 60
+                return [*actions, offer, ScheduleSend(**confirm, after=delay, cancel_key=_key(ctx, order_id, "cod"),
+                                                      group=_key(ctx, order_id, "unpaid"))]
         template, language = template_for(ctx, "order_confirmation")
         if not template:
-            return [*actions, Skip("order confirmations are off")]
-        return [*actions, SendTemplate(to=to, template=template, language=language, params=body, name=full,
-                                       idempotency_key=_key(ctx, order_id, "confirmation"),
-                                       reference={"order_id": order_id, "kind": "confirmation"})]
+            return [*actions, *([offer] if offer else []), Skip("order confirmations are off")]
+        actions.append(SendTemplate(to=to, template=template, language=language, params=body, name=full,
+                                    idempotency_key=_key(ctx, order_id, "confirmation"),
+                                    reference={"order_id": order_id, "kind": "confirmation"}))
+        chase = ctx.config.get("pay_link_chase_minutes")
+        if offer is None and chase and not cod and text(dig(payload, "financial_status")).lower() == "pending":
+            offer = _pay_link(ctx, payload, order_id, to, full, body, "paychase", after=int(chase) * 60)
+        return [*actions, *([offer] if offer else [])]
 
     @on_webhook("orders/paid")
     def order_paid(self, payload, ctx):
@@ -257,6 +298,7 @@ class Shopify(Connector):
         if not order_id or amount is None or not currency:
             return [Skip("paid order without id, total_price or currency")]
         actions = self._cancel_checkout(ctx, dig(payload, "checkout_token"), dig(payload, "checkout_id"))
+        actions.append(CancelScheduled(group=_key(ctx, order_id, "unpaid")))  # paid otherwise: no chase
         to = _phone(ctx, payload)
         if to:
             actions.append(RecordRevenue(to=to, order_id=order_id, amount=str(amount), currency=currency.upper()))
@@ -266,18 +308,22 @@ class Shopify(Connector):
     def order_cancelled(self, payload, ctx):
         order_id = _id(dig(payload, "id"))
         template, language = template_for(ctx, "cancelled")
-        if not order_id or not template:
-            return [Skip("order without id" if not order_id else "cancellation notices are off")]
-        if not dig(payload, "cancelled_at"):  # the topic is not signed: a live order's body is no cancellation
+        if not order_id:
+            return [Skip("order without id")]
+        # the topic is not signed: a live order's body is no cancellation
+        unpaid = [CancelScheduled(group=_key(ctx, order_id, "unpaid"))] if dig(payload, "cancelled_at") else []
+        if not template:
+            return [*unpaid, Skip("cancellation notices are off")]  # a waiting chase is cancelled all the same
+        if not unpaid:
             return [Skip("orders/cancelled whose order has no cancelled_at")]
         to = _phone(ctx, payload)
         if not to:
-            return []
+            return unpaid
         first, full = _name(payload)
         order_name = text(dig(payload, "name")) or order_id
-        return [SendTemplate(to=to, template=template, language=language, params=[first, order_name], name=full,
-                             idempotency_key=_key(ctx, order_id, "cancelled"),
-                             reference={"order_id": order_id, "kind": "cancelled"})]
+        return [*unpaid, SendTemplate(to=to, template=template, language=language, params=[first, order_name],
+                                      name=full, idempotency_key=_key(ctx, order_id, "cancelled"),
+                                      reference={"order_id": order_id, "kind": "cancelled"})]
 
     @on_webhook("fulfillments/create", "fulfillments/update")
     def fulfillment(self, payload, ctx):
@@ -307,6 +353,20 @@ class Shopify(Connector):
         if problem:  # destructive: acted on only for a body that is this shop (the topic is not signed)
             return [Skip(f"app/uninstalled ignored: {problem}")]
         return [DisableInstallation("app uninstalled")]
+
+    # -- a payment link this installation sent was paid (hub.core.paylinks) -------------------
+    def on_payment(self, payment, ctx):
+        kind, _, order_id = payment.reference.partition(":")
+        if kind != "order" or not order_id:
+            return [Skip(f"payment for an unknown reference {payment.reference!r}")]
+        amount = money(payment.amount, payment.currency, ctx.config.get("locale")) or \
+            f"{payment.amount} {payment.currency}"
+        revenue = [RecordRevenue(to=payment.phone, order_id=order_id, amount=payment.amount,
+                                 currency=payment.currency.upper())] if payment.phone else []
+        return [CancelScheduled(group=_key(ctx, order_id, "unpaid")),  # the COD confirmation, the chase
+                WriteBack(writeback.add_order_tag, order_id=order_id, tag="paid-by-link"),
+                WriteBack(writeback.add_order_note, order_id=order_id, marker=f"{payment.provider} {payment.payment_id}",
+                          note=f"Paid {amount} through a WhatsApp payment link ({payment.provider})."), *revenue]
 
     # -- COD replies (WhatsApp quick-reply buttons) ------------------------------------------
     @on_whatsapp("message.received", button="cod_confirm:")

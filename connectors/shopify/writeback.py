@@ -28,6 +28,13 @@ ORDER_CANCEL = """mutation orderCancel($orderId: ID!) {
 }"""
 
 
+ORDER_NOTE = """query orderNote($id: ID!) { order(id: $id) { id note } }"""
+
+ORDER_UPDATE = """mutation orderUpdate($input: OrderInput!) {
+  orderUpdate(input: $input) { order { id } userErrors { field message } }
+}"""
+
+
 class ShopifyAdminError(RuntimeError):
     """The Admin API answered, but with GraphQL errors or userErrors."""
 
@@ -77,3 +84,16 @@ def cancel_order(ctx, order_id: str) -> None:
     """Cancel the order (customer reason, restock, no refund: a COD order was never paid)."""
     data = graphql(ctx, ORDER_CANCEL, {"orderId": order_gid(order_id)})
     _check(data.get("orderCancel"), "orderCancelUserErrors")
+
+
+def add_order_note(ctx, order_id: str, note: str, marker: str) -> None:
+    """Append ``note [marker]`` to the order's note. ``OrderInput.note`` replaces the whole note,
+    so the current one is read first and kept; a note already carrying ``marker`` is left alone
+    (a retried write-back, a payment reported twice)."""
+    gid = order_gid(order_id)
+    current = str((graphql(ctx, ORDER_NOTE, {"id": gid}).get("order") or {}).get("note") or "")
+    if marker in current:
+        return
+    line = f"{note} [{marker}]"
+    data = graphql(ctx, ORDER_UPDATE, {"input": {"id": gid, "note": f"{current}\n{line}" if current else line}})
+    _check(data.get("orderUpdate"), "userErrors")

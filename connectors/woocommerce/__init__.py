@@ -20,8 +20,11 @@ from hub.connector import (
     Header,
     HmacHeader,
     JsonField,
+    CancelScheduled,
     PolledEvent,
     RecordRevenue,
+    ScheduleSend,
+    SendPaymentLink,
     SendTemplate,
     Skip,
     WriteBack,
@@ -59,6 +62,17 @@ WooCommerceConfig = Schema.from_dict({
     **template_fields("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
     **template_fields("refunded", "order_refunded", "{{1}} name, {{2}} order number"),
     "cod_confirmation": fields.Boolean(load_default=True),
+    **template_fields("pay_link", None, "pay-now offer / unpaid-order chase: {{1}} name, {{2}} order number, "
+                      "{{3}} total; a URL button https://<payment provider's link prefix>{{1}} (docs/payment-links.md)"),
+    "pay_link_cod": fields.Boolean(load_default=True, metadata={
+        "description": "offer cash-on-delivery buyers a payment link (needs pay_link_template)"}),
+    "pay_link_cod_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(0, 30 * 24 * 60), metadata={
+        "description": "with the pay-now offer, the COD confirmation waits this long (cancelled if the link is paid)"}),
+    "pay_link_chase_minutes": fields.Integer(load_default=60, allow_none=True, validate=validate.Range(1, 30 * 24 * 60),
+                                             metadata={"description": "chase a pending / on-hold (unpaid) order with "
+                                                                      "a link after this long; empty: off"}),
+    "payment_provider": fields.String(load_default=None, allow_none=True, metadata={
+        "description": "the payment connector to create links with (stripe, razorpay…); empty: the installed one"}),
     "cod_cancel_order": fields.Boolean(load_default=False, metadata={
         "description": "set the order to cancelled when the buyer taps Cancel (else only a note)"}),
     "order_notes": fields.Boolean(load_default=True, metadata={
@@ -74,6 +88,14 @@ def dedupe_key(order: dict) -> str:
     """Exactly what ``event_id`` extracts from a pushed order: ``"{id}:{date_modified}"``."""
     return f"{text(dig(order, 'id'))}:{text(dig(order, 'date_modified'))}"
 
+
+
+def _created(order: dict) -> dt.datetime | None:
+    """The order's creation time (``date_created_gmt``, naive UTC), or None when unreadable."""
+    try:
+        return dt.datetime.fromisoformat(text(dig(order, "date_created_gmt"))).replace(tzinfo=None)
+    except ValueError:
+        return None
 
 
 class WooCommerce(Connector):
@@ -95,37 +117,67 @@ class WooCommerce(Connector):
         order_id, status = text(dig(payload, "id")), text(dig(payload, "status")).lower()
         if not order_id or not status:
             return [Skip("order without id or status")]
-        if status in ("pending", "failed", "checkout-draft", "draft", "trash"):
-            return [Skip(f"order {status}: nothing to tell the customer")]
+        method = text(dig(payload, "payment_method")).lower()
+        chase = ctx.config.get("pay_link_chase_minutes") if template_for(ctx, "pay_link")[0] and method != "cod" \
+            and status in ("pending", "on-hold") else None
+        unpaid = f"wc:{ctx.installation_id}:{order_id}:unpaid"
+        settled = [] if status in ("pending", "on-hold") else \
+            [CancelScheduled(f"wc:{ctx.installation_id}:{order_id}:paychase")]  # paid (or gone): no chase
+        if status in ("pending", "failed", "checkout-draft", "draft", "trash") and not chase:
+            return [*settled, Skip(f"order {status}: nothing to tell the customer")]
         to = ctx.phone(payload, "billing.phone", "shipping.phone", country="billing.country")
         if not to:
-            return []  # ctx.notes says why
+            return settled  # ctx.notes says why
         first = text(dig(payload, "billing.first_name"), "there")
         full = " ".join(p for p in (text(dig(payload, "billing.first_name")), text(dig(payload, "billing.last_name"))) if p)
         number = text(dig(payload, "number")) or order_id
         total = money(dig(payload, "total"), dig(payload, "currency"), ctx.config.get("locale")) or \
             text(dig(payload, "total"), "-")
-        method = text(dig(payload, "payment_method")).lower()
-        actions: list = []
+        actions: list = list(settled)
 
-        def send(kind: str, use: str, params):
+        def after_order(minutes: int) -> dict:
+            """A time counted from the order's creation, so later updates of the order do not move it."""
+            created = _created(payload)
+            return {"at": created + dt.timedelta(minutes=minutes)} if created else {"after": minutes * 60}
+
+        def send(kind: str, use: str, params, when: dict | None = None):
             template, language = template_for(ctx, use)
             if not template:
                 actions.append(Skip(f"{use.replace('_', ' ')} messages are off"))
                 return
             key = f"wc:{ctx.installation_id}:{order_id}:{kind}"
-            actions.append(SendTemplate(to=to, template=template, language=language, params=params, name=full or None,
-                                        idempotency_key=key, reference={"order_id": order_id, "kind": kind}))
+            fields_ = dict(to=to, template=template, language=language, params=params, name=full or None,
+                           idempotency_key=key, reference={"order_id": order_id, "kind": kind})
+            actions.append(SendTemplate(**fields_) if when is None else
+                           ScheduleSend(**fields_, **when, cancel_key=key, group=unpaid))
             if ctx.config.get("order_notes", True) and ctx.config.get("consumer_key"):
                 actions.append(WriteBack(writeback.add_order_note, order_id=order_id, marker=key,
                                          note=f"WhatsApp message '{template}' ({kind}) queued for +{to}."))
 
+        def pay_link(kind: str, when: dict | None = None) -> bool:
+            template, language = template_for(ctx, "pay_link")
+            amount, currency = decimal_amount(dig(payload, "total")), text(dig(payload, "currency"))
+            if not template or not amount or amount <= 0 or len(currency) != 3:
+                return False
+            key = f"wc:{ctx.installation_id}:{order_id}:{kind}"
+            actions.append(SendPaymentLink(
+                to=to, template=template, language=language, params=[first, number, total], name=full or None,
+                amount=str(amount), currency=currency.upper(), payment_reference=f"order:{order_id}",
+                email=text(dig(payload, "billing.email")) or None, description=f"Order {number}",
+                provider=ctx.config.get("payment_provider") or None, idempotency_key=key, cancel_key=key,
+                group=unpaid, **(when or {}), reference={"order_id": order_id, "kind": kind, "attributable": True}))
+            return True
+
+        if chase:
+            pay_link("paychase", after_order(int(chase)))
         if status in ("processing", "on-hold"):
             if method == "cod" and ctx.config.get("cod_confirmation", True) and template_for(ctx, "cod_confirmation")[0]:
                 ours = f"{order_id}@{ctx.installation_id}"  # order ids repeat across stores
+                offered = ctx.config.get("pay_link_cod", True) and pay_link("paynow")
                 send("cod", "cod_confirmation", {"body": [first, number, total], "buttons": [
                     {"index": 0, "sub_type": "quick_reply", "params": [f"wc_cod_confirm:{ours}"]},
-                    {"index": 1, "sub_type": "quick_reply", "params": [f"wc_cod_cancel:{ours}"]}]})
+                    {"index": 1, "sub_type": "quick_reply", "params": [f"wc_cod_cancel:{ours}"]}]},
+                     when=after_order(int(ctx.config.get("pay_link_cod_delay_minutes") or 0)) if offered else None)
             elif status == "on-hold" and method in OFFLINE:
                 send("on-hold", "on_hold", [first, number, total])
             elif status == "processing":
@@ -156,6 +208,22 @@ class WooCommerce(Connector):
             moved = dt.datetime.fromisoformat(latest) - OVERLAP  # same-second changes are not lost
             ctx.state["modified_after"] = max(cursor, moved.isoformat())
         return [PolledEvent("order.updated", o, dedupe_key(o)) for o in orders if text(dig(o, "id"))]
+
+    # -- a payment link this installation sent was paid (hub.core.paylinks) -----------------------
+    def on_payment(self, payment, ctx):
+        kind, _, order_id = payment.reference.partition(":")
+        if kind != "order" or not order_id:
+            return [Skip(f"payment for an unknown reference {payment.reference!r}")]
+        amount = money(payment.amount, payment.currency, ctx.config.get("locale")) or \
+            f"{payment.amount} {payment.currency}"
+        marker = f"wc-paid-by-link:{payment.provider}:{payment.payment_id}"
+        return [CancelScheduled(group=f"wc:{ctx.installation_id}:{order_id}:unpaid"),  # COD confirmation, chase
+                WriteBack(writeback.add_order_note, order_id=order_id, marker=marker,
+                          note=f"Paid {amount} through a WhatsApp payment link ({payment.provider}, "
+                               f"payment {payment.payment_id})."),
+                WriteBack(writeback.mark_paid, order_id=order_id, transaction_id=payment.payment_id),
+                *([RecordRevenue(to=payment.phone, order_id=order_id, amount=payment.amount,
+                                 currency=payment.currency.upper())] if payment.phone else [])]
 
     # -- COD replies ------------------------------------------------------------------------------
     @on_whatsapp("message.received", button="wc_cod_confirm:")

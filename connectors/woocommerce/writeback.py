@@ -54,6 +54,17 @@ def set_order_status(ctx, order_id: str, status: str) -> None:
         _json(http.put(f"/orders/{order_id}", json={"status": status}))
 
 
+def mark_paid(ctx, order_id: str, transaction_id: str) -> None:
+    """An unpaid order (pending, failed, on-hold) paid by link: ``set_paid`` (WooCommerce's
+    ``payment_complete``: processing, stock reduced) with the provider's payment id. Orders in
+    any other status (a COD order is already processing) are left as they are: the note says it."""
+    with client(ctx) as http:
+        order = _json(http.get(f"/orders/{order_id}"))
+        if str((order or {}).get("status")) in ("pending", "failed", "on-hold"):
+            _json(http.put(f"/orders/{order_id}", json={"set_paid": True, "transaction_id": transaction_id,
+                                                        "status": "processing"}))
+
+
 def orders_modified_after(ctx, modified_after: str) -> list[dict[str, Any]]:
     """Orders modified after ``modified_after`` (UTC, ISO 8601), oldest change first."""
     out: list[dict[str, Any]] = []

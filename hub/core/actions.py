@@ -123,12 +123,23 @@ class SendPaymentLink(SendTemplate):
     """Send ``template`` with a payment link in it, from whichever payment connector the workspace
     has installed (``coexhub_payment_link``); the link's URL becomes the last parameter (the URL
     button's). ``payment_reference`` travels with the link and comes back in ``PaymentReceived``.
-    Created in a retried job (it calls the provider); nothing is sent when no provider is installed."""
+    Created in a retried job (it calls the provider); nothing is sent when no provider is installed.
+
+    Scheduled like ``ScheduleSend``: with ``after``/``at`` the link is created (and the message
+    sent) when it comes due, so a buyer never gets an expired link; ``cancel_key``/``group``
+    cancel it (``CancelScheduled``) until then. ``docs/payment-links.md`` has the whole flow."""
     amount: str = "0"        # decimal string in the currency's major unit ("499.00")
     currency: str = ""
     payment_reference: str = ""
     description: str = ""
     provider: str | None = None  # a payment connector's name, to choose one when several are installed
+    email: str | None = None     # the buyer's email, passed on to the provider (receipts, prefill)
+    after: dt.timedelta | int = 0
+    at: dt.datetime | None = None
+    cancel_key: str | None = None
+    group: str | None = None
+
+    due_at = ScheduleSend.due_at
 
 
 @dataclass
@@ -141,6 +152,7 @@ class PaymentReceived:
     currency: str
     provider: str
     payment_id: str
+    phone: str | None = None  # the payer's WhatsApp number; the hub fills it from the link's message if None
 
 
 @dataclass

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from hub.core import contacts
-from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, RecordRevenue,
-    ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
+from hub.core import contacts, paylinks
+from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, PaymentReceived, RecordRevenue,
+    ScheduleSend, SendPaymentLink, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
 from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.sending import routing
@@ -94,7 +94,15 @@ class Executor:
                                Send.status.in_(PENDING_SEND_STATES))
             .values(status="cancelled", updated_at=utcnow(),
                     last_error="cancelled: " + (action.cancel_key or "group " + action.group)))
-        self.outcome["cancelled"] += result.rowcount or 0
+        self.outcome["cancelled"] += (result.rowcount or 0) + paylinks.cancel(self, action.cancel_key, action.group)
+
+    def _SendPaymentLink(self, action: SendPaymentLink) -> None:
+        """Stored as a ``paylink`` outbox row; its job creates the link and the send."""
+        paylinks.store(self, action)
+
+    def _PaymentReceived(self, action: PaymentReceived) -> None:
+        """A paid link: the asking installation's ``on_payment`` runs in this transaction."""
+        paylinks.received(self, action)
 
     def _UpsertContact(self, action: UpsertContact) -> None:
         contact = contacts.upsert(self.session, self.workspace_id, wa_id=action.wa_id, source=self.origin,

@@ -316,10 +316,11 @@ class Subscription(Base):
 class OutboundDelivery(Base):
     """Outbox: a write-back to a provider or a delivery to a subscription."""
     __tablename__ = "outbound_deliveries"
-    __table_args__ = (Index("ix_outbound_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbound_due", "status", "next_attempt_at"),
+                      Index("ix_outbound_kind_target", "workspace_id", "kind", "target"))  # paylink rows by key
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = _workspace_fk()
-    kind: Mapped[str] = mapped_column(String(16))  # writeback|webhook
+    kind: Mapped[str] = mapped_column(String(16))  # writeback|webhook|paylink
     target: Mapped[str] = mapped_column(String(255))  # "module:function" or a subscription id
     installation_id: Mapped[str | None] = mapped_column(String(40))
     event_type: Mapped[str | None] = mapped_column(String(64))

@@ -37,6 +37,8 @@ RETRY_SECONDS = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
 
 def outbox_job(row: OutboundDelivery) -> tuple:
     """The job that attempts an outbox row (its id keeps one copy waiting)."""
+    if row.kind == "paylink":  # a payment link and its send (hub.core.paylinks)
+        return ("writeback", "hub.core.paylinks.deliver", (row.id,), f"outbox-{row.id}")
     return ("writeback" if row.kind == "writeback" else "outbound", "hub.core.outbox.deliver", (row.id,),
             f"outbox-{row.id}")
 
@@ -51,7 +53,8 @@ def deliver(delivery_id: int) -> str:
     rt = current()
     with rt.db.session() as session:
         claimed = session.execute(
-            update(OutboundDelivery).where(OutboundDelivery.id == delivery_id, OutboundDelivery.status == "pending")
+            update(OutboundDelivery).where(OutboundDelivery.id == delivery_id, OutboundDelivery.status == "pending",
+                                           OutboundDelivery.kind != "paylink")  # hub.core.paylinks.deliver's
             .values(status="delivering", enqueued_at=utcnow(), attempts=OutboundDelivery.attempts + 1)).rowcount
         if not claimed:
             return "skipped"

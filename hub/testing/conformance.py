@@ -38,6 +38,8 @@ from hub.core.actions import (
     DisableInstallation,
     Emit,
     RecordRevenue,
+    PaymentReceived,
+    SendPaymentLink,
     SendTemplate,
     SendText,
     Skip,
@@ -109,6 +111,11 @@ def check_action(action: Any) -> list[str]:
         problems.append(f"{type(action).__name__}.reason={action.reason!r} is not a string")
     if isinstance(action, RecordRevenue) and not (isinstance(action.amount, str) and isinstance(action.currency, str)):
         problems.append("RecordRevenue amount/currency must be strings")
+    if isinstance(action, SendPaymentLink):
+        problems += _payment_link_problems(action)
+    if isinstance(action, PaymentReceived) and not all(
+            isinstance(v, str) and v for v in (action.reference, action.amount, action.currency, action.payment_id)):
+        problems.append("PaymentReceived reference/amount/currency/payment_id must be non-empty strings")
     if isinstance(action, WriteBack):
         module, _, name = action.target.partition(":")
         try:  # resolved by name in the writeback job, so it must be importable (no closures, no lambdas)
@@ -120,6 +127,22 @@ def check_action(action: Any) -> list[str]:
             problems.append(f"WriteBack target {action.target!r} cannot be resolved by name: {exc!r}")
         if not _json_ready(action.kwargs):
             problems.append(f"WriteBack kwargs {action.kwargs!r} are not JSON-serializable")
+    return problems
+
+
+def _payment_link_problems(action: Any) -> list[str]:
+    from decimal import Decimal, InvalidOperation
+
+    problems = []
+    try:
+        if not Decimal(str(action.amount)) > 0:
+            problems.append(f"SendPaymentLink.amount={action.amount!r} is not positive")
+    except (InvalidOperation, ValueError):
+        problems.append(f"SendPaymentLink.amount={action.amount!r} is not a decimal string")
+    if not (isinstance(action.currency, str) and len(action.currency) == 3):
+        problems.append(f"SendPaymentLink.currency={action.currency!r} is not a 3-letter code")
+    if not (isinstance(action.payment_reference, str) and action.payment_reference):
+        problems.append("SendPaymentLink.payment_reference is empty (the paid link is routed back by it)")
     return problems
 
 

@@ -43,7 +43,9 @@ def coexhub_payment_link(workspace_id, amount, currency, reference, customer, de
     Implemented by payment connectors (Stripe, Razorpay); called in a worker, so it may call the
     provider (through ``outbound_url``). ``reference`` must be stored on the link (metadata,
     ``reference_id``) so the paid webhook can return ``PaymentReceived(reference, …)``;
-    ``customer`` is ``{"phone", "name", "email"}`` (any may be None). Return a ``PaymentLink``,
+    ``reference`` is ``"<installation id>:<key>"`` (``hub.core.paylinks``) and is the same on every
+    retry of one link request; ``customer`` is ``{"phone", "name", "email"}`` (any may be None).
+    An exception is retried with backoff (then dead-lettered). Return a ``PaymentLink``,
     or None when this plugin has no enabled installation in the workspace (or ``provider`` names
     another one).
     """
