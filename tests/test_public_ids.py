@@ -160,6 +160,7 @@ def test_tokens_depend_on_the_key_and_survive_a_rotation():
     assert pinned.encode("snd", 42) == ids.codec(Settings(secret_keys=(old,), id_key="ids-of-this-hub")) \
         .encode("snd", 42) != token
     assert pinned.decode("snd", token) is None and pinned.decode_any(pinned.encode("dlv", 7)) == 7
+    assert ids.codec(Settings(secret_keys=(new,), id_key=old)).encode("snd", 42) == token  # the old key kept for ids
     assert before.decode("ct", "ct" + token[3:]) is None and before.decode_any(token) == 42
     for value in (1, 2, 2**63 - 1):
         assert before.decode("msg", before.encode("msg", value)) == value

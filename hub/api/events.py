@@ -113,7 +113,7 @@ def _own_outcome(session, outcome: dict | None) -> dict | None:
     send_ids = [s for s in [*_list(outcome.get("sends")), outcome.get("attributed")] if _is_id(s)]
     own = set(session.scalars(select(Send.id).where(Send.id.in_(send_ids), Send.workspace_id == g.workspace_id)))
     mine["sends"] = [s for s in _list(outcome.get("sends")) if s in own]
-    if outcome.get("attributed") in own:
+    if _is_id(outcome.get("attributed")) and outcome["attributed"] in own:
         mine["attributed"] = outcome["attributed"]
     return mine
 
