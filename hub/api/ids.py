@@ -18,7 +18,7 @@ Use, in one import::
     contact_id = ids.query_arg("contact_id", "ct")  # an optional query filter (bad → 404)
     ids.encode("snd", 42), ids.decode("snd", token)  # anywhere else (None when it does not decode)
 
-A new kind is one ``register("pfx", "noun")`` call.
+A new kind is one ``register("pfx", "noun", "table")`` call.
 """
 from __future__ import annotations
 
@@ -45,11 +45,14 @@ BODY_CHARS = 26  # base32 of one 16-byte block, without padding
 MAX_ID = 2**63 - 1
 
 
-def register(prefix: str, noun: str) -> None:
-    """Add a kind of id (``prefix`` is 2–4 lowercase letters, unique)."""
+def register(prefix: str, noun: str, table: str | None = None) -> None:
+    """Add a kind of id (``prefix`` is 2–4 lowercase letters, unique); ``table`` lets
+    ``hub.api.owned`` name a missing row of that table by its token."""
     if not re.fullmatch(r"[a-z]{2,4}", prefix) or KINDS.get(prefix, noun) != noun:
         raise ValueError(f"cannot register public id prefix {prefix!r}")
     KINDS[prefix] = noun
+    if table:
+        TABLES[table] = prefix
 
 
 def pattern(prefix: str) -> str:
