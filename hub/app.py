@@ -7,6 +7,7 @@ import time
 from flask import Flask, g, request
 from flask_smorest import Api
 
+from hub.api import ids
 from hub.config import Settings
 from hub.core.metrics import observe, registry_for
 from hub.core.runtime import Runtime, install
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.extensions["coexhub"] = rt
     app.extensions["coexhub.metrics"] = registry_for(rt)
     api = Api(app)
+    ids.install(app, api)  # the <pid(…):…> converter, before any route uses it
     for path in API_BLUEPRINTS:
         api.register_blueprint(_load(path))
     for path in PLAIN_BLUEPRINTS:

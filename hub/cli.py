@@ -100,6 +100,26 @@ def rotate_key(generate: bool, check: bool) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@cli.command("id")
+@click.argument("value")
+@click.argument("kind", required=False)
+def public_id(value: str, kind: str | None) -> None:
+    """Translate ids: ``coexhub id snd_…`` prints the row number logs show; ``coexhub id 42 snd``
+    prints the id the API shows for send 42 (prefixes: ct msg snd tpl evt dlv)."""
+    from hub.api import ids
+
+    codec = ids.codec(Settings.from_env())
+    if kind is None:
+        number = codec.decode_any(value)
+        if number is None:
+            raise click.ClickException(f"{value!r} is not an id of this hub (or its key changed)")
+        click.echo(f"{ids.KINDS[value.split('_', 1)[0]]} {number}")
+        return
+    if kind not in ids.KINDS or not (value.isascii() and value.isdigit() and 0 < int(value) < 2**63):
+        raise click.ClickException(f"usage: coexhub id NUMBER KIND, KIND one of {' '.join(ids.KINDS)}")
+    click.echo(codec.encode(kind, int(value)))
+
+
 @cli.command()
 @host_port
 def serve(host: str, port: int) -> None:

@@ -29,6 +29,7 @@ class Settings:
     database_url: str = ""
     redis_url: str = ""
     secret_keys: tuple[str, ...] = ()
+    id_key: str = ""  # public ids (hub.api.ids); default: derived from the last secret key
     admin_token: str = ""
     meta_app_id: str = ""
     meta_app_secret: str = ""
@@ -63,6 +64,7 @@ class Settings:
             database_url=get("DATABASE_URL") or f"sqlite:///{data_dir / 'hub.db'}",
             redis_url=get("REDIS_URL"),
             secret_keys=tuple(k.strip() for k in get("SECRET_KEY").split(",") if k.strip()),
+            id_key=get("ID_KEY"),
             admin_token=get("ADMIN_TOKEN"),
             meta_app_id=get("META_APP_ID"),
             meta_app_secret=get("META_APP_SECRET"),

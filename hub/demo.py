@@ -127,7 +127,7 @@ def _play(rt, sim, demo, echo) -> dict:
     for m in thread:
         text = (m["body"].get("text") or {}).get("body") or m["body"].get("template", {}).get("name") or m["type"]
         echo(f"  {m['direction']:>3} {m['origin']:<9} {m['status']:<9} {text}")
-    echo(f"\nsend #{send['id']}: {send['status']} ({send['template_name']}) wamid {send['wamid'][:24]}…")
+    echo(f"\nsend {send['id']}: {send['status']} ({send['template_name']}) wamid {send['wamid'][:24]}…")
     echo(f"echo-aware hold on Asha until {asha['hold_until']} (the owner replied from the phone)")
     echo(f"analytics: {summary['rates']}, by origin {summary['messages_by_origin']}")
     recovery = _abandoned_checkout(rt, client, h, echo) if "shopify" in rt.plugins.connectors else None
@@ -154,7 +154,7 @@ def _abandoned_checkout(rt, client, h: dict, echo) -> dict:
     drain(rt)
     [scheduled] = client.get("/api/v1/sends?status=scheduled", headers=h).json
     echo(f"\nShopify store linked; webhook URL {inst['webhook_url']}")
-    echo(f"abandoned checkout → recovery send #{scheduled['id']} scheduled for {scheduled['not_before']}")
+    echo(f"abandoned checkout → recovery send {scheduled['id']} scheduled for {scheduled['not_before']}")
     tick(rt, now=utcnow() + dt.timedelta(minutes=61))
     drain(rt)
     sent = client.get(f"/api/v1/sends/{scheduled['id']}", headers=h).json

@@ -24,7 +24,7 @@ def post(client, envelope) -> int:
 
 def event(client, event_id) -> InboundEvent:
     with client.rt.db.session() as s:
-        return s.get(InboundEvent, event_id)
+        return s.get(InboundEvent, client.row_id(event_id))
 
 
 def processed(client, event_id) -> dict:
@@ -230,7 +230,7 @@ def test_a_stored_body_that_is_no_envelope_is_kept_unrouted_not_retried(client, 
     event_id, _ = ingest.store(client.rt, provider="whatsapp", scope="meta", dedupe_key=ingest.body_hash(body),
                                body=body, headers={})
     run_jobs()
-    row = event(client, event_id)
+    row = event(client, client.public_id("evt", event_id))
     assert (row.status, row.attempts, row.last_error) == ("unrouted", 0, None)
     assert row.outcome["reason"] == "the body is not a JSON object"
 

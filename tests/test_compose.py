@@ -123,6 +123,7 @@ def compose_env(tmp_path, graph_simulator):
     db_url, drop = fresh_postgres(DB_URL)
     prefix = f"coexhub-compose-{secrets.token_hex(4)}"
     filled = {**example, "COEXHUB_SECRET_KEY": Fernet.generate_key().decode(),
+              "COEXHUB_ID_KEY": secrets.token_urlsafe(32),
               "COEXHUB_ADMIN_TOKEN": "adm_" + secrets.token_hex(16), "COEXHUB_META_APP_ID": graph_simulator.app_id,
               "COEXHUB_META_APP_SECRET": graph_simulator.app_secret, "COEXHUB_META_VERIFY_TOKEN": "verify-me",
               "COEXHUB_PUBLIC_URL": "http://hub.test", "COEXHUB_LOG_FORMAT": "json",

@@ -28,7 +28,7 @@ def post(client, envelope) -> int:
     response = client.post("/webhooks/whatsapp", data=body,
                            headers={"Content-Type": "application/json", **p.sign(body, "test-app-secret")})
     assert response.status_code == 200, response.json
-    return response.json["event_id"]
+    return client.row_id(response.json["event_id"])
 
 
 def run_concurrently(client, event_ids: list[int], threads: int = THREADS) -> list[str]:

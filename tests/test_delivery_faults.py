@@ -30,7 +30,7 @@ def send(client, conn, to, **body):
     r = client.post("/api/v1/messages", json={"to": "+" + to, "template": "order_update", **body},
                     headers=conn.workspace.headers)
     assert r.status_code == 202, r.json
-    return r.json["id"]
+    return client.row_id(r.json["id"])  # the row's integer id: these tests look at the rows
 
 
 def row(client, send_id) -> Send:
@@ -74,13 +74,13 @@ def test_text_sends_carry_the_callback_data_and_statuses_echo_it(client, coexist
     assert r.status_code == 202, r.json
     run_jobs(queues=("send",))
     [req] = requests_to(simulator, {customer})
-    assert req["body"]["type"] == "text" and req["body"]["biz_opaque_callback_data"] == f"send:{r.json['id']}"
+    assert req["body"]["type"] == "text" and req["body"]["biz_opaque_callback_data"] == f"send:{client.row_id(r.json['id'])}"
     assert simulator.flush_statuses() == 3
     with client.rt.db.session() as s:
         bodies = [json.loads(e.body) for e in s.scalars(select(InboundEvent).where(InboundEvent.provider == "whatsapp")
                                                         .order_by(InboundEvent.id.desc()).limit(3))]
     echoed = [b["entry"][0]["changes"][0]["value"]["statuses"][0].get("biz_opaque_callback_data") for b in bodies]
-    assert echoed == [f"send:{r.json['id']}"] * 3
+    assert echoed == [f"send:{client.row_id(r.json['id'])}"] * 3
 
 
 def test_a_wamid_in_hand_is_sent_even_if_redis_dies_before_the_release(client, coexistence, simulator, tmp_path,

@@ -133,7 +133,7 @@ def stored(client, provider: str, response) -> InboundEvent:
     with client.rt.db.session() as s:
         if response.json.get("duplicate"):
             return None
-        row = s.scalars(select(InboundEvent).where(InboundEvent.id == response.json["event_id"])).one()
+        row = s.scalars(select(InboundEvent).where(InboundEvent.id == client.row_id(response.json["event_id"]))).one()
         assert row.provider == provider
         return row
 

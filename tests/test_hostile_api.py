@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from hub.core.models import Contact, Send
+from hub.testing import HubClient
 
 README_PLACEHOLDER = '{"connector": "...", "config": {...}}'
 
@@ -68,18 +69,18 @@ def test_non_finite_numbers_and_huge_integers_are_422(client, coexistence, body,
     assert where in error["details"]["fields"]
 
 
-@pytest.mark.parametrize("value", ["²", "١٢", "1²", "99999999999999999999999"])
-def test_contact_id_filter_needs_ascii_digits(client, workspace, value):
+@pytest.mark.parametrize("value", ["²", "١٢", "1²", "99999999999999999999999", "1", "ct_", "ct_" + "a" * 26])
+def test_a_contact_id_filter_that_is_no_contact_id_is_404(client, workspace, value):
     response = client.get(f"/api/v1/sends?contact_id={value}", headers=workspace.headers)
-    assert error_of(response, 400)["message"] == "contact_id must be an integer"
+    assert error_of(response, 404)["message"].startswith("no contact ")
 
 
 def test_contact_id_filter_still_filters(client, coexistence):
     client.post("/api/v1/messages", headers=coexistence.workspace.headers, json={"to": "+14155552671", "template": "order_update", "params": ["#1001"]})
     with client.rt.db.session() as s:
         [contact] = s.scalars(select(Contact).where(Contact.workspace_id == coexistence.workspace.id)).all()
-    found = client.get(f"/api/v1/sends?contact_id={contact.id}", headers=coexistence.workspace.headers).json
-    assert [s["contact_id"] for s in found] == [contact.id]
+    found = client.get(f"/api/v1/sends?contact_id={client.public_id('ct', contact.id)}", headers=coexistence.workspace.headers).json
+    assert [s["contact_id"] for s in found] == [client.public_id("ct", contact.id)]
 
 
 @pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
@@ -198,7 +199,7 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_send(app, coexist
         sends = s.scalars(select(Send).where(Send.workspace_id == coexistence.workspace.id)).all()
         contacts = s.scalars(select(Contact).where(Contact.workspace_id == coexistence.workspace.id)).all()
     assert len(sends) == 1 and len(contacts) == 1
-    assert {send_id for status, send_id in results if status == 202} == {sends[0].id}
+    assert {send_id for status, send_id in results if status == 202} == {HubClient(app).public_id("snd", sends[0].id)}
 
 
 @pytest.mark.parametrize("body, field", [({"access_token": "\x98", "waba_id": "1"}, "access_token"),

@@ -21,7 +21,7 @@ def post_meta(client, body: bytes, secret="test-app-secret"):
 
 def event(client, event_id) -> InboundEvent:
     with client.rt.db.session() as s:
-        return s.scalars(select(InboundEvent).where(InboundEvent.id == event_id)).one()
+        return s.scalars(select(InboundEvent).where(InboundEvent.id == client.row_id(event_id))).one()
 
 
 def deep(levels: int) -> bytes:
@@ -125,7 +125,7 @@ def test_signed_unreadable_connector_body_is_rejected_listed_and_never_processed
     assert (row.status, row.workspace_id, row.body) == ("rejected", workspace.id, body)
     assert client.rt.queues["ingest"].count == 0
     listed = client.get("/api/v1/events?status=rejected", headers=workspace.headers).json
-    assert [e["id"] for e in listed] == [row.id]
+    assert [e["id"] for e in listed] == [client.public_id("evt", row.id)]
 
 
 def test_unsigned_unreadable_connector_body_is_401(client, acme_installation):

@@ -149,8 +149,8 @@ def test_failing_handler_is_retried_then_dead_and_replayable(client, workspace, 
     [event] = rows(client.rt, InboundEvent, scope=inst["id"])
     assert (event.status, event.attempts) == ("dead", processing.MAX_ATTEMPTS)
     dead = client.get("/api/v1/events?status=dead", headers=workspace.headers).json
-    assert [e["id"] for e in dead] == [event.id]
-    replay = client.post(f"/api/v1/events/{event.id}/replay", headers=workspace.headers)
+    assert [e["id"] for e in dead] == [client.public_id("evt", event.id)]
+    replay = client.post(f"/api/v1/events/{client.public_id('evt', event.id)}/replay", headers=workspace.headers)
     assert replay.status_code == 202 and replay.json["status"] == "pending"
 
 
@@ -180,8 +180,8 @@ def test_a_dead_writeback_is_listed_and_replayed(client, workspace, acme_install
     [row] = rows(client.rt, OutboundDelivery, workspace_id=workspace.id)
     assert (row.status, row.attempts) == ("dead", len(outbox.RETRY_SECONDS) + 1)
     dead = client.get("/api/v1/deliveries?status=dead", headers=workspace.headers).json
-    assert [d["id"] for d in dead] == [row.id] and dead[0]["kind"] == "writeback"
-    assert client.post(f"/api/v1/deliveries/{row.id}/replay", headers=workspace.headers).status_code == 202
+    assert [d["id"] for d in dead] == [client.public_id("dlv", row.id)] and dead[0]["kind"] == "writeback"
+    assert client.post(f"/api/v1/deliveries/{client.public_id('dlv', row.id)}/replay", headers=workspace.headers).status_code == 202
     run_jobs()
     [row] = rows(client.rt, OutboundDelivery, workspace_id=workspace.id)
     assert row.status == "delivered" and {"order_id": "43", "tag": "paid-notified", "token": "acme-token"} in acme.WRITTEN

@@ -104,14 +104,15 @@ def test_send_decisions_are_logged_with_masked_numbers_and_no_secrets(
                                                     "params": ["C"]}, headers=coexistence.workspace.headers)
     run_jobs()
 
-    mine = {sent.json["id"], retried.json["id"], refused.json["id"]}  # run_jobs may deliver other tests' sends too
+    # logs name sends by their integer id (the API shows it as snd_…); run_jobs may deliver other tests' sends too
+    sent_id, retried_id = client.row_id(sent.json["id"]), client.row_id(retried.json["id"])
+    mine = {sent_id, retried_id, client.row_id(refused.json["id"])}
     (ok,) = [r for r in records(caplog, "send sent") if r["send_id"] in mine]
-    assert ok["send_id"] == sent.json["id"] and ok["wamid"].startswith("wamid.")
+    assert ok["send_id"] == sent_id and ok["wamid"].startswith("wamid.")
     assert ok["to"] == logs.mask_phone(CUSTOMER) and CUSTOMER not in ok["to"]
     failures = {r["send_id"]: r for r in records(caplog, "send failed") if r["send_id"] in mine}
-    assert failures[retried.json["id"]]["meta_code"] == 131016 and failures[retried.json["id"]]["action"] == "retry"
-    assert [r["send_id"] for r in records(caplog, "send retry scheduled") if r["send_id"] in mine] == \
-        [retried.json["id"]]
+    assert failures[retried_id]["meta_code"] == 131016 and failures[retried_id]["action"] == "retry"
+    assert [r["send_id"] for r in records(caplog, "send retry scheduled") if r["send_id"] in mine] == [retried_id]
     assert 131026 in {r["meta_code"] for r in failures.values()}
     onboarding = [r.fields for r in caplog.get_records("setup") if r.getMessage().startswith("onboarding step")]
     assert [r["step"] for r in onboarding][:2] == ["code exchange", "subscribe app"]

@@ -188,6 +188,7 @@ def test_worker_and_scheduler_outlive_a_redis_restarted_empty(client, coexistenc
         simulator.fail_next(1, timeout=True, delay=2)  # the worker is busy with a slow send…
         send_id = client.post("/api/v1/messages", json={"to": "+14155550932", "template": "order_update",
                                                         "params": ["busy"]}, headers=coexistence.workspace.headers).json["id"]
+        send_id = client.row_id(send_id)
         queue, func, args, job_id = delivery_job(send_id)
         rt.queues.enqueue(queue, func, *args, job_id=job_id)
         wait_for(lambda: send_of(client.rt, send_id).attempted_at, what="the send's call")
@@ -230,7 +231,7 @@ def test_a_send_is_not_starved_by_an_ingest_backlog(client, coexistence, simulat
 
     def sent():
         with client.rt.db.session() as s:
-            return s.get(Send, r.json["id"]).status == "sent"
+            return s.get(Send, client.row_id(r.json["id"])).status == "sent"
 
     try:
         wait_for(sent, timeout=60, what="the send")

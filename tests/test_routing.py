@@ -40,7 +40,9 @@ def post(client, a: Connected, to=CUSTOMER, **body):
     return client.post("/api/v1/messages", json={"to": "+" + to, **body}, headers=a.workspace.headers)
 
 
-def get_send(client, a: Connected, send_id: int) -> dict:
+def get_send(client, a: Connected, send_id: int | str) -> dict:
+    """A send by its row id (``execute``) or its public id (the API's)."""
+    send_id = client.public_id("snd", send_id) if isinstance(send_id, int) else send_id
     return client.get(f"/api/v1/sends/{send_id}", headers=a.workspace.headers).json
 
 

@@ -84,7 +84,7 @@ def test_template_problems_are_caught_before_meta(client, coexistence, simulator
         executor.run([SendTemplate(to=CUSTOMER, template="order_update", params=[])])
     enqueue_all(client.rt, executor.jobs)
     run_jobs()
-    failed = client.get(f"/api/v1/sends/{executor.outcome['sends'][0]}", headers=coexistence.workspace.headers).json
+    failed = client.get(f"/api/v1/sends/{client.public_id('snd', executor.outcome['sends'][0])}", headers=coexistence.workspace.headers).json
     assert failed["status"] == "failed" and "expects 1 parameter" in failed["last_error"]
     assert len(simulator.requests) == before  # Meta never saw them
 
@@ -121,7 +121,7 @@ def test_stop_opts_out_with_one_confirmation_and_start_resubscribes(client, coex
         executor.run([SendTemplate(to=CUSTOMER, template="order_update", params=["x"])])
     enqueue_all(client.rt, executor.jobs)
     run_jobs()
-    assert client.get(f"/api/v1/sends/{executor.outcome['sends'][0]}", headers=h).json["last_error"] == \
+    assert client.get(f"/api/v1/sends/{client.public_id('snd', executor.outcome['sends'][0])}", headers=h).json["last_error"] == \
         "contact opted out"
     simulator.customer_message(coexistence.phone_number_id, CUSTOMER, "Start")
     run_jobs()
@@ -148,7 +148,7 @@ def test_meta_errors_are_classified(client, coexistence, simulator, run_jobs):
     run_jobs()
     s = client.get(f"/api/v1/sends/{retried['id']}", headers=h).json
     assert (s["status"], s["hold_reason"], s["attempts"]) == ("scheduled", "retry", 1)
-    [row] = rows(client, Send, Send.id == retried["id"])
+    [row] = rows(client, Send, Send.id == client.row_id(retried["id"]))
     tick(client.rt, now=row.not_before)
     run_jobs()
     assert client.get(f"/api/v1/sends/{retried['id']}", headers=h).json["status"] == "sent"
@@ -184,7 +184,7 @@ def test_owner_reply_holds_automation_until_released(client, coexistence, simula
     with client.rt.db.session() as s:  # what a connector's handler would cause
         executor = Executor(s, coexistence.workspace.id, origin="automation")
         executor.run([SendTemplate(to=CUSTOMER, template="order_update", params=["shipped"])])
-        send_id = executor.outcome["sends"][0]
+        send_id = client.public_id("snd", executor.outcome["sends"][0])
     enqueue_all(client.rt, executor.jobs)
     api_send = send(client, coexistence, template="order_update", params=["manual"]).json
     run_jobs()
@@ -192,7 +192,7 @@ def test_owner_reply_holds_automation_until_released(client, coexistence, simula
     assert (held["status"], held["hold_reason"]) == ("scheduled", "human_took_over")
     assert client.get(f"/api/v1/sends/{api_send['id']}", headers=h).json["status"] == "sent"  # humans are not held
     [contact] = rows(client, Contact, Contact.workspace_id == coexistence.workspace.id, Contact.wa_id == CUSTOMER)
-    assert client.post(f"/api/v1/contacts/{contact.id}/release", headers=h).json["hold_until"] is None
+    assert client.post(f"/api/v1/contacts/{client.public_id('ct', contact.id)}/release", headers=h).json["hold_until"] is None
     tick(client.rt)
     run_jobs()
     assert client.get(f"/api/v1/sends/{send_id}", headers=h).json["status"] == "sent"
@@ -207,7 +207,7 @@ def test_scheduled_send_can_be_cancelled_and_dead_ones_replayed(client, coexiste
     listed = client.get("/api/v1/sends?status=cancelled", headers=h).json
     assert [s["id"] for s in listed] == [later["id"]]
     with client.rt.db.session() as s:
-        row = s.get(Send, later["id"])
+        row = s.get(Send, client.row_id(later["id"]))
         row.status = "dead"
     replayed = client.post(f"/api/v1/sends/{later['id']}/replay", headers=h)
     assert replayed.status_code == 202
@@ -302,7 +302,7 @@ def test_a_malformed_send_fails_alone_and_never_blocks_its_batch(client, coexist
         executor = Executor(s, coexistence.workspace.id, origin="automation")
         executor.run([SendTemplate(to="14155550177", template="order_update", params={"body": ["x"], "buttons": [7]}),
                       SendTemplate(to="14155550178", template="order_update", params=["fine"])])
-        bad_id, good_id = executor.outcome["sends"]
+        bad_id, good_id = (client.public_id("snd", i) for i in executor.outcome["sends"])
     enqueue_all(client.rt, executor.jobs)
     run_jobs()
     bad, good = (client.get(f"/api/v1/sends/{i}", headers=h).json for i in (bad_id, good_id))
@@ -314,7 +314,7 @@ def test_cancel_races_with_delivery_cleanly(client, coexistence, run_jobs):
     h = coexistence.workspace.headers
     s = send(client, coexistence, template="order_update", params=["x"]).json
     with client.rt.db.session() as session:
-        session.get(Send, s["id"]).status = "sending"  # a worker claimed it a moment ago
+        session.get(Send, client.row_id(s["id"])).status = "sending"  # a worker claimed it a moment ago
     r = client.post(f"/api/v1/sends/{s['id']}/cancel", headers=h)
     assert r.status_code == 409
 
@@ -341,7 +341,7 @@ def test_a_queued_send_whose_wake_up_was_lost_is_delivered(client, coexistence, 
     s = send(client, coexistence, "14155550166", template="order_update", params=["lost"]).json
     client.rt.queues["send"].empty()  # the job that would have picked it up is gone
     with client.rt.db.session() as session:
-        session.get(Send, s["id"]).updated_at = dt.datetime(2000, 1, 1)
+        session.get(Send, client.row_id(s["id"])).updated_at = dt.datetime(2000, 1, 1)
     tick(client.rt)
     run_jobs()
     assert client.get(f"/api/v1/sends/{s['id']}", headers=h).json["status"] == "sent"

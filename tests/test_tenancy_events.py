@@ -89,7 +89,7 @@ def test_shared_delivery_is_listed_read_and_replayed_by_each_workspace_without_t
     assert client.post(f"/api/v1/events/{event_id}/replay", headers=outsider.headers).status_code == 404
 
     with client.rt.db.session() as s:  # its retries ran out: a dead letter either workspace may replay
-        s.execute(update(InboundEvent).where(InboundEvent.id == event_id).values(status="dead"))
+        s.execute(update(InboundEvent).where(InboundEvent.id == client.row_id(event_id)).values(status="dead"))
     replayed = client.post(f"/api/v1/events/{event_id}/replay", headers=b.workspace.headers)
     assert replayed.status_code == 202, replayed.json
     run_jobs(queues=("ingest",))
@@ -135,5 +135,5 @@ def test_errors_stored_before_the_fix_are_shown_without_their_sql(client, worksp
         event = InboundEvent(provider="whatsapp", scope="meta", dedupe_key=secrets.token_hex(8), body=b"{}",
                              headers={}, workspace_id=workspace.id, status="dead", attempts=8, last_error=legacy)
         s.add(event)
-    shown = client.get(f"/api/v1/events/{event.id}", headers=workspace.headers).json["last_error"]
+    shown = client.get(f"/api/v1/events/{client.public_id('evt', event.id)}", headers=workspace.headers).json["last_error"]
     assert shown == "sqlalchemy.exc.IntegrityError: (sqlite3.IntegrityError) UNIQUE constraint failed: contacts.wa_id"

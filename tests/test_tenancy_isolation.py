@@ -95,7 +95,7 @@ class World:
             s.add(delivery)
         drain(runtime, queues=("ingest", "send"))
         self.objects = {"connection": conn.id, "contact": contact["id"], "send": send["id"], "event": event["id"],
-                        "delivery": delivery.id, "installation": installation["id"], "broadcast": broadcast["id"],
+                        "delivery": client.public_id("dlv", delivery.id), "installation": installation["id"], "broadcast": broadcast["id"],
                         "key": key["id"]}
         self.markers = [conn.id, conn.phone_number_id, conn.waba_id, self.wa_id, self.text, "Bertha",
                         installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b"]
@@ -139,7 +139,7 @@ def world(coexhub_runtime, graph_simulator):
 
 def test_routes_were_found():
     rules = {rule for _, rule in ROUTES}
-    assert "/api/v1/events/<int:event_id>/replay" in rules and "/api/v1/connections/<connection_id>" in rules
+    assert "/api/v1/events/<pid(evt):event_id>/replay" in rules and "/api/v1/connections/<connection_id>" in rules
     assert len(ID_ROUTES) >= 20, ID_ROUTES
 
 

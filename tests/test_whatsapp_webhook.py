@@ -242,7 +242,7 @@ def test_user_preferences_stop_and_resume_marketing(client, coexistence, run_job
 def test_unknown_number_is_kept_and_counted(client, coexistence, run_jobs):
     r = post(client, p.text_message("1", "999000999", "15550009999", CUSTOMER, "to nobody"))
     run_jobs()
-    [event] = q(client, InboundEvent, InboundEvent.id == r.json["event_id"])
+    [event] = q(client, InboundEvent, InboundEvent.id == client.row_id(r.json["event_id"]))
     assert event.status == "unrouted" and event.body
     assert 'coexhub_ingest_total{provider="whatsapp",result="unrouted"}' in client.get("/metrics").get_data(as_text=True)
 
@@ -258,7 +258,7 @@ def test_unknown_fields_and_types_never_fail(client, coexistence, run_jobs):
     for env in (odd, weird, system):
         response = post(client, env)
         assert response.status_code == 200
-        ids.append(response.json["event_id"])
+        ids.append(client.row_id(response.json["event_id"]))
     run_jobs()
     events = q(client, InboundEvent, InboundEvent.id.in_(ids))
     assert [(e.status, e.last_error) for e in events] == [("processed", None)] * 3
@@ -285,7 +285,7 @@ def test_signed_envelopes_of_the_wrong_shape_are_kept_as_rejected(client):
         body = body[:-1] + b', "n": "' + nonce + b'"}' if body.startswith(b"{") else b'"' + nonce + b'"'
         r = post(client, body)
         assert r.status_code == 200 and r.json["rejected"], body
-        [event] = q(client, InboundEvent, InboundEvent.id == r.json["event_id"])
+        [event] = q(client, InboundEvent, InboundEvent.id == client.row_id(r.json["event_id"]))
         assert (event.status, event.body) == ("rejected", body)
 
 

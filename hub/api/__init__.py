@@ -33,10 +33,16 @@ def page_args(default: int = 50, maximum: int = 500) -> tuple[int, int]:
 
 
 def owned(session, model, object_id):
-    """The workspace's object with this id, or 404 (another workspace's objects do not exist)."""
+    """The workspace's object with this id, or 404 (another workspace's objects do not exist;
+    an integer id is named by its public id in the message)."""
     if isinstance(object_id, int) and not 0 < object_id < 2**63:
-        raise ApiError(404, "not_found", f"no {model.__tablename__[:-1]} {object_id}")
+        raise ApiError(404, "not_found", f"no {model.__tablename__[:-1]}")
     obj = session.get(model, object_id)
     if obj is None or obj.workspace_id != g.workspace_id:
+        from hub.api import ids
+
+        prefix = ids.TABLES.get(model.__tablename__)
+        if isinstance(object_id, int) and prefix:
+            raise ids.not_found(prefix, ids.encode(prefix, object_id))
         raise ApiError(404, "not_found", f"no {model.__tablename__[:-1]} {object_id}")
     return obj

@@ -7,7 +7,7 @@ from flask import g
 from marshmallow import Schema, ValidationError, fields, validates_schema
 from sqlalchemy import func, select
 
-from hub.api import owned, runtime, workspace_blueprint
+from hub.api import ids, owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.models import Broadcast, Connection, Contact, Send, Workspace
@@ -22,7 +22,7 @@ bp = workspace_blueprint("broadcasts", "Template broadcasts with progress")
 
 class AudienceIn(Schema):
     tags = fields.List(fields.String(), load_default=list)
-    contact_ids = fields.List(fields.Integer(), load_default=list)
+    contact_ids = fields.List(ids.PublicId("ct"), load_default=list)
 
 
 class BroadcastIn(Schema):

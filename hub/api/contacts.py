@@ -9,7 +9,7 @@ from flask import g, request
 from marshmallow import Schema, fields
 from sqlalchemy import String, or_, select
 
-from hub.api import owned, page_args, runtime, workspace_blueprint
+from hub.api import ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core import contacts
@@ -28,7 +28,7 @@ class WindowOut(Schema):
 
 
 class ContactOut(Schema):
-    id = fields.Integer()
+    id = ids.PublicId("ct")
     wa_id = fields.String(allow_none=True)
     user_id = fields.String(allow_none=True)
     profile_name = fields.String(allow_none=True)
@@ -59,7 +59,7 @@ class ContactPatch(Schema):
 
 
 class MessageOut(Schema):
-    id = fields.Integer()
+    id = ids.PublicId("msg")
     wamid = fields.String()
     connection_id = fields.String()
     direction = fields.String()
@@ -102,14 +102,14 @@ def list_contacts():
         return _with_windows(session, [c for c in rows if tag in (c.tags or [])][offset:offset + limit])
 
 
-@bp.route("/contacts/<int:contact_id>", methods=["GET"])
+@bp.route("/contacts/<pid(ct):contact_id>", methods=["GET"])
 @bp.response(200, ContactOut)
 def get_contact(contact_id):
     with runtime().db.session() as session:
         return _with_windows(session, [owned(session, Contact, contact_id)])[0]
 
 
-@bp.route("/contacts/<int:contact_id>", methods=["PATCH"])
+@bp.route("/contacts/<pid(ct):contact_id>", methods=["PATCH"])
 @bp.arguments(ContactPatch)
 @bp.response(200, ContactOut)
 def patch_contact(body, contact_id):
@@ -128,7 +128,7 @@ def patch_contact(body, contact_id):
         return _with_windows(session, [contact])[0]
 
 
-@bp.route("/contacts/<int:contact_id>/release", methods=["POST"])
+@bp.route("/contacts/<pid(ct):contact_id>/release", methods=["POST"])
 @bp.response(200, ContactOut)
 def release_hold(contact_id):
     """End the echo-aware hold: automated sends held for this contact go out now.
@@ -154,7 +154,7 @@ def _with_windows(session, rows: list[Contact]) -> list[Contact]:
     return rows
 
 
-@bp.route("/contacts/<int:contact_id>/messages", methods=["GET"])
+@bp.route("/contacts/<pid(ct):contact_id>/messages", methods=["GET"])
 @bp.response(200, MessageOut(many=True))
 def thread(contact_id):
     """The contact's thread, oldest first: customer, API, app-echo and history messages together."""
@@ -183,11 +183,9 @@ def list_messages():
             raise ApiError(422, "invalid_filter", f"{arg} must be one of {', '.join(allowed)}")
         if value:
             query = query.where(getattr(Message, arg) == value)
-    if request.args.get("contact_id"):
-        value = request.args["contact_id"]
-        if not (value.isdigit() and int(value) < 2**63):
-            raise ApiError(422, "invalid_filter", "contact_id must be an integer")
-        query = query.where(Message.contact_id == int(value))
+    contact_id = ids.query_arg("contact_id", "ct")
+    if contact_id is not None:
+        query = query.where(Message.contact_id == contact_id)
     for arg, column in (("connection_id", Message.connection_id), ("type", Message.type)):
         if request.args.get(arg):
             query = query.where(column == request.args[arg])

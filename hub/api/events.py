@@ -13,7 +13,7 @@ from flask import g, request
 from marshmallow import Schema, fields
 from sqlalchemy import select
 
-from hub.api import owned, page_args, runtime, workspace_blueprint
+from hub.api import ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core import tenancy
@@ -28,7 +28,7 @@ REPLAYABLE = ("dead", "failed", "unrouted")
 
 
 class EventOut(Schema):
-    id = fields.Integer()
+    id = ids.PublicId("evt")
     provider = fields.String()
     scope = fields.String()
     topic = fields.String(allow_none=True)
@@ -44,7 +44,7 @@ class EventOut(Schema):
 
 
 class DeliveryOut(Schema):
-    id = fields.Integer()
+    id = ids.PublicId("dlv")
     kind = fields.String()
     target = fields.String()
     event_type = fields.String(allow_none=True)
@@ -69,29 +69,52 @@ def public_text(stored: str | None) -> str | None:
 
 def _event_views(session, events: list[InboundEvent]) -> list[dict[str, Any]]:
     """What the calling workspace may read of these events."""
-    ids = [e.id for e in events]
+    event_ids = [e.id for e in events]
     linked = set(session.scalars(select(InboundEventWorkspace.event_id).where(
-        InboundEventWorkspace.event_id.in_(ids), InboundEventWorkspace.workspace_id != g.workspace_id))) if ids else set()
+        InboundEventWorkspace.event_id.in_(event_ids), InboundEventWorkspace.workspace_id != g.workspace_id))) \
+        if event_ids else set()
     views = []
     for event in events:
         shared = event.id in linked or event.workspace_id not in (None, g.workspace_id)
         view = {name: getattr(event, name) for name in EventOut().fields if name not in ("shared",)}
         view["last_error"], view["shared"] = public_text(event.last_error), shared
-        if shared:
-            view["outcome"] = _own_outcome(session, event.outcome)
+        view["outcome"] = _public_outcome(_own_outcome(session, event.outcome) if shared else event.outcome)
         views.append(view)
     return views
+
+
+def _public_outcome(outcome: dict | None) -> dict | None:
+    """The outcome with its send ids as public ids (``sends``, ``attributed``)."""
+    if not isinstance(outcome, dict):
+        return outcome
+    shown = dict(outcome)
+    if "sends" in outcome:
+        shown["sends"] = [ids.encode("snd", s) for s in _list(outcome["sends"]) if _is_id(s)]
+    if "attributed" in outcome:
+        attributed = outcome["attributed"]
+        shown["attributed"] = ids.encode("snd", attributed) if _is_id(attributed) else None
+    return shown
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def _own_outcome(session, outcome: dict | None) -> dict | None:
     """Of a shared delivery's outcome: the counts and the caller's own sends, nothing else."""
     if not isinstance(outcome, dict):
         return outcome
-    mine = {k: v for k, v in outcome.items() if isinstance(v, int) and not isinstance(v, bool)}
-    send_ids = [s for s in outcome.get("sends") or [] if isinstance(s, int)]
-    if send_ids:
-        mine["sends"] = list(session.scalars(select(Send.id).where(Send.id.in_(send_ids),
-                                                                   Send.workspace_id == g.workspace_id)))
+    mine = {k: v for k, v in outcome.items()
+            if isinstance(v, int) and not isinstance(v, bool) and k != "attributed"}
+    send_ids = [s for s in [*_list(outcome.get("sends")), outcome.get("attributed")] if _is_id(s)]
+    own = set(session.scalars(select(Send.id).where(Send.id.in_(send_ids), Send.workspace_id == g.workspace_id)))
+    mine["sends"] = [s for s in _list(outcome.get("sends")) if s in own]
+    if _is_id(outcome.get("attributed")) and outcome["attributed"] in own:
+        mine["attributed"] = outcome["attributed"]
     return mine
 
 
@@ -100,7 +123,7 @@ def _visible_event(session, event_id: int) -> InboundEvent:
     visible = 0 < event_id < 2**63 and session.scalar(select(InboundEvent.id).where(
         InboundEvent.id == event_id, tenancy.visible_to(g.workspace_id)))
     if not visible:
-        raise ApiError(404, "not_found", f"no inbound event {event_id}")
+        raise ids.not_found("evt", ids.encode("evt", event_id) if _is_id(event_id) else event_id)
     return session.get(InboundEvent, event_id)
 
 
@@ -124,7 +147,7 @@ def list_events():
         return _event_views(session, events)
 
 
-@bp.route("/events/<int:event_id>", methods=["GET"])
+@bp.route("/events/<pid(evt):event_id>", methods=["GET"])
 @bp.response(200, EventOut)
 def get_event(event_id):
     with runtime().db.session() as session:
@@ -137,7 +160,7 @@ def _replay_check(row) -> None:
     row.status, row.attempts, row.next_attempt_at, row.enqueued_at = "pending", 0, utcnow(), utcnow()
 
 
-@bp.route("/events/<int:event_id>/replay", methods=["POST"])
+@bp.route("/events/<pid(evt):event_id>/replay", methods=["POST"])
 @bp.response(202, EventOut)
 def replay_event(event_id):
     """Put a dead, failed or unrouted event back to pending and enqueue it (for every workspace it concerns)."""
@@ -161,14 +184,14 @@ def list_deliveries():
         return session.scalars(query.order_by(OutboundDelivery.id.desc()).limit(limit).offset(offset)).all()
 
 
-@bp.route("/deliveries/<int:delivery_id>", methods=["GET"])
+@bp.route("/deliveries/<pid(dlv):delivery_id>", methods=["GET"])
 @bp.response(200, DeliveryOut)
 def get_delivery(delivery_id):
     with runtime().db.session() as session:
         return owned(session, OutboundDelivery, delivery_id)
 
 
-@bp.route("/deliveries/<int:delivery_id>/replay", methods=["POST"])
+@bp.route("/deliveries/<pid(dlv):delivery_id>/replay", methods=["POST"])
 @bp.response(202, DeliveryOut)
 def replay_delivery(delivery_id):
     """Put a dead or failed delivery back to pending and enqueue it."""

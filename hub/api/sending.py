@@ -8,7 +8,7 @@ from flask import g, request
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 from sqlalchemy import select, update
 
-from hub.api import owned, page_args, runtime, workspace_blueprint
+from hub.api import ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.connectors import normalize_phone
@@ -56,9 +56,9 @@ class MessageIn(Schema):
 
 
 class SendOut(Schema):
-    id = fields.Integer()
+    id = ids.PublicId("snd")
     connection_id = fields.String(allow_none=True)
-    contact_id = fields.Integer(allow_none=True)
+    contact_id = ids.PublicId("ct", allow_none=True)
     to = fields.String()
     kind = fields.String()
     text = fields.String(allow_none=True)
@@ -86,7 +86,7 @@ class SendOut(Schema):
 
 
 class TemplateOut(Schema):
-    id = fields.Integer()
+    id = ids.PublicId("tpl")
     waba_id = fields.String()
     meta_id = fields.String(allow_none=True)
     name = fields.String()
@@ -160,26 +160,24 @@ def list_sends():
     if request.args.get("status") and request.args["status"] not in SEND_STATUSES:
         raise ApiError(422, "invalid_filter", f"status must be one of {', '.join(SEND_STATUSES)}")
     for arg, column in (("status", Send.status), ("broadcast_id", Send.broadcast_id),
-                        ("contact_id", Send.contact_id), ("hold_reason", Send.hold_reason)):
+                        ("hold_reason", Send.hold_reason)):
         if request.args.get(arg):
-            value = request.args[arg]
-            if arg == "contact_id":
-                if not (value.isascii() and value.isdigit() and int(value) < 2**63):  # "²".isdigit() is True
-                    raise ApiError(400, "bad_request", "contact_id must be an integer")
-                value = int(value)
-            query = query.where(column == value)
+            query = query.where(column == request.args[arg])
+    contact_id = ids.query_arg("contact_id", "ct")
+    if contact_id is not None:
+        query = query.where(Send.contact_id == contact_id)
     with runtime().db.session() as session:
         return session.scalars(query.order_by(Send.id.desc()).limit(limit).offset(offset)).all()
 
 
-@bp.route("/sends/<int:send_id>", methods=["GET"])
+@bp.route("/sends/<pid(snd):send_id>", methods=["GET"])
 @bp.response(200, SendOut)
 def get_send(send_id):
     with runtime().db.session() as session:
         return owned(session, Send, send_id)
 
 
-@bp.route("/sends/<int:send_id>/cancel", methods=["POST"])
+@bp.route("/sends/<pid(snd):send_id>/cancel", methods=["POST"])
 @bp.response(200, SendOut)
 def cancel_send(send_id):
     with runtime().db.session() as session:
@@ -193,7 +191,7 @@ def cancel_send(send_id):
         return send
 
 
-@bp.route("/sends/<int:send_id>/replay", methods=["POST"])
+@bp.route("/sends/<pid(snd):send_id>/replay", methods=["POST"])
 @bp.response(202, SendOut)
 def replay_send(send_id):
     """Send a dead or failed send again (after fixing what made it fail)."""

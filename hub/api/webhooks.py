@@ -11,6 +11,7 @@ import logging
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from hub.api import ids
 from hub.api.errors import ApiError
 from hub.core import ingest, installations
 from hub.core.metrics import count
@@ -56,7 +57,8 @@ def receive(connector_name: str, installation_id: str):
                                        dedupe_key=dedupe_key, body=body, headers=_kept_headers(connector),
                                        topic=topic, workspace_id=inst.workspace_id,
                                        status=ingest.REJECTED if problem else "pending", error=problem)
-    return jsonify(ok=True, event_id=event_id, duplicate=duplicate, **({"rejected": problem} if problem else {}))
+    return jsonify(ok=True, event_id=event_id and ids.encode("evt", event_id), duplicate=duplicate,
+                   **({"rejected": problem} if problem else {}))
 
 
 def _safely(check, incoming: IncomingRequest) -> bool:

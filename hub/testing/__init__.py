@@ -65,6 +65,20 @@ class HubClient:
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.rt.settings.admin_token}"}
 
+    def public_id(self, prefix: str, value: int) -> str:
+        """The id the API shows for row ``value`` of a kind (``"snd"``, ``"ct"``…: ``hub.api.ids``)."""
+        from hub.api import ids
+
+        return ids.codec(self.rt.settings).encode(prefix, value)
+
+    def row_id(self, public_id: str) -> int:
+        """The database's integer behind an id the API showed (any kind); fails if it is not one."""
+        from hub.api import ids
+
+        value = ids.codec(self.rt.settings).decode_any(public_id)
+        assert value is not None, f"{public_id!r} is not a public id of this hub"
+        return value
+
     def new_workspace(self, name: str = "Test shop", **settings) -> Workspace:
         response = self.http.post("/api/v1/workspaces", json={"name": name, "settings": settings},
                                   headers=self.admin_headers)
@@ -100,7 +114,8 @@ def process_env(rt) -> dict[str, str]:
     settings = rt.settings
     return {**os.environ, "COEXHUB_DATA_DIR": str(settings.data_dir), "COEXHUB_DATABASE_URL": settings.database_url,
             "COEXHUB_REDIS_URL": settings.redis_url or socket_url(rt.redis) or "",
-            "COEXHUB_SECRET_KEY": ",".join(settings.secret_keys), "COEXHUB_ADMIN_TOKEN": settings.admin_token,
+            "COEXHUB_SECRET_KEY": ",".join(settings.secret_keys), "COEXHUB_ID_KEY": settings.id_key,
+            "COEXHUB_ADMIN_TOKEN": settings.admin_token,
             "COEXHUB_KEY_PREFIX": settings.key_prefix, "COEXHUB_GRAPH_URL": settings.graph_url,
             "COEXHUB_META_APP_SECRET": settings.meta_app_secret, "COEXHUB_META_APP_ID": settings.meta_app_id}
 

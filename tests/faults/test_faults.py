@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import time
 
+from hub.api import ids
+from hub.config import Settings
 from hub.core.sending.results import UNKNOWN_GRACE
 from tests.faults.counts import Counts, count, high_water, pending, unknown_fate
 from tests.faults.load import RETRY_FOR, meta_items, run_load, send_items, shopify_items
@@ -97,6 +99,9 @@ def run_fault(h, name: str, inject) -> tuple[Counts, int]:
     allowed = inject(h)
     fault_end = time.monotonic()
     load.result(timeout=RETRY_FOR + 60)
+    codec = ids.codec(Settings.from_env(h.hub.env))  # the API shows snd_… ids; the counts read the rows
+    for item in sends:
+        item.send_ids = {codec.decode_any(sid) for sid in item.send_ids}
     settled_from = max(fault_end, time.monotonic())  # the fault is over and every post was answered
     deadline = settled_from + SETTLE
 

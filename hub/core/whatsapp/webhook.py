@@ -18,6 +18,7 @@ import time
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
+from hub.api import ids
 from hub.api.errors import ApiError, error_response
 from hub.core import ingest, tenancy
 from hub.core.metrics import count
@@ -71,7 +72,8 @@ def receive():
                 tenancy.link_ids(conn, event_id, workspaces[1:])
         except Exception:  # stored is what counts; processing links them again
             log.exception("could not link inbound event %s to workspaces %s", event_id, workspaces[1:])
-    return jsonify(ok=True, event_id=event_id, duplicate=duplicate, **({"rejected": problem} if problem else {}))
+    return jsonify(ok=True, event_id=event_id and ids.encode("evt", event_id), duplicate=duplicate,
+                   **({"rejected": problem} if problem else {}))
 
 
 def understood(body: bytes) -> tuple[object, str | None]:
