@@ -334,10 +334,10 @@ def test_provider_down_is_retried_then_dead_lettered_visible_and_replayable(
     [row] = paylink_rows(client, ws.id)
     assert row.status == "dead" and row.attempts == 10
     dead = client.get("/api/v1/deliveries?status=dead", headers=ws.headers).json
-    assert [d["id"] for d in dead] == [row.id] and dead[0]["kind"] == "paylink" and dead[0]["last_error"]
+    assert [d["id"] for d in dead] == [client.public_id("dlv", row.id)] and dead[0]["kind"] == "paylink" and dead[0]["last_error"]
     assert provider.created == [] and sent(simulator, coexistence, "pay_now") == []
     provider.fail = 0
-    assert client.post(f"/api/v1/deliveries/{row.id}/replay", headers=ws.headers).status_code == 202
+    assert client.post(f"/api/v1/deliveries/{client.public_id('dlv', row.id)}/replay", headers=ws.headers).status_code == 202
     run_jobs()
     [row] = paylink_rows(client, ws.id)
     assert row.status == "delivered" and len(provider.created) == 1
@@ -354,7 +354,7 @@ def test_without_a_payment_connector_the_row_fails_with_a_visible_reason_and_is_
     run_jobs()
     [row] = paylink_rows(client, ws.id)
     assert (row.status, row.attempts) == ("failed", 1)
-    failed = client.get(f"/api/v1/deliveries/{row.id}", headers=ws.headers).json
+    failed = client.get(f"/api/v1/deliveries/{client.public_id('dlv', row.id)}", headers=ws.headers).json
     assert failed["last_error"] == "no payment connector is installed and enabled in this workspace"
     tick(client.rt, now=utcnow() + dt.timedelta(days=3))
     run_jobs()
@@ -362,7 +362,7 @@ def test_without_a_payment_connector_the_row_fails_with_a_visible_reason_and_is_
     assert len(sent(simulator, coexistence, "cod_confirmation")) == 1  # the buyer is still asked to confirm
     assert sent(simulator, coexistence, "pay_now") == []
     install_linkpay(client, ws, provider)  # installed later: the failed row is replayable
-    assert client.post(f"/api/v1/deliveries/{row.id}/replay", headers=ws.headers).status_code == 202
+    assert client.post(f"/api/v1/deliveries/{client.public_id('dlv', row.id)}/replay", headers=ws.headers).status_code == 202
     run_jobs()
     assert len(sent(simulator, coexistence, "pay_now")) == 1
 
