@@ -186,3 +186,32 @@ def test_cli_loads_a_rate_card_or_names_the_bad_line(runner, client, workspace, 
     assert (card["origin"], card["source"], len(card["rates"])) == ("workspace", "card.csv", 3)
     shown = runner.invoke(["rate-card", "show", "--workspace", workspace.id])
     assert "Rest of Western Europe,marketing,0.06,,EUR,2026-01-01" in shown.output
+
+
+def test_pricing_of_a_bsuid_only_status_and_without_billable(client, coexistence, run_jobs):
+    """A status for a user who hides their number has no ``recipient_id``: the country comes from
+    the contact's number; a ``pricing`` without ``billable`` is billable only when ``regular``."""
+    import json
+
+    from hub.testing import payloads as p
+
+    def post(envelope):
+        body = json.dumps(envelope).encode()
+        r = client.post("/webhooks/whatsapp", data=body, headers={"Content-Type": "application/json",
+                                                                   **p.sign(body, "test-app-secret")})
+        assert r.status_code == 200
+
+    c = (coexistence.waba_id, coexistence.phone_number_id, coexistence.display)
+    number, user = at_number(), "AT." + secrets.token_hex(8)
+    post(p.text_message(*c, number, "hi", user_id=user))  # the contact is known with number and BSUID
+    run_jobs()
+    wamid, free = p.new_wamid(), p.new_wamid()
+    post(p.status(*c, wamid, "sent", None, user_id=user, pricing_category="marketing"))
+    envelope = p.status(*c, free, "read", number, pricing_type="free_entry_point")
+    del envelope["entry"][0]["changes"][0]["value"]["statuses"][0]["pricing"]["billable"]
+    post(envelope)
+    run_jobs()
+    with client.rt.db.session() as s:
+        rows = {m.wamid: m for m in s.scalars(select(Message).where(Message.wamid.in_([wamid, free])))}
+        assert (rows[wamid].pricing_country, rows[wamid].pricing_billable) == ("AT", True)
+        assert (rows[free].pricing_billable, rows[free].pricing_type) == (False, "free_entry_point")

@@ -168,7 +168,9 @@ def _status(session, conn: Connection, st: dict, out: list[DomainEvent]) -> None
         message.status = new
     if isinstance(st.get("pricing"), dict):
         message.pricing = {**(message.pricing or {}), **st["pricing"]}
-        record_pricing(message, st["pricing"], text(st.get("recipient_id")))
+        recipient = text(st.get("recipient_id")) or \
+            (session.get(Contact, message.contact_id).wa_id if message.contact_id else None)
+        record_pricing(message, st["pricing"], recipient)  # a BSUID-only status: the contact's number
     if new == "failed":
         error = next((e for e in st.get("errors") or [] if isinstance(e, dict)), {}) \
             if isinstance(st.get("errors"), list) else {}
