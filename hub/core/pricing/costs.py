@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.core.models import Installation, Message, Send
@@ -29,12 +29,12 @@ class Tally:
     unpriced: int = 0
     cost: dict[str, Decimal] = field(default_factory=dict)
 
-    def add(self, price: tuple[Decimal, str] | None) -> None:
-        self.messages += 1
+    def add(self, price: tuple[Decimal, str] | None, n: int = 1) -> None:
+        self.messages += n
         if price is None:
-            self.unpriced += 1
+            self.unpriced += n
         else:
-            self.cost[price[1]] = self.cost.get(price[1], Decimal(0)) + price[0]
+            self.cost[price[1]] = self.cost.get(price[1], Decimal(0)) + price[0] * n
 
     def out(self) -> dict:
         costs = {currency: str(amount.normalize() if amount else Decimal(0)) for currency, amount in self.cost.items()}
@@ -72,18 +72,22 @@ def spend(session: Session, card: Card, workspace_id: str, since: dt.datetime, u
     """Actual spend of a workspace's billable, delivered messages sent in ``[since, until)``,
     grouped by ``group_by`` (one of ``GROUPS``). ``connector`` is the connector whose
     installation made the send, else the send's origin (``api``, ``broadcast``…)."""
-    rows = session.execute(
-        select(Message.pricing_category, Message.pricing_country, Message.connection_id, Message.timestamp,
+    day = func.date(Message.timestamp)
+    columns = (Message.pricing_category, Message.pricing_country, Message.connection_id, day,
                Installation.connector, Send.origin)
+    rows = session.execute(
+        select(*columns, func.count())
         .select_from(Message).outerjoin(Send, Send.id == Message.send_id)
         .outerjoin(Installation, Installation.id == Send.installation_id)
         .where(Message.workspace_id == workspace_id, Message.pricing_billable.is_(True),
-               Message.status.in_(DELIVERED), Message.timestamp >= since, Message.timestamp < until)).all()
+               Message.status.in_(DELIVERED), Message.timestamp >= since, Message.timestamp < until)
+        .group_by(*columns)).all()  # one row per day and kind, not per message
     total, groups = Tally(), {group_by: {}}
-    for category, country, connection_id, when, connector, origin in rows:
-        price = card.price(country, category, on=when.date())
+    for category, country, connection_id, sent_on, connector, origin, n in rows:
+        sent_on = sent_on if isinstance(sent_on, dt.date) else dt.date.fromisoformat(str(sent_on)[:10])
+        price = card.price(country, category, on=sent_on)
         key = {"category": category or "unknown", "country": country or "unknown", "connection": connection_id,
-               "connector": connector or origin or "unknown", "day": when.date().isoformat()}[group_by]
-        total.add(price)
-        groups[group_by].setdefault(key, Tally()).add(price)
+               "connector": connector or origin or "unknown", "day": sent_on.isoformat()}[group_by]
+        total.add(price, n)
+        groups[group_by].setdefault(key, Tally()).add(price, n)
     return _report(groups, total)
