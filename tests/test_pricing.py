@@ -215,3 +215,16 @@ def test_pricing_of_a_bsuid_only_status_and_without_billable(client, coexistence
         rows = {m.wamid: m for m in s.scalars(select(Message).where(Message.wamid.in_([wamid, free])))}
         assert (rows[wamid].pricing_country, rows[wamid].pricing_billable) == ("AT", True)
         assert (rows[free].pricing_billable, rows[free].pricing_type) == (False, "free_entry_point")
+
+
+def test_a_country_row_overrides_its_market_for_its_categories_only():
+    from hub.core.pricing import ratecard
+
+    rates, markets = ratecard.parse(RATE_CARD + "AT,marketing,0.09,,EUR,2025-07-01,own\n")
+    card = ratecard.build(rates, markets)
+    assert card.price("AT", "marketing", on=dt.date(2026, 6, 1)) == (ratecard.Decimal("0.09"), "EUR")
+    assert card.price("AD", "marketing", on=dt.date(2026, 6, 1))[0] == ratecard.Decimal("0.06")
+    assert card.price("AD", "marketing", on=dt.date(2025, 8, 1))[0] == ratecard.Decimal("0.05")
+    assert card.price("AT", "utility", in_window=True, on=dt.date(2026, 6, 1))[0] == 0  # the market's row
+    assert card.price("AT", "Authentication-International") is None and card.price(None, "marketing") is None
+    assert card.price("AT", "marketing", on=dt.date(2025, 1, 1)) is None  # before any row took effect

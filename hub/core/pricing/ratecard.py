@@ -59,18 +59,13 @@ class Card:
     loaded_at: dt.datetime | None = None
     source: str | None = None
 
-    def market_of(self, country: str | None) -> str | None:
-        """The card's market for a country: its own rows when it has some, else its group."""
-        if not country:
-            return None
-        if any(key[0] == country for key in self.rates):
-            return country
-        return self.markets.get(country)
-
     def rate(self, country: str | None, category: str | None, on: dt.date | None = None) -> dict | None:
-        """The row pricing ``category`` to ``country`` on day ``on`` (today), or None (unpriced)."""
-        market, category = self.market_of(country), normalize_category(category)
-        rows = self.rates.get((market, category)) if market and category else None
+        """The row pricing ``category`` to ``country`` on day ``on`` (today), or None (unpriced):
+        the country's own rows when the card has them for this category, else its market's."""
+        category = normalize_category(category)
+        if not country or not category:
+            return None
+        rows = self.rates.get((country, category)) or self.rates.get((self.markets.get(country), category))
         day = (on or dt.date.today()).isoformat()
         return next((row for row in rows or () if row["effective_from"] <= day), None)
 
