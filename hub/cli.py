@@ -193,6 +193,53 @@ def up(host: str, port: int, workers: int, simulator_port: int | None) -> None:
     stop_children_on_exit(children)
 
 
+@cli.group("rate-card")
+def rate_card() -> None:
+    """The rate card that prices messages (estimates and spend): show it or load a newer one."""
+
+
+@rate_card.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--markets", "markets_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="country,market CSV (default: the shipped mapping to Meta's markets)")
+@click.option("--workspace", "workspace_id", default=None, help="load it as this workspace's own card")
+def rate_card_load(file: str, markets_file: str | None, workspace_id: str | None) -> None:
+    """Validate FILE (CSV: market,category,price,price_in_window,currency,effective_from,source)
+    and make it the instance's rate card (or one workspace's)."""
+    from pathlib import Path
+
+    from hub.core.models import Workspace
+    from hub.core.pricing import ratecard
+
+    try:
+        rates, markets = ratecard.parse(Path(file).read_text(encoding="utf-8"),
+                                        Path(markets_file).read_text(encoding="utf-8") if markets_file else None)
+    except (ratecard.RateCardError, UnicodeDecodeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    with runtime().db.session() as session:
+        if workspace_id and session.get(Workspace, workspace_id) is None:
+            raise click.ClickException(f"no workspace {workspace_id}")
+        ratecard.store(session, rates, markets, workspace_id=workspace_id, source=Path(file).name)
+    log.info("rate card %s loaded for %s: %d rows", file, workspace_id or "the instance", len(rates))
+    click.echo(f"loaded {len(rates)} rates ({len(set(markets.values()))} markets, {len(markets)} countries) "
+               f"for {workspace_id or 'the instance'}")
+
+
+@rate_card.command("show")
+@click.option("--workspace", "workspace_id", default=None)
+def rate_card_show(workspace_id: str | None) -> None:
+    """Print the rate card in effect (the workspace's, the instance's or the shipped one)."""
+    from hub.core.pricing import ratecard
+
+    with runtime().db.session() as session:
+        card = ratecard.current(session, workspace_id)
+    click.echo(f"# origin: {card.origin}; source: {card.source}")
+    for (market, category), rows in sorted(card.rates.items()):
+        for row in rows:
+            click.echo(f"{market},{category},{row['price']},{row['price_in_window'] or ''},{row['currency']},"
+                       f"{row['effective_from']}")
+
+
 @cli.group()
 def connections() -> None:
     """WhatsApp connections: list, connect by token, onboard from a signup code, disconnect."""

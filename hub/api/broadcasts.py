@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import re
 
-from flask import g
+from flask import g, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validates_schema
 from sqlalchemy import func, select
 
 from hub.api import ids, owned, runtime, workspace_blueprint
+from hub.api.broadcast_preview import dry_run_report
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.models import Broadcast, Connection, Contact, Send, Workspace
@@ -101,45 +102,28 @@ def present(session, bc: Broadcast) -> dict:
 @bp.route("/broadcasts", methods=["POST"])
 @bp.arguments(BroadcastIn)
 @bp.response(202, BroadcastOut)
+@bp.doc(parameters=[{"in": "query", "name": "dry_run", "schema": {"type": "boolean"},
+                     "description": "true: answer 200 with the recipients, exclusions and estimated cost; "
+                                    "create nothing"}])
 def create_broadcast(body):
     """Send a template to an audience. Without ``connection_id`` each recipient gets it from the
     number they last wrote to (when its account has the template), else from the workspace's
-    oldest active number; ``connection_id`` sends them all from one number."""
+    oldest active number; ``connection_id`` sends them all from one number. With
+    ``?dry_run=true`` nothing is created: the answer (200) counts recipients and exclusions and
+    estimates the cost by category and country from the rate card."""
     rt = runtime()
+    dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
     with rt.db.session() as session:
-        conn = owned(session, Connection, body["connection_id"]) if body["connection_id"] \
-            else sending_connection(session, g.workspace_id)
-        template = find_template(session, g.workspace_id, conn.waba_id, body["template"], body["language"]) \
-            if conn is not None else None
-        _check(conn, template, body)
-        marketing = (template.category or "").upper() == "MARKETING"
-        need_consent = bool((session.get(Workspace, g.workspace_id).settings or {}).get("require_marketing_consent"))
-        audience = body["audience"]
-        query = select(Contact).where(Contact.workspace_id == g.workspace_id, Contact.wa_id.is_not(None))
-        candidates = session.scalars(query).all()
-        chosen = [c for c in candidates if c.id in audience["contact_ids"]
-                  or set(audience["tags"]) & set(c.tags or [])]
-        excluded = {"opted_out": 0, "marketing_opted_out": 0, "no_marketing_consent": 0, "missing_value": 0}
+        conn, template, routes, plan, excluded = _plan(session, body)
+        if dry_run:
+            return jsonify(dry_run_report(session, g.workspace_id, template, routes, plan, excluded))
         bc = Broadcast(workspace_id=g.workspace_id, connection_id=conn.id, name=body["name"],
                        template_name=template.name, template_language=template.language, params=body["params"],
-                       audience={**audience})
+                       audience={**body["audience"]})
         session.add(bc)
         session.flush()
-        routes = {c.id: routing.requested(conn) for c in chosen} if body["connection_id"] else \
-            routing.choose_many(session, g.workspace_id, [c.id for c in chosen], template=template.name,
-                                language=template.language)
         jobs = []
-        for contact in chosen:
-            params = [fill(p, contact) for p in body["params"]]
-            reason = ("opted_out" if checks.opt_out_problem(contact, "broadcast") else
-                      "marketing_opted_out" if checks.marketing_problem(contact, checks.category_of(template)) else
-                      "no_marketing_consent" if marketing and (contact.marketing_consent is False or
-                                                               (need_consent and not contact.marketing_consent))
-                      else "missing_value" if any(not p.strip() for p in params)
-                      else None)
-            if reason:
-                excluded[reason] += 1
-                continue
+        for contact, params in plan:
             route = routes[contact.id]
             send, created = create_send(
                 session, workspace_id=g.workspace_id, connection=route.connection, to=contact.wa_id, kind="template",
@@ -150,10 +134,45 @@ def create_broadcast(body):
             if created:
                 session.flush()
                 jobs.append(delivery_job(send.id))
-        bc.audience = {**audience, "excluded": excluded}
+        bc.audience = {**body["audience"], "excluded": excluded}
         result = present(session, bc)
     enqueue_all(rt, jobs)
     return result
+
+
+def _plan(session, body: dict):
+    """The number, template, routes, the recipients with their parameters and the exclusions
+    counted by reason: what a broadcast (or its dry run) would send."""
+    conn = owned(session, Connection, body["connection_id"]) if body["connection_id"] \
+        else sending_connection(session, g.workspace_id)
+    template = find_template(session, g.workspace_id, conn.waba_id, body["template"], body["language"]) \
+        if conn is not None else None
+    _check(conn, template, body)
+    marketing = (template.category or "").upper() == "MARKETING"
+    need_consent = bool((session.get(Workspace, g.workspace_id).settings or {}).get("require_marketing_consent"))
+    audience = body["audience"]
+    query = select(Contact).where(Contact.workspace_id == g.workspace_id, Contact.wa_id.is_not(None))
+    candidates = session.scalars(query).all()
+    chosen = [c for c in candidates if c.id in audience["contact_ids"]
+              or set(audience["tags"]) & set(c.tags or [])]
+    excluded = {"opted_out": 0, "marketing_opted_out": 0, "no_marketing_consent": 0, "missing_value": 0}
+    routes = {c.id: routing.requested(conn) for c in chosen} if body["connection_id"] else \
+        routing.choose_many(session, g.workspace_id, [c.id for c in chosen], template=template.name,
+                            language=template.language)
+    plan = []
+    for contact in chosen:
+        params = [fill(p, contact) for p in body["params"]]
+        reason = ("opted_out" if checks.opt_out_problem(contact, "broadcast") else
+                  "marketing_opted_out" if checks.marketing_problem(contact, checks.category_of(template)) else
+                  "no_marketing_consent" if marketing and (contact.marketing_consent is False or
+                                                           (need_consent and not contact.marketing_consent))
+                  else "missing_value" if any(not p.strip() for p in params)
+                  else None)
+        if reason:
+            excluded[reason] += 1
+        else:
+            plan.append((contact, params))
+    return conn, template, routes, plan, excluded
 
 
 def _check(conn: Connection | None, template, body: dict) -> None:

@@ -174,6 +174,12 @@ class Message(Base):
     failed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     pricing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the status webhooks' ``pricing`` object, as columns for spend reports (core/pricing/)
+    pricing_billable: Mapped[bool | None] = mapped_column(Boolean)
+    pricing_category: Mapped[str | None] = mapped_column(String(40))
+    pricing_type: Mapped[str | None] = mapped_column(String(40))
+    pricing_model: Mapped[str | None] = mapped_column(String(16))
+    pricing_country: Mapped[str | None] = mapped_column(String(2))  # the recipient's region (ISO 3166)
     edited_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     send_id: Mapped[int | None] = mapped_column(BigId)
@@ -297,6 +303,19 @@ class Send(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claim_token: Mapped[str | None] = mapped_column(String(32))  # the worker claim that holds a ``sending`` send
     attempted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # Meta may have it from here on
+
+
+class RateCard(Base):
+    """A loaded rate card (``core/pricing/ratecard.py``): the instance's (no workspace) or one
+    workspace's override; the newest of each counts."""
+    __tablename__ = "rate_cards"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("workspaces.id", ondelete="CASCADE"),
+                                                     index=True)
+    rates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    markets: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # country (ISO 3166) -> market
+    source: Mapped[str | None] = mapped_column(String(200))
+    loaded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Subscription(Base):

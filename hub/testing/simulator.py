@@ -353,10 +353,7 @@ class GraphSimulator:
         message: dict[str, Any] = {"id": wamid}
         if template is not None:
             message["message_status"] = "accepted"
-            pricing = {"pricing_category": template["category"].lower(), "billable": True}
-        else:
-            pricing = {"pricing_category": "service", "billable": False,
-                       "pricing_type": "free_customer_service"}
+        pricing = self._pricing(number, to, template)
         now = int(self.clock())
         args = (number["waba_id"], number["id"], number["display_phone_number"], wamid)
         opaque = body.get("biz_opaque_callback_data")
@@ -371,6 +368,16 @@ class GraphSimulator:
         self._queue_statuses(events)
         return {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": _digits(to)}],
                 "messages": [message]}
+
+    def _pricing(self, number: dict, to: str, template: dict | None) -> dict:
+        """The statuses' ``pricing`` as Meta documents it (per-message pricing): a template is
+        priced by its category (``regular``, billable), except a utility template inside an open
+        customer service window (free: ``free_customer_service``); a non-template message is
+        ``service``, free inside the window (it cannot be sent outside it)."""
+        category = template["category"].lower() if template is not None else "service"
+        free = category == "service" or (category == "utility" and self.window_open(number["id"], to))
+        return {"pricing_category": category, "billable": not free,
+                "pricing_type": "free_customer_service" if free else "regular"}
 
     # --- the Flask app -------------------------------------------------------------------------
     def _record(self, params: Any = None) -> None:

@@ -19,6 +19,7 @@ from hub.core.db import lock
 from hub.core.sending import windows
 from hub.core.sending.results import confirm_from_status
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
+from hub.core.pricing.record import record_pricing
 from hub.core.whatsapp.events import DomainEvent
 from hub.core.whatsapp.items import Items, digest, digits, obj, text
 
@@ -167,6 +168,9 @@ def _status(session, conn: Connection, st: dict, out: list[DomainEvent]) -> None
         message.status = new
     if isinstance(st.get("pricing"), dict):
         message.pricing = {**(message.pricing or {}), **st["pricing"]}
+        recipient = text(st.get("recipient_id")) or \
+            (session.get(Contact, message.contact_id).wa_id if message.contact_id else None)
+        record_pricing(message, st["pricing"], recipient)  # a BSUID-only status: the contact's number
     if new == "failed":
         error = next((e for e in st.get("errors") or [] if isinstance(e, dict)), {}) \
             if isinstance(st.get("errors"), list) else {}
