@@ -36,7 +36,7 @@ def send(client, conn, to, **body):
 def messages_of(client, workspace_id):
     with client.rt.db.session() as s:
         rows = s.scalars(select(Message).where(Message.workspace_id == workspace_id, Message.direction == "out"))
-        return {m.send_id: (m.status, m.pricing_category, m.pricing_billable, m.pricing_type, m.pricing_model,
+        return {client.public_id("snd", m.send_id): (m.status, m.pricing_category, m.pricing_billable, m.pricing_type, m.pricing_model,
                             m.pricing_country) for m in rows}
 
 
