@@ -126,3 +126,19 @@ def test_events_are_kept_newest_first_for_samples(client, coexistence, simulator
                                                      OutboundEvent.type == "message.received")
                          .order_by(OutboundEvent.created_at.desc())).all()
     assert [r.data["body"]["text"]["body"] for r in rows] == ["two", "one"]
+
+
+def test_inactivity_warning_once_per_idle_spell(client, coexistence, run_jobs, listening):
+    import datetime as dt
+
+    from hub.core import scheduler
+    from hub.core.models import Connection, utcnow
+
+    with client.rt.db.session() as s:
+        s.get(Connection, coexistence.id).last_app_activity_at = utcnow() - dt.timedelta(days=11)
+    for minutes in (2, 4):  # checked twice: warned once
+        scheduler.tick(client.rt, now=utcnow() + dt.timedelta(minutes=minutes))
+    run_jobs(queues=("outbound",))
+    [warning] = received(listening, "connection.inactivity_warning")
+    assert warning["data"]["days_idle"] == 11 and warning["data"]["connection_id"] == coexistence.id
+    assert "day 14" in warning["data"]["message"]
