@@ -294,3 +294,18 @@ def test_delivery_jobs_wait_for_the_outer_commit(client, workspace, run_jobs, re
     assert f"{client.rt.settings.key_prefix}-outbox-{gone.id}" not in queue.job_ids
     run_jobs(queues=("outbound",))
     assert [json.loads(b)["data"]["message"] for b in receiver.bodies()] == ["after the commit"]
+
+
+def test_connector_declared_events_join_the_catalogue(client, workspace, acme_installation, run_jobs, receiver):
+    types = {e["name"]: e for e in client.get("/api/v1/event-types", headers=workspace.headers).json}
+    confirmed = types["order.confirmed"]
+    assert confirmed["source"] == "acme" and confirmed["description"] == "A customer confirmed an order"
+    assert confirmed["schema"]["required"] == ["order_id"] and confirmed["example"] == {"order_id": "77"}
+    sub = subscribe(client, workspace, receiver.url, ["order.confirmed"])
+    inst, secrets = acme_installation
+    client.deliver("acme", inst["id"], {"id": 78, "phone": "+91 90909 09091"}, secrets,
+                   {"X-Acme-Topic": "order.created", "X-Acme-Webhook-Id": "catalogue-78"})
+    run_jobs(queues=("ingest", "outbound"))
+    [request] = receiver.got
+    payload = verify(sub["secret"], request)
+    assert payload["type"] == "order.confirmed" and payload["data"] == {"order_id": "78"}
