@@ -27,9 +27,14 @@ def tag_order(ctx, order_id: str, tag: str) -> None:
     WRITTEN.append({"order_id": order_id, "tag": tag, "token": ctx.config.get("api_token")})
 
 
+class OrderConfirmed(Schema):
+    order_id = fields.String(required=True, metadata={"description": "the store's order id"})
+
+
 class Acme(Connector):
     name = "acme"
     title = "Acme Store"
+    events = {"order.confirmed": (OrderConfirmed, {"order_id": "77"}, "A customer confirmed an order")}
     config_schema = AcmeConfig
     verify = HmacHeader("X-Acme-Hmac-Sha256", key="webhook_secret", encoding="base64")
     event_id = Header("X-Acme-Webhook-Id")

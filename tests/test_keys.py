@@ -23,6 +23,7 @@ SECRETS = {
     "access_token": "EAAG-secret-token",
     "installation": {"webhook_secret": "whsec-1", "api_token": "tok-2"},
     "subscription": "sub-signing-secret",
+    "previous_subscription": "sub-previous-signing-secret",  # a rotation's overlap window
 }
 
 
@@ -64,7 +65,8 @@ def _seed(db: Database, key: str) -> None:
             s.add(Installation(workspace_id=ws.id, connector="acme", secrets=SECRETS["installation"]))
             s.add(
                 Subscription(
-                    workspace_id=ws.id, target_url="https://example.com/hook", secret=SECRETS["subscription"]
+                    workspace_id=ws.id, target_url="https://example.com/hook", secret=SECRETS["subscription"],
+                    previous_secret=SECRETS["previous_subscription"],
                 )
             )
     finally:
@@ -110,14 +112,14 @@ def test_rotate_key_reencrypts_every_secret_under_the_new_key(fresh_db, tmp_path
     _seed(fresh_db, old)
     before = _stored(fresh_db)
     expected = _plain(fresh_db, old)
-    assert len(before) == len(keys.encrypted_columns()) == 3
+    assert len(before) == len(keys.encrypted_columns()) == 4
 
     refused = _cli(fresh_db, tmp_path, "--check", secret_key=f"{new},{old}")
     assert refused.returncode != 0 and "not encrypted under the first key" in refused.stderr
 
     done = _cli(fresh_db, tmp_path, secret_key=f"{new},{old}")
     assert done.returncode == 0, done.stderr
-    assert "re-encrypted 3 secrets" in done.stdout
+    assert "re-encrypted 4 secrets" in done.stdout
 
     after = _stored(fresh_db)
     assert set(after).isdisjoint(before)
@@ -126,7 +128,7 @@ def test_rotate_key_reencrypts_every_secret_under_the_new_key(fresh_db, tmp_path
         with pytest.raises(InvalidToken):
             Fernet(old.encode()).decrypt(token.encode())
     checked = _cli(fresh_db, tmp_path, "--check", secret_key=new)
-    assert checked.returncode == 0 and "3 secrets decrypt" in checked.stdout
+    assert checked.returncode == 0 and "4 secrets decrypt" in checked.stdout
 
     crypto_before = crypto._keyring
     crypto.configure([new])  # the hub's own columns read them back under the new key alone

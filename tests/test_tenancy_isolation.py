@@ -24,13 +24,14 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # path parameter → which of B's objects fills it (``None``: a route outside the workspace API)
 B_OBJECT = {"connection_id": "connection", "contact_id": "contact", "send_id": "send", "event_id": "event",
             "delivery_id": "delivery", "installation_id": "installation", "broadcast_id": "broadcast",
-            "key_id": "key"}
+            "key_id": "key", "sub_id": "subscription"}
 # routes that take no workspace key (the instance admin's, the OpenAPI document)
 NOT_WORKSPACE_ROUTES = {("GET", "/api/v1/workspaces"), ("POST", "/api/v1/workspaces"), ("GET", "/api/v1/openapi.json")}
 # bodies that pass validation, so the ownership check is what answers; ``{B:kind}`` is replaced
 BODIES = {("POST", "/api/v1/messages"): {"to": "14155552671", "text": "hi", "connection_id": "{B:connection}"},
           ("POST", "/api/v1/broadcasts"): {"template": "iso_tpl", "connection_id": "{B:connection}",
-                                           "audience": {"contact_ids": ["{B:contact}"]}}}
+                                           "audience": {"contact_ids": ["{B:contact}"]}},
+          ("POST", "/api/v1/subscriptions/<sub_id>/replay"): {"since": "2026-01-01T00:00:00Z"}}
 
 
 def _api_routes() -> list[tuple[str, str]]:
@@ -89,6 +90,8 @@ class World:
                                       name="b-install-" + secrets.token_hex(4))
         assert client.post("/api/v1/workspace/keys", headers=b, json={"name": "b-second"}).status_code == 201
         key = next(k for k in client.get("/api/v1/workspace/keys", headers=b).json if k["name"] == "b-second")
+        self.hook = f"http://127.0.0.1:9/b-hook-{secrets.token_hex(4)}"
+        subscription = client.post("/api/v1/subscriptions", headers=b, json={"url": self.hook, "events": ["*"]}).json
         with runtime.db.session() as s:
             delivery = OutboundDelivery(workspace_id=self.b.id, kind="webhook", target="sub_b", status="dead",
                                         payload={"text": self.text}, attempts=9, last_error="HTTP 500")
@@ -96,8 +99,8 @@ class World:
         drain(runtime, queues=("ingest", "send"))
         self.objects = {"connection": conn.id, "contact": contact["id"], "send": send["id"], "event": event["id"],
                         "delivery": client.public_id("dlv", delivery.id), "installation": installation["id"], "broadcast": broadcast["id"],
-                        "key": key["id"]}
-        self.markers = [conn.id, conn.phone_number_id, conn.waba_id, self.wa_id, self.text, "Bertha",
+                        "key": key["id"], "subscription": subscription["id"]}
+        self.markers = [self.hook, conn.id, conn.phone_number_id, conn.waba_id, self.wa_id, self.text, "Bertha",
                         installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b"]
         self.before = self.snapshot()
 
@@ -114,7 +117,9 @@ class World:
                 "event": get(f"/api/v1/events/{o['event']}").json["status"],
                 "delivery": get(f"/api/v1/deliveries/{o['delivery']}").json["status"],
                 "broadcast": get(f"/api/v1/broadcasts/{o['broadcast']}").status_code,
-                "key": keys[o["key"]]}
+                "key": keys[o["key"]],
+                "subscription": {k: get(f"/api/v1/subscriptions/{o['subscription']}").json.get(k)
+                                 for k in ("url", "events", "enabled", "previous_secret_expires_at")}}
 
     def body_for(self, method: str, rule: str):
         body = BODIES.get((method, rule))

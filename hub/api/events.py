@@ -48,6 +48,7 @@ class DeliveryOut(Schema):
     kind = fields.String()
     target = fields.String()
     event_type = fields.String(allow_none=True)
+    event_id = fields.String(allow_none=True, metadata={"description": "evt_…: the webhook-id of every attempt"})
     payload = fields.Dict()
     status = fields.String()
     attempts = fields.Integer()

@@ -332,6 +332,19 @@ class ConnectorConformance:
             assert name in props, f"config key {name!r} is not in the schema"
         assert sorted(entry.get("topics") or []) == sorted(t for t in cls._webhook_handlers if t != "*")
 
+    def test_declared_events_are_valid(self, coexhub_runtime):
+        """Events the connector declares (``events = {name: (schema, example, description)}``)
+        have a marshmallow schema, an example that passes it, and a dotted name."""
+        from marshmallow import Schema as _Schema
+
+        from hub.core.events import EVENT_TYPES, connector_events
+
+        for declared in connector_events(self.connector_cls(coexhub_runtime)):
+            assert "." in declared.name and declared.name not in EVENT_TYPES, declared.name
+            assert isinstance(declared.schema, type) and issubclass(declared.schema, _Schema), declared.name
+            assert not declared.errors(declared.example), (declared.name, declared.errors(declared.example))
+            assert declared.json_schema()["type"] == "object"
+
     def test_handlers_return_valid_actions(self, coexhub_runtime):
         cls = self.connector_cls(coexhub_runtime)
         connector = cls()

@@ -1,14 +1,14 @@
 """pricing: the status webhooks' pricing object as message columns, and loaded rate cards
 
 Revision ID: 0009_pricing
-Revises: 0006
+Revises: 0008_subscriptions
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0009_pricing'
-down_revision = '0007_paylinks'
+down_revision = '0008_subscriptions'
 branch_labels = None
 depends_on = None
 
