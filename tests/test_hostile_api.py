@@ -213,3 +213,11 @@ def test_meta_ids_and_tokens_that_cannot_reach_the_graph_api_are_422(client, wor
     onboard = {"code": "c", "waba_id": body["waba_id"], "phone_number_id": body.get("phone_number_id")}
     if field != "access_token":
         error_of(client.post("/api/v1/connections/onboard", json=onboard, headers=workspace.headers), 422)
+
+
+def test_errors_of_list_items_and_of_the_whole_list_together_are_a_422(client, workspace):
+    """Marshmallow keys item errors by index and list errors by ``_schema``: both in one answer."""
+    body = {"url": "https://example.com/hook", "events": ["x" * 100, "no.such.event"]}
+    r = client.post("/api/v1/subscriptions", json=body, headers=workspace.headers)
+    assert r.status_code == 422, r.json
+    assert set(r.json["error"]["details"]["fields"]["events"]) >= {"0"}

@@ -88,7 +88,7 @@ def test_a_private_target_is_refused_again_at_delivery(client, workspace, run_jo
     sent = client.post(f"/api/v1/subscriptions/{sub['id']}/test", headers=workspace.headers).json
     run_jobs(queues=("outbound",))
     with client.rt.db.session() as s:
-        row = s.get(OutboundDelivery, sent["delivery_id"])
+        row = s.get(OutboundDelivery, client.row_id(sent["delivery_id"]))
     assert receiver.got == [] and row.status == "dead" and "non-public address" in row.last_error
 
 
@@ -157,7 +157,7 @@ def test_a_redirect_is_a_failed_delivery(client, workspace, run_jobs, odd_server
     sent = client.post(f"/api/v1/subscriptions/{sub['id']}/test", headers=workspace.headers).json
     run_jobs(queues=("outbound",))
     with client.rt.db.session() as s:
-        row = s.get(OutboundDelivery, sent["delivery_id"])
+        row = s.get(OutboundDelivery, client.row_id(sent["delivery_id"]))
     assert row.status == "pending" and row.response_status == 302 and "redirects are not followed" in row.last_error
 
 

@@ -48,7 +48,7 @@ def send_test(client, workspace, sub_id):
 
 def delivery(client, delivery_id) -> OutboundDelivery:
     with client.rt.db.session() as s:
-        return s.get(OutboundDelivery, delivery_id)
+        return s.get(OutboundDelivery, client.row_id(delivery_id) if isinstance(delivery_id, str) else delivery_id)
 
 
 def sub_row(client, sub_id) -> Subscription:
@@ -133,7 +133,7 @@ def test_retries_follow_the_schedule_then_dead_letter_then_replay(client, worksp
     assert (row.status, row.attempts) == ("dead", len(RETRY_SECONDS) + 1) and len(receiver.got) == 10
     assert row.last_error.endswith("HTTP 500")
     dead = client.get(f"/api/v1/subscriptions/{sub['id']}/deliveries?status=dead", headers=workspace.headers).json
-    assert [d["id"] for d in dead] == [row.id]
+    assert [d["id"] for d in dead] == [client.public_id("dlv", row.id)]
     receiver.status = 200
     replay = client.post(f"/api/v1/subscriptions/{sub['id']}/replay", headers=workspace.headers,
                          json={"since": (started - dt.timedelta(seconds=1)).isoformat() + "Z"})
@@ -153,7 +153,7 @@ def test_single_dead_letter_replay(client, workspace, run_jobs, receiver):
     sub = subscribe(client, workspace, receiver.url)
     sent = send_test(client, workspace, sub["id"])
     with client.rt.db.session() as s:  # the last attempt
-        s.get(OutboundDelivery, sent["delivery_id"]).attempts = len(RETRY_SECONDS)
+        s.get(OutboundDelivery, client.row_id(sent["delivery_id"])).attempts = len(RETRY_SECONDS)
     run_jobs(queues=("outbound",))
     assert delivery(client, sent["delivery_id"]).status == "dead"
     receiver.status = 204
@@ -215,7 +215,7 @@ def test_five_days_of_failures_disable(client, workspace, run_jobs, receiver, wa
     first = select(OutboundDelivery).where(OutboundDelivery.target == sub["id"], OutboundDelivery.status == "pending")
     with client.rt.db.session() as s:
         pending = s.scalars(first).all()
-    assert sent["delivery_id"] in [p.id for p in pending]  # waiting, and refused at its next attempt
+    assert client.row_id(sent["delivery_id"]) in [p.id for p in pending]  # waiting, and refused at its next attempt
     due(client, run_jobs, utcnow() + dt.timedelta(minutes=10))
     assert delivery(client, sent["delivery_id"]).status == "dead"
     assert "disabled" in delivery(client, sent["delivery_id"]).last_error

@@ -20,6 +20,14 @@ def error_response(status: int, code: str, message: str, **details):
     return jsonify(body), status
 
 
+def _string_keys(value):
+    """Marshmallow keys list items' errors by index (``{3: [...], "_schema": [...]}``); JSON
+    with sorted keys cannot mix int and str keys, so every key becomes a string."""
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    return [_string_keys(v) for v in value] if isinstance(value, list) else value
+
+
 def register(app) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -30,7 +38,7 @@ def register(app) -> None:
         data = getattr(exc, "data", None) or {}
         if exc.code in (400, 422) and "messages" in data:  # webargs: validation (422) or unreadable JSON (400)
             messages = data["messages"]
-            messages = messages.get("json", messages) if isinstance(messages, dict) else messages
+            messages = _string_keys(messages.get("json", messages) if isinstance(messages, dict) else messages)
             if exc.code == 400:
                 return error_response(400, "bad_request", "the body is not valid JSON", fields=messages)
             return error_response(422, "validation_error", "the request body is not valid", fields=messages)

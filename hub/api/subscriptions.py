@@ -15,7 +15,7 @@ from flask import g, request
 from marshmallow import Schema, ValidationError, fields, validate, validates
 from sqlalchemy import select
 
-from hub.api import owned, page_args, runtime, workspace_blueprint
+from hub.api import ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.events import DeliveryOut
 from hub.api.schema_fields import UtcDateTime
@@ -106,7 +106,7 @@ class ReplayOut(Schema):
 
 class TestOut(Schema):
     event_id = fields.String()
-    delivery_id = fields.Integer()
+    delivery_id = ids.PublicId("dlv")
 
 
 def _check_url(url: str) -> None:
