@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hub.core import contacts
 from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, RecordRevenue,
     ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
-from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
+from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Workspace, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.sending import routing
 from hub.core.sending.pipeline import delivery_job
@@ -107,12 +107,12 @@ class Executor:
         self._outbox(kind="writeback", target=action.target, payload=action.kwargs)
 
     def _Emit(self, action: Emit) -> None:
-        subs = self.session.scalars(select(Subscription).where(
-            Subscription.workspace_id == self.workspace_id, Subscription.enabled.is_(True))).all()
-        for sub in subs:
-            if action.event in sub.events or "*" in sub.events:
-                self._outbox(kind="webhook", target=sub.id, payload={"type": action.event, "data": action.data},
-                             event_type=action.event)
+        """A connector's event: published like the hub's own (``hub.core.events.publish``)."""
+        from hub.core.events import publish
+
+        rows = publish(self.session, self.workspace_id, action.event, action.data,
+                       installation_id=self.installation.id if self.installation else None)
+        self.outcome["outbox"] += len(rows)
 
     def _DisableInstallation(self, action: DisableInstallation) -> None:
         if self.installation is not None:

@@ -300,16 +300,39 @@ class Send(Base):
 
 
 class Subscription(Base):
-    """An outbound webhook (signed) or a Zapier REST hook."""
+    """An outbound webhook (signed, Standard Webhooks) or a Zapier REST hook (``kind="zapier"``).
+
+    ``events`` lists event types (``message.received``), prefixes (``message.*``) or ``*``.
+    After a secret rotation the old one (``previous_secret``) also signs until
+    ``previous_secret_expires_at``. ``failing_since`` is the first failure of the current run
+    of failures (cleared by any success): 5 days of it disable the subscription."""
     __tablename__ = "subscriptions"
     id: Mapped[str] = _id("sub")
     workspace_id: Mapped[str] = _workspace_fk()
     kind: Mapped[str] = mapped_column(String(16), default="webhook")  # webhook|zapier
     target_url: Mapped[str] = mapped_column(Text)
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    description: Mapped[str | None] = mapped_column(String(500))
     secret: Mapped[str | None] = mapped_column(EncryptedText)
+    previous_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    failing_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class OutboundEvent(Base):
+    """One event the hub published (``hub.core.events.publish``): kept for replays, samples
+    (Zapier perform-list) and audit, whether or not anything subscribed to it."""
+    __tablename__ = "outbound_events"
+    __table_args__ = (Index("ix_outbound_events_recent", "workspace_id", "type", "created_at"),)
+    id: Mapped[str] = _id("evt")
+    workspace_id: Mapped[str] = mapped_column(String(40), ForeignKey("workspaces.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -323,6 +346,7 @@ class OutboundDelivery(Base):
     target: Mapped[str] = mapped_column(String(255))  # "module:function" or a subscription id
     installation_id: Mapped[str | None] = mapped_column(String(40))
     event_type: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(40), index=True)  # evt_… of a subscription delivery
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
