@@ -48,3 +48,12 @@ def test_the_zapier_app_passes_its_tests_against_a_live_hub(live_hub, client, co
     assert result.returncode == 0, report
     assert "# fail 0" in result.stdout and "# skipped 0" in result.stdout, report
     run_jobs()  # the sends the app queued leave nothing behind for later tests
+
+
+def test_the_apps_trigger_list_is_the_event_catalogue():
+    """events.json (the app's triggers) is regenerated whenever the catalogue changes."""
+    from connectors.zapier import events
+
+    assert events.main(["--check"]) == 0, "run: python -m connectors.zapier.events"
+    names = [e["type"] for e in events.app_events()["events"]]
+    assert {"message.received", "message.echoed", "contact.opted_out", "connection.inactivity_warning"} <= set(names)

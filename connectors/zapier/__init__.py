@@ -11,6 +11,6 @@ from hub.connector import hookimpl
 
 @hookimpl
 def coexhub_blueprints(app):
-    from connectors.zapier import actions
+    from connectors.zapier import actions, hooks
 
-    return [actions.bp]
+    return [actions.bp, hooks.bp]

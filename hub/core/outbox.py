@@ -67,8 +67,13 @@ def deliver(delivery_id: int) -> str:
         row.response_status, row.enqueued_at = response_status, None
         if response_status == 410:
             sub = session.get(Subscription, row.target)
-            sub.enabled, sub.disabled_reason = False, "410 Gone from the target"
-            error = PermanentError("410 Gone: subscription disabled")
+            if sub is not None and sub.kind == "zapier":  # the Zap is gone: so is its REST hook
+                session.delete(sub)
+                error = PermanentError("410 Gone: Zapier hook removed")
+            else:
+                if sub is not None:
+                    sub.enabled, sub.disabled_reason = False, "410 Gone from the target"
+                error = PermanentError("410 Gone: subscription disabled")
         elif response_status is not None and not 200 <= response_status < 300:
             error = RuntimeError(f"HTTP {response_status}")
         if error is None:

@@ -14,6 +14,7 @@ const hookTrigger = (event) => ({
   noun: words(event.type.split('.')[0]).replace(/^\w/, (c) => c.toUpperCase()),
   display: {
     label: `New ${words(event.type)} event`,
+    hidden: event.type === 'test.event', // sent only to the subscription being tested, never to a Zap
     description: `Triggers on \`${event.type}\`: ${event.description}`.slice(0, 1000),
   },
   operation: {

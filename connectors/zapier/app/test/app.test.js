@@ -37,11 +37,13 @@ test('one REST-hook trigger per catalogue event, with a sample', () => {
   }
 });
 
-live('the triggers are exactly the live hub\'s event types', async () => {
-  const response = await fetch(`${HUB_URL}/api/v1/event-types`);
+live('the triggers are exactly the live hub\'s event types (core and shipped connectors)', async () => {
+  const response = await fetch(`${HUB_URL}/api/v1/event-types`, { headers: { Authorization: `Bearer ${API_KEY}` } });
   assert.equal(response.status, 200);
-  const hub = (await response.json()).map((e) => e.type).sort();
-  assert.deepEqual(catalogue.events.map((e) => e.type).sort(), hub);
+  const body = await response.json();
+  const listed = Array.isArray(body) ? body : body.event_types || body.data || body.events;
+  const hub = listed.filter((e) => catalogue.sources.includes(e.source || 'core')).map((e) => e.name || e.type);
+  assert.deepEqual(catalogue.events.map((e) => e.type).sort(), hub.sort());
 });
 
 live('authentication: the test names the workspace; a wrong key is refused clearly', async () => {
