@@ -34,6 +34,31 @@ const yes = (v) => v === true || ['true', 'yes', '1'].includes(String(v).toLower
 
 const sendSample = { id: 1, to: '14155552671', kind: 'template', status: 'queued', template_name: 'order_update' };
 
+// One input per {{n}} of the chosen template's body (the hub says how many it has).
+const templateParams = async (z, bundle) => {
+  if (!bundle.inputData.template_id) return [];
+  const templates = (await z.request({ url: api(bundle, '/zapier/templates') })).data;
+  const chosen = templates.find((t) => String(t.id) === String(bundle.inputData.template_id));
+  const count = chosen ? chosen.param_count : 0;
+  return Array.from({ length: count }, (_, i) => ({
+    key: `param_${i + 1}`,
+    label: `Parameter {{${i + 1}}}`,
+    required: true,
+    helpText: `The value for {{${i + 1}}} in the template's body.`,
+  }));
+};
+
+const sendTemplate = async (z, bundle) => {
+  const { to: number, template_id: templateId, connection_id: connectionId } = bundle.inputData;
+  const params = Object.keys(bundle.inputData)
+    .filter((k) => /^param_\d+$/.test(k))
+    .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))
+    .map((k) => bundle.inputData[k]);
+  const body = { to: number, template_id: Number(templateId), params };
+  if (connectionId) body.connection_id = connectionId;
+  return (await z.request({ url: api(bundle, '/actions/send-template'), method: 'POST', body })).data;
+};
+
 const creates = [
   {
     key: 'send_template',
@@ -42,17 +67,17 @@ const creates = [
     operation: {
       inputFields: [
         to,
-        { key: 'template_id', label: 'Template', required: true, dynamic: 'template_choice.id.label' },
         {
-          key: 'params',
-          label: 'Body parameters',
-          list: true,
-          required: false,
-          helpText: 'One value per {{n}} placeholder, in order (the dropdown shows how many the template needs).',
+          key: 'template_id',
+          label: 'Template',
+          required: true,
+          dynamic: 'template_choice.id.label',
+          altersDynamicFields: true,
         },
+        templateParams,
         connection,
       ],
-      perform: post('/actions/send-template'),
+      perform: sendTemplate,
       sample: sendSample,
     },
   },

@@ -84,10 +84,13 @@ live('dropdowns: connections and approved templates with their parameter count',
 live('send template and text; the hub\'s refusals reach the Zap as readable errors', async () => {
   const templates = await run('triggers.template_choice');
   const order = templates.find((t) => t.name === 'order_update');
-  const sent = await run('creates.send_template', { to: fresh(), template_id: order.id, params: ['#1001'] });
+  const fields = await appTester(App.creates.send_template.operation.inputFields[2],
+    { authData, inputData: { template_id: String(order.id) } });
+  assert.deepEqual(fields.map((f) => f.key), ['param_1']); // one input per {{n}} of the chosen template
+  const sent = await run('creates.send_template', { to: fresh(), template_id: String(order.id), param_1: '#1001' });
   assert.equal(sent.status, 'queued');
-  await assert.rejects(run('creates.send_template', { to: fresh(), template_id: order.id, params: [] }),
-    /expects 1 parameter/);
+  assert.deepEqual(sent.params, ['#1001']);
+  await assert.rejects(run('creates.send_template', { to: fresh(), template_id: order.id }), /expects 1 parameter/);
   await assert.rejects(run('creates.send_text', { to: fresh(), text: 'out of the blue' }), /24-hour/);
   const text = await run('creates.send_text', { to: `+${CUSTOMER}`, text: 'Thanks for writing!' });
   assert.equal(text.kind, 'text');
@@ -102,7 +105,7 @@ live('contact actions: upsert, tag, untag, opt out (sends refused), opt in', asy
   assert.equal((await run('creates.opt_out', { phone })).opted_out, true);
   const templates = await run('triggers.template_choice');
   const order = templates.find((t) => t.name === 'order_update');
-  await assert.rejects(run('creates.send_template', { to: phone, template_id: order.id, params: ['x'] }), /opted out/);
+  await assert.rejects(run('creates.send_template', { to: phone, template_id: order.id, param_1: 'x' }), /opted out/);
   assert.equal((await run('creates.opt_in', { phone })).opted_out, false);
   assert.equal((await run('creates.opt_out', { phone, marketing_only: true })).marketing_opted_out, true);
 });
