@@ -22,7 +22,7 @@ from hub.api.errors import ApiError
 from hub.core.events import catalogue, envelope
 from hub.core.logs import event as log_event
 from hub.core.models import OutboundEvent, Subscription, iso_utc, utcnow
-from hub.core.outbox import PermanentError, check_public
+from hub.core.safe_http import Refused, resolve
 
 log = logging.getLogger(__name__)
 bp = workspace_blueprint("zapier_hooks", "Zapier REST hooks")
@@ -57,9 +57,9 @@ def _known(event_type: str):
 def subscribe(body):
     """Subscribe a Zap (REST hook ``performSubscribe``) to one event type."""
     _known(body["event"])
-    try:
-        check_public(body["target_url"], runtime().settings.outbound_allow_private)
-    except PermanentError as exc:
+    try:  # the same guard as every delivery (which resolves again and pins what it vetted)
+        resolve(body["target_url"], runtime().settings.outbound_allow_private)
+    except Refused as exc:
         raise ApiError(400, "target_refused", f"this target URL is refused: {exc}") from exc
     with runtime().db.session() as session:
         sub = Subscription(workspace_id=g.workspace_id, kind="zapier", target_url=body["target_url"],

@@ -2,8 +2,9 @@
 
 Each row is attempted by the ``deliver`` job; a failure reschedules it with backoff (the
 scheduler re-enqueues due rows), the last failure leaves it ``dead`` for a user to replay.
-Outbound webhooks are signed the Standard Webhooks way and refuse private addresses unless
-``COEXHUB_OUTBOUND_ALLOW_PRIVATE`` is set.
+Outbound webhooks are signed the Standard Webhooks way and go through ``safe_http`` (no private
+addresses unless ``COEXHUB_OUTBOUND_ALLOW_PRIVATE`` is set, the checked address pinned, no
+redirects, bounded answers). Retries: 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
 """
 from __future__ import annotations
 
@@ -12,16 +13,14 @@ import datetime as dt
 import hashlib
 import hmac
 import importlib
-import ipaddress
 import json
 import logging
-import socket
 import time
 from typing import Callable
-from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import update
+
+from hub.core import safe_http
 
 from hub.core.connectors import Context
 from hub.core.logs import event
@@ -29,10 +28,12 @@ from hub.core.metrics import count
 from hub.core.models import Installation, OutboundDelivery, Subscription, utcnow
 from hub.core.public_errors import public_error
 from hub.core.runtime import current
+from hub.core.safe_http import PermanentError, Unresolvable
 
 log = logging.getLogger(__name__)
 # Svix-like schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h, then dead.
 RETRY_SECONDS = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+DISABLE_AFTER = dt.timedelta(days=5)  # a subscription failing every delivery this long is disabled
 
 
 def outbox_job(row: OutboundDelivery) -> tuple:
@@ -41,13 +42,12 @@ def outbox_job(row: OutboundDelivery) -> tuple:
             f"outbox-{row.id}")
 
 
-class PermanentError(Exception):
-    """A delivery that must not be retried (e.g. 410 Gone, a refused address)."""
-
-
 def deliver(delivery_id: int) -> str:
     """RQ job: attempt one outbox row. The row is claimed first (``delivering``), so a second
-    copy of the job does nothing, and the call to the outside runs outside any transaction."""
+    copy of the job does nothing, and the call to the outside runs outside any transaction.
+
+    Only a 2xx answer is a success. 410 Gone disables the subscription; so does a run of
+    failures lasting ``DISABLE_AFTER`` (both publish ``subscription.disabled``)."""
     rt = current()
     with rt.db.session() as session:
         claimed = session.execute(
@@ -60,38 +60,65 @@ def deliver(delivery_id: int) -> str:
     response_status, error = None, None
     try:
         response_status = call()
+    except Unresolvable as exc:  # DNS may come back: retried, unlike a refused address
+        error = RuntimeError(str(exc))
     except Exception as exc:  # recorded below; retried or dead-lettered
         error = exc
     with rt.db.session() as session:
         row = session.get(OutboundDelivery, delivery_id)
         row.response_status, row.enqueued_at = response_status, None
+        sub = session.get(Subscription, row.target) if row.kind == "webhook" else None
         if response_status == 410:
-            sub = session.get(Subscription, row.target)
             if sub is not None and sub.kind == "zapier":  # the Zap is gone: so is its REST hook
                 session.delete(sub)
-                error = PermanentError("410 Gone: Zapier hook removed")
+                sub, error = None, PermanentError("410 Gone: Zapier hook removed")
             else:
-                if sub is not None:
-                    sub.enabled, sub.disabled_reason = False, "410 Gone from the target"
                 error = PermanentError("410 Gone: subscription disabled")
+                if sub is not None and sub.enabled:
+                    disable(session, sub, "410 Gone from the target")
         elif response_status is not None and not 200 <= response_status < 300:
-            error = RuntimeError(f"HTTP {response_status}")
+            error = RuntimeError(f"HTTP {response_status}" + (" (redirects are not followed)"
+                                                              if 300 <= response_status < 400 else ""))
         if error is None:
             row.status, row.delivered_at, row.last_error = "delivered", utcnow(), None
+            if sub is not None and sub.failing_since is not None:
+                sub.failing_since = None
         else:
-            row.last_error = public_error(error, row.payload)
-            event(log, "outbox delivery failed", level=logging.WARNING, delivery_id=row.id, kind=row.kind,
-                  attempts=row.attempts, error=row.last_error[:300])
-            if isinstance(error, PermanentError) or row.attempts > len(RETRY_SECONDS):
-                row.status = "dead"
-                event(log, "outbox delivery dead", level=logging.ERROR, delivery_id=row.id, attempts=row.attempts)
-            else:
-                row.status = "pending"
-                row.next_attempt_at = utcnow() + dt.timedelta(seconds=RETRY_SECONDS[row.attempts - 1])
-                event(log, "outbox retry scheduled", delivery_id=row.id, retry_at=row.next_attempt_at)
+            _failed(session, row, sub, error)
         outcome = row.status
     count(rt.redis, rt.settings.key_prefix, "jobs", job="outbox", outcome=outcome)
     return outcome
+
+
+def _failed(session, row: OutboundDelivery, sub: Subscription | None, error: Exception) -> None:
+    """Schedule the next attempt (``RETRY_SECONDS``) or dead-letter the row; track the
+    subscription's run of failures."""
+    now = utcnow()
+    row.last_error = public_error(error, row.payload)
+    event(log, "outbox delivery failed", level=logging.WARNING, delivery_id=row.id, kind=row.kind,
+          attempts=row.attempts, error=row.last_error[:300])
+    if isinstance(error, PermanentError) or row.attempts > len(RETRY_SECONDS):
+        row.status = "dead"
+        event(log, "outbox delivery dead", level=logging.ERROR, delivery_id=row.id, attempts=row.attempts)
+    else:
+        row.status = "pending"
+        row.next_attempt_at = now + dt.timedelta(seconds=RETRY_SECONDS[row.attempts - 1])
+        event(log, "outbox retry scheduled", delivery_id=row.id, retry_at=row.next_attempt_at)
+    if sub is not None and sub.enabled:
+        sub.failing_since = sub.failing_since or now
+        if now - sub.failing_since >= DISABLE_AFTER:
+            disable(session, sub, f"every delivery failed for {DISABLE_AFTER.days} days")
+
+
+def disable(session, sub: Subscription, reason: str) -> None:
+    """Turn a subscription off and publish ``subscription.disabled`` (to the others)."""
+    from hub.core.events import publish
+
+    sub.enabled, sub.disabled_reason, sub.disabled_at = False, reason[:200], utcnow()
+    event(log, "subscription disabled", level=logging.WARNING, subscription_id=sub.id, reason=reason)
+    session.flush()
+    publish(session, sub.workspace_id, "subscription.disabled",
+            {"subscription_id": sub.id, "url": sub.target_url, "reason": reason})
 
 
 def _writeback(session, row: OutboundDelivery) -> Callable[[], None]:
@@ -114,33 +141,38 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
+def signatures(sub: Subscription, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: the current secret's, and during a rotation's overlap
+    window the previous one's too (space-separated, as Standard Webhooks allows)."""
+    keys = [sub.secret]
+    if sub.previous_secret and sub.previous_secret_expires_at and sub.previous_secret_expires_at > utcnow():
+        keys.append(sub.previous_secret)
+    return " ".join(sign(key, msg_id, timestamp, body) for key in keys if key)
+
+
 def _webhook(rt, session, row: OutboundDelivery) -> Callable[[], int]:
     sub = session.get(Subscription, row.target)
     if sub is None or not sub.enabled:
         def refuse() -> int:
             raise PermanentError("subscription removed or disabled")
         return refuse
-    msg_id, ts = f"msg_{row.id}", int(time.time())
-    body = json.dumps({**row.payload, "timestamp": ts}, separators=(",", ":"), default=str).encode()
-    headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts)}
+    # webhook-id is the event's id: the same on every retry and replay, so receivers can dedupe
+    msg_id, ts = row.event_id or f"msg_{row.id}", int(time.time())
+    payload = row.payload if row.event_id else {**row.payload, "timestamp": ts}
+    body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+    headers = {"content-type": "application/json", "user-agent": "coexhub-webhooks/1",
+               "webhook-id": msg_id, "webhook-timestamp": str(ts)}
     if sub.secret:
-        headers["webhook-signature"] = sign(sub.secret, msg_id, ts, body)
+        headers["webhook-signature"] = signatures(sub, msg_id, ts, body)
     url, allow_private = sub.target_url, rt.settings.outbound_allow_private
 
     def post() -> int:
-        check_public(url, allow_private)
-        with httpx.Client(timeout=10, follow_redirects=False) as client:
-            return client.post(url, content=body, headers=headers).status_code
+        return safe_http.post(url, body, headers, allow_private)[0]
     return post
 
 
 def check_public(url: str, allow_private: bool) -> None:
-    """Refuse URLs resolving to loopback/private/reserved addresses (SSRF guard)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PermanentError(f"not an http(s) URL: {url}")
-    if allow_private:
-        return
-    for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP):
-        if not ipaddress.ip_address(info[4][0]).is_global:
-            raise PermanentError(f"{parts.hostname} resolves to a non-public address")
+    """Refuse URLs that are not http(s) or resolve to loopback/private/reserved addresses
+    (SSRF guard; ``safe_http.Refused`` says why). Prefer ``safe_http.client``, which also pins
+    the address it checked."""
+    safe_http.resolve(url, allow_private)
