@@ -16,6 +16,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
 
 from hub.api import owned, runtime, workspace_blueprint
+from hub.api.auth import bearer, hash_key
 from hub.api.contacts import ContactOut, ContactPatch, _with_windows, apply_patch
 from hub.api.errors import ApiError
 from hub.api.sending import MessageIn, SendOut, queue_checked
@@ -25,7 +26,6 @@ from hub.core.models import ApiKey, Template, Workspace
 from hub.core.processing import enqueue_all
 from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.templates import _component, placeholders
-from hub.api.auth import bearer, hash_key
 
 log = logging.getLogger(__name__)
 bp = workspace_blueprint("zapier_actions", "Zapier: auth test, actions keyed by phone number, dropdowns")

@@ -60,7 +60,7 @@ def subscribe(body):
     try:  # the same guard as every delivery (which resolves again and pins what it vetted)
         resolve(body["target_url"], runtime().settings.outbound_allow_private)
     except Refused as exc:
-        raise ApiError(400, "target_refused", f"this target URL is refused: {exc}") from exc
+        raise ApiError(400, "bad_url", f"this target URL is refused: {exc}") from exc
     with runtime().db.session() as session:
         sub = Subscription(workspace_id=g.workspace_id, kind="zapier", target_url=body["target_url"],
                            events=[body["event"]], description="Zapier REST hook",
