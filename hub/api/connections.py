@@ -10,7 +10,7 @@ from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.models import Connection, Workspace, utcnow
 from hub.core.sending.templates import upsert_templates
-from hub.core.whatsapp.account import pause
+from hub.core.whatsapp.account import pause, resume
 from hub.core.whatsapp.graph import Graph, GraphError
 from hub.core.whatsapp.onboarding import OnboardingError, connect, onboard, request_syncs
 
@@ -142,7 +142,7 @@ def update_connection(body, connection_id):
             if key in body:
                 setattr(conn, key, body[key])
         if body.get("status") == "active":
-            conn.status, conn.pause_reason, conn.paused_at = "active", None, None
+            resume(conn, "resumed through the API")
         elif body.get("status") == "paused":
             pause(conn, "paused through the API")
         return conn

@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.core.db import lock
+from hub.core.events import emit
 from hub.core.models import Attribution, Contact, Message, Send, utcnow
 
 
@@ -52,6 +53,7 @@ def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id
         if theirs is None:  # not a race: a real constraint failure
             raise
         return _find_or_add(session, workspace_id, wa_id, user_id, source)
+    emit.contact_created(session, contact)
     return contact
 
 
@@ -86,17 +88,30 @@ def _merge(session: Session, keep: Contact, other: Contact) -> None:
     session.flush()
 
 
-def opt_in(contact: Contact, *, marketing_only: bool = False) -> None:
-    """Lift an opt-out (START, WhatsApp's own "resume", or the API)."""
+def opt_in(contact: Contact, *, marketing_only: bool = False, source: str = "api",
+           connection_id: str | None = None) -> None:
+    """Lift an opt-out (START, WhatsApp's own "resume", or the API); publishes
+    ``contact.opted_in`` when it changed anything."""
     if marketing_only:
+        changed = contact.marketing_opted_out
         contact.marketing_opted_out, contact.marketing_opted_out_at = False, None
     else:
+        changed = contact.opted_out
         contact.opted_out, contact.opted_out_at = False, None
+    if changed:
+        emit.opted(contact, False, marketing_only=marketing_only, source=source, connection_id=connection_id)
 
 
-def opt_out(contact: Contact, *, marketing_only: bool = False) -> None:
+def opt_out(contact: Contact, *, marketing_only: bool = False, source: str = "api",
+            connection_id: str | None = None) -> None:
+    """Opt a contact out (of everything, or of marketing); publishes ``contact.opted_out``
+    when it changed anything."""
     now = utcnow()
     if marketing_only:
+        changed = not contact.marketing_opted_out
         contact.marketing_opted_out, contact.marketing_opted_out_at = True, now
     else:
+        changed = not contact.opted_out
         contact.opted_out, contact.opted_out_at = True, now
+    if changed:
+        emit.opted(contact, True, marketing_only=marketing_only, source=source, connection_id=connection_id)

@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy import func, select, update
 
 from hub.core import contacts
+from hub.core.events import emit
 from hub.core.logs import event, mask_phone
 from hub.core.metrics import count
 from hub.core.models import Connection, Contact, Send, utcnow
@@ -131,6 +132,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
                 continue
             except Refuse as refuse:
                 send.status, send.last_error = "failed", str(refuse)
+                emit.send_ended(send)
                 event(log, "send refused", level=logging.WARNING, send_id=send.id, reason=str(refuse),
                       to=mask_phone(send.to))
                 outcomes["refused"] += 1
@@ -138,6 +140,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
             except Exception as exc:  # bad data in one send must not block the rest of the batch
                 log.exception("send %s cannot be prepared", send.id)
                 send.status, send.last_error = "failed", f"cannot be prepared: {type(exc).__name__}: {exc}"[:2000]
+                emit.send_ended(send)
                 outcomes["refused"] += 1
                 continue
             payload.setdefault("biz_opaque_callback_data", callback_data(send.id))  # echoed in its statuses
@@ -191,6 +194,7 @@ def _record(rt, attempt: Attempt, result) -> str:
             event(log, "send fate unknown", level=logging.WARNING, send_id=send.id, error=str(result.error))
             if send.attempts >= MAX_ATTEMPTS:
                 send.status = "dead"
+                emit.send_ended(send)
                 return "dead"
             return "unknown"
         return _failed(session, send, result)
@@ -321,7 +325,8 @@ def _failed(session, send: Send, exc: GraphError) -> str:
           reason=decision.reason, attempts=send.attempts, to=mask_phone(send.to))
     conn = session.get(Connection, send.connection_id)
     if decision.opt_out_marketing and send.contact_id:
-        contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True)
+        contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True, source="meta_error",
+                         connection_id=send.connection_id)
     if decision.flag_template:
         template = find_template(session, send.workspace_id, conn.waba_id, send.template_name, send.template_language)
         if template is not None:
@@ -337,6 +342,7 @@ def _failed(session, send: Send, exc: GraphError) -> str:
         if send.attempts >= MAX_ATTEMPTS:
             send.status = "dead"
             event(log, "send dead", level=logging.ERROR, send_id=send.id, attempts=send.attempts, meta_code=exc.code)
+            emit.send_ended(send)
             return "dead"
         delay = decision.base_delay * decision.growth ** (send.attempts - 1)
         send.status, send.not_before = "scheduled", utcnow() + dt.timedelta(seconds=delay)
@@ -344,4 +350,5 @@ def _failed(session, send: Send, exc: GraphError) -> str:
         send.hold_reason = "retry"
         return "retry"
     send.status = "failed"
+    emit.send_ended(send)
     return "failed"

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.core import contacts
+from hub.core.events import emit
 from hub.core.models import Connection, Installation, Send, utcnow
 
 AUTOMATED = ("connector", "automation", "broadcast")  # origins the echo-aware hold applies to
@@ -73,6 +74,8 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
         existing = session.scalars(select(Send).where(Send.workspace_id == workspace_id,
                                                       Send.idempotency_key == idempotency_key)).one()
         return existing, False
+    if send.status == "failed":  # refused at once: there is no number to send from
+        emit.send_ended(send)
     return send, True
 
 

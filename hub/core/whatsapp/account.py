@@ -5,6 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
+from hub.core.events import emit
 from hub.core.models import Connection, Template, iso_utc, utcnow
 from hub.core.whatsapp.events import DomainEvent
 from hub.core.whatsapp.items import Items, text
@@ -21,13 +22,25 @@ def account_update(session, conns: list[Connection], value: dict, out: list[Doma
         if event in PAUSING_EVENTS:
             pause(conn, f"{event}: {reason}")  # its queue is kept; sends wait for reconnection
         elif event in RESUMING_EVENTS and conn.status != "active":
-            conn.status, conn.pause_reason, conn.paused_at = "active", None, None
+            resume(conn, f"{event}: {reason}")
         out.append(DomainEvent("account.updated", conn.workspace_id, conn.id,
                                {"event": event, "reason": reason, "status": conn.status, "raw": value}))
 
 
 def pause(conn: Connection, reason: str) -> None:
+    """Stop the number's sends; publishes ``connection.paused`` (once, when it was active)."""
+    was = conn.status
     conn.status, conn.pause_reason, conn.paused_at = "paused", reason[:200], utcnow()
+    if was != "paused":
+        emit.connection_changed(conn, reason[:200])
+
+
+def resume(conn: Connection, reason: str) -> None:
+    """Let a paused number send again; publishes ``connection.resumed`` when it was paused."""
+    was = conn.status
+    conn.status, conn.pause_reason, conn.paused_at = "active", None, None
+    if was == "paused":
+        emit.connection_changed(conn, reason[:200])
 
 
 def template_status(session, conns: list[Connection], waba_id: str, value: dict, out: list[DomainEvent]) -> None:
@@ -84,12 +97,12 @@ def _preference(session, conn: Connection, pref: dict, out: list[DomainEvent]) -
     if contact is None:
         return
     if pref.get("value") == "stop":
-        contacts.opt_out(contact, marketing_only=True)
+        contacts.opt_out(contact, marketing_only=True, source="whatsapp", connection_id=conn.id)
         out.append(DomainEvent("contact.opted_out", conn.workspace_id, conn.id,
                                {"wa_id": contact.wa_id, "scope": "marketing", "source": "user_preferences"},
                                contact_id=contact.id))
     elif pref.get("value") == "resume":
-        contacts.opt_in(contact, marketing_only=True)
+        contacts.opt_in(contact, marketing_only=True, source="whatsapp", connection_id=conn.id)
 
 
 def quality_update(session, conns: list[Connection], value: dict, out: list[DomainEvent]) -> None:

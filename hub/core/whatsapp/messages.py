@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.core import contacts
 from hub.core.db import lock
+from hub.core.events import emit
 from hub.core.sending import windows
 from hub.core.sending.results import confirm_from_status
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
@@ -183,10 +184,14 @@ def _status(session, conn: Connection, st: dict, out: list[DomainEvent]) -> None
 def _failed_send(session, conn: Connection, wamid: str, error: dict) -> None:
     send = session.scalars(select(Send).where(Send.connection_id == conn.id, Send.wamid == wamid)).first()
     if send is not None:
+        ended = send.status != "failed"
         send.status, send.error_code = "failed", error.get("code")
         send.last_error = error.get("title") or error.get("message")
+        if ended:
+            emit.send_ended(send)
     if error.get("code") == 131050 and send is not None and send.contact_id:
-        contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True)
+        contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True, source="meta_error",
+                         connection_id=conn.id)
 
 
 def echoes(session, conn: Connection, value: dict, out: list[DomainEvent],

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from hub.core.logs import event, mask_phone
 from hub.core.models import Connection, Send, iso_utc, utcnow
 from hub.core.sending.templates import upsert_templates
+from hub.core.whatsapp.account import resume
 from hub.core.whatsapp.graph import Graph, GraphError
 
 COEXISTENCE_MPS, CLOUD_API_MPS = 20, 80
@@ -91,7 +92,7 @@ def connect(session, graph: Graph, workspace_id: str, *, token: str, waba_id: st
     conn.display_phone_number = "".join(ch for ch in str(details.get("display_phone_number") or "") if ch.isdigit())
     conn.verified_name = details.get("verified_name")
     conn.messages_per_second = messages_per_second or (COEXISTENCE_MPS if mode == "coexistence" else CLOUD_API_MPS)
-    conn.status, conn.pause_reason, conn.paused_at = "active", None, None
+    resume(conn, "connected again")
     conn.history_opt_in = conn.history_opt_in or history
     session.flush()
     if mode == "coexistence":

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from hub.core import contacts, tenancy
 from hub.core.connectors import Context
+from hub.core.events import emit
 from hub.core.execute import Executor
 from hub.core.metrics import count
 from hub.core.models import Connection, InboundEvent, Installation, Workspace
@@ -56,6 +57,9 @@ def process_whatsapp(rt, session, event: InboundEvent):
             with items.isolated(at):
                 _apply(session, change["field"], change.get("value") or {}, conns, outcome, items, f"{at}.value")
     tenancy.link(session, event, workspaces)  # listed under every workspace it concerns
+    for n, item in enumerate(list(domain)):  # outward events (subscriptions), each isolated
+        with items.isolated(f"events[{n}] ({item.type}) published"):
+            emit.whatsapp(session, item)
     for n, item in enumerate(list(domain)):  # a plugin failing on one event does not sink the others
         sends: list[int] = []
         with items.isolated(f"events[{n}] ({item.type}) in plugins") as run:
@@ -151,14 +155,14 @@ class OptOut:
     def __call__(self, contact, text: str | None) -> None:
         word = " ".join((text or "").split()).strip(" .!").casefold()
         if word in self.stop and not contact.opted_out:
-            contacts.opt_out(contact)
+            contacts.opt_out(contact, source="keyword", connection_id=self.conn.id)
             self._confirm(contact, self.settings.get("opt_out_reply",
                                                      "You will no longer receive messages from us. Reply START to resubscribe."))
             self.domain.append(DomainEvent("contact.opted_out", self.conn.workspace_id, self.conn.id,
                                            {"wa_id": contact.wa_id, "scope": "all", "source": "keyword"},
                                            contact_id=contact.id))
         elif word in self.start and contact.opted_out:
-            contacts.opt_in(contact)
+            contacts.opt_in(contact, source="keyword", connection_id=self.conn.id)
             self._confirm(contact, self.settings.get("opt_in_reply", "You are subscribed again."))
 
     def _confirm(self, contact, text: str) -> None:
