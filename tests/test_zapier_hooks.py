@@ -133,3 +133,22 @@ def test_another_workspaces_hook_does_not_exist(client, workspace, receiver):
     assert client.delete(f"/api/v1/hooks/{made['id']}", headers=other.headers).status_code == 404
     assert client.delete("/api/v1/hooks/sub_nope", headers=workspace.headers).status_code == 404
     assert client.delete(f"/api/v1/hooks/{made['id']}", headers=workspace.headers).status_code == 204
+
+
+def test_whatsapp_events_reach_their_zap_end_to_end(client, coexistence, simulator, run_jobs, receiver):
+    """A customer's message and an opt-out made by a Zap action each reach the hook of their event."""
+    url, got, _ = receiver
+    h, who = coexistence.workspace.headers, customer()
+    received = hook(client, coexistence.workspace, url).json
+    opted = hook(client, coexistence.workspace, url, event="contact.opted_out").json
+    simulator.customer_message(coexistence.phone_number_id, who, "is my order shipped?")
+    run_jobs()
+    [message] = [Webhook(received["secret"]).verify(r["body"], r["headers"]) for r in got]
+    assert message["type"] == "message.received" and message["data"]["contact"]["wa_id"] == who
+    assert message["data"]["body"]["text"]["body"] == "is my order shipped?"
+    assert client.get("/api/v1/hooks/samples/message.received", headers=h).json[0] == message
+    assert client.post("/api/v1/actions/contact", headers=h, json={"phone": "+" + who, "opted_out": True}).status_code == 200
+    run_jobs()
+    assert len(got) == 2
+    out = Webhook(opted["secret"]).verify(got[1]["body"], got[1]["headers"])
+    assert out["type"] == "contact.opted_out" and out["data"]["contact"]["wa_id"] == who

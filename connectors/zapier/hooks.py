@@ -9,9 +9,7 @@ the same Standard Webhooks signature and retries. A delivery answered 410 remove
 """
 from __future__ import annotations
 
-import base64
 import logging
-import secrets
 
 from flask import g
 from marshmallow import Schema, fields, validate
@@ -19,6 +17,7 @@ from sqlalchemy import select
 
 from hub.api import runtime, workspace_blueprint
 from hub.api.errors import ApiError
+from hub.api.subscriptions import new_secret
 from hub.core.events import catalogue, envelope
 from hub.core.logs import event as log_event
 from hub.core.models import OutboundEvent, Subscription, iso_utc, utcnow
@@ -64,7 +63,7 @@ def subscribe(body):
     with runtime().db.session() as session:
         sub = Subscription(workspace_id=g.workspace_id, kind="zapier", target_url=body["target_url"],
                            events=[body["event"]], description="Zapier REST hook",
-                           secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+                           secret=new_secret())
         session.add(sub)
         session.flush()
         log_event(log, "zapier hook subscribed", hook_id=sub.id, event=body["event"], workspace_id=g.workspace_id)

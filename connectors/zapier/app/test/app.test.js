@@ -60,9 +60,9 @@ live('a REST hook: subscribe, list samples, perform, unsubscribe (twice is fine)
   assert.ok(hook.id);
   assert.equal(hook.event, 'message.received');
   const samples = await run(`triggers.${key}.performList`);
-  assert.ok(samples.length >= 1);
-  assert.equal(samples[0].type, 'message.received');
-  assert.ok(samples[0].id && samples[0].data);
+  assert.equal(samples[0].type, 'message.received'); // the customer's real message, newest first
+  assert.equal(samples[0].data.contact.wa_id, CUSTOMER);
+  assert.equal(samples[0].data.body.text.body, 'hello from a Zap test');
   const delivered = await run(`triggers.${key}`, {}, { cleanedRequest: samples[0] });
   assert.deepEqual(delivered, [samples[0]]);
   for (let i = 0; i < 2; i += 1) {
