@@ -3,15 +3,20 @@ import pytest
 from tests import acme
 
 
-@pytest.fixture(scope="session")
-def coexhub_extra_plugins():
+def extra_plugins() -> list:
+    """Plugins the tests register: acme, and connectors.zapier until the venv is reinstalled
+    (then pyproject's entry point registers it)."""
     from importlib.metadata import entry_points
 
     import connectors.zapier
 
-    # connectors.zapier is registered by pyproject's entry point once the venv is reinstalled
     installed = any(ep.name == "zapier" for ep in entry_points(group="coexhub"))
     return [acme] if installed else [acme, connectors.zapier]
+
+
+@pytest.fixture(scope="session")
+def coexhub_extra_plugins():
+    return extra_plugins()
 
 
 @pytest.fixture

@@ -73,7 +73,8 @@ def test_bad_subscriptions_are_refused_with_a_reason(client, workspace, receiver
 
 
 def test_private_targets_are_refused_at_subscribe_time(client, workspace, refuse_private):
-    for url in ("http://127.0.0.1:8080/x", "http://10.0.0.7/x", "http://169.254.169.254/latest", "http://[::1]/x"):
+    for url in ("http://127.0.0.1:8080/x", "http://10.0.0.7/x", "http://169.254.169.254/latest", "http://[::1]/x",
+                "http://localhost:8080/x"):  # a name resolving to loopback
         refused = hook(client, workspace, url)
         assert refused.status_code == 400, url
         assert refused.json["error"]["message"], url

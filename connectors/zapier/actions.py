@@ -65,7 +65,13 @@ class TemplateChoice(Schema):
     label = fields.String()
 
 
+class MeOut(Schema):
+    workspace = fields.Dict(metadata={"description": "{id, name}"})
+    api_key = fields.Dict(metadata={"description": "{id, name, prefix} of the key used"})
+
+
 @bp.route("/me", methods=["GET"])
+@bp.response(200, MeOut)
 def me():
     """The auth test: the workspace this API key belongs to (and which key it is)."""
     with runtime().db.session() as session:

@@ -83,7 +83,16 @@ def unsubscribe(hook_id):
     return ""
 
 
+class EventOut(Schema):
+    id = fields.String()
+    type = fields.String()
+    timestamp = fields.String(metadata={"description": "ISO 8601 UTC"})
+    workspace_id = fields.String()
+    data = fields.Dict(metadata={"description": "per the event type's schema (GET /api/v1/event-types)"})
+
+
 @bp.route("/hooks/samples/<event_type>", methods=["GET"])
+@bp.response(200, EventOut(many=True))
 def samples(event_type):
     """``performList``: the workspace's latest events of this type, newest first, as delivered;
     the catalogue's example (in the same envelope) when none happened yet."""
