@@ -83,7 +83,7 @@ def unsubscribe(hook_id):
     return ""
 
 
-class EventOut(Schema):
+class HookEventOut(Schema):
     id = fields.String()
     type = fields.String()
     timestamp = fields.String(metadata={"description": "ISO 8601 UTC"})
@@ -92,7 +92,7 @@ class EventOut(Schema):
 
 
 @bp.route("/hooks/samples/<event_type>", methods=["GET"])
-@bp.response(200, EventOut(many=True))
+@bp.response(200, HookEventOut(many=True))
 def samples(event_type):
     """``performList``: the workspace's latest events of this type, newest first, as delivered;
     the catalogue's example (in the same envelope) when none happened yet."""
