@@ -87,6 +87,24 @@ def migrate() -> None:
     click.echo("migrated")
 
 
+@cli.command("events-doc")
+@click.option("--check", is_flag=True, help="only check that docs/events.md matches the catalogue (exit 1 if not)")
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="write here instead of docs/events.md")
+def events_doc(check: bool, output: str | None) -> None:
+    """Write docs/events.md from the event catalogue's schemas (hub/core/events)."""
+    from pathlib import Path
+
+    from hub.core.events import docs
+
+    path = Path(output) if output else docs.DOC
+    if check:
+        if not path.exists() or path.read_text(encoding="utf-8") != docs.render():
+            raise click.ClickException(f"{path} is out of date: run `coexhub events-doc`")
+        click.echo(f"{path} is up to date")
+        return
+    click.echo(f"wrote {docs.write(path)}")
+
+
 @cli.command("rotate-key")
 @click.option("--generate", is_flag=True, help="only print a new Fernet key (put it first in COEXHUB_SECRET_KEY)")
 @click.option("--check", is_flag=True, help="only check that every secret decrypts with the first key alone")

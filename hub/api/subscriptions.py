@@ -42,14 +42,14 @@ class EventTypeOut(Schema):
     example = fields.Dict(metadata={"description": "an example of the event's data"})
 
 
-class SubscriptionIn(Schema):
-    url = fields.String(required=True, validate=validate.Length(max=2000),
+class SubscriptionPatch(Schema):
+    url = fields.String(validate=validate.Length(max=2000),
                         metadata={"description": "https endpoint receiving the events (POST)"})
-    events = fields.List(fields.String(validate=validate.Length(min=1, max=64)), required=True,
+    events = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
                          validate=validate.Length(min=1, max=100),
                          metadata={"description": "event types, prefixes like message.* or *"})
     description = fields.String(allow_none=True, validate=validate.Length(max=500))
-    enabled = fields.Boolean(load_default=True)
+    enabled = fields.Boolean()
 
     @validates("events")
     def _known(self, value, **_):
@@ -60,9 +60,13 @@ class SubscriptionIn(Schema):
             raise ValidationError(f"unknown event types: {', '.join(unknown)} (see GET /api/v1/event-types)")
 
 
-class SubscriptionPatch(SubscriptionIn):
-    class Meta:
-        partial = True
+class SubscriptionIn(SubscriptionPatch):
+    url = fields.String(required=True, validate=validate.Length(max=2000),
+                        metadata={"description": "https endpoint receiving the events (POST)"})
+    events = fields.List(fields.String(validate=validate.Length(min=1, max=64)), required=True,
+                         validate=validate.Length(min=1, max=100),
+                         metadata={"description": "event types, prefixes like message.* or *"})
+    enabled = fields.Boolean(load_default=True)
 
 
 class SubscriptionOut(Schema):
@@ -146,8 +150,7 @@ def create_subscription(body):
                            enabled=body["enabled"], secret=secret)
         session.add(sub)
         session.flush()
-        out = SubscriptionCreated().dump(sub)
-    return {**out, "secret": secret}
+        return sub  # its ``secret`` (decrypted in memory) is shown this once
 
 
 @bp.route("/subscriptions/<sub_id>", methods=["GET"])
@@ -200,8 +203,7 @@ def rotate_secret(body, sub_id):
         sub.previous_secret, sub.secret = sub.secret, secret
         sub.previous_secret_expires_at = utcnow() + dt.timedelta(seconds=body["overlap_seconds"])
         session.flush()
-        out = SubscriptionCreated().dump(sub)
-    return {**out, "secret": secret}
+        return sub
 
 
 @bp.route("/subscriptions/<sub_id>/test", methods=["POST"])

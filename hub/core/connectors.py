@@ -48,7 +48,7 @@ __all__ = ["Connector", "Context", "on_webhook", "on_whatsapp", "secret", "confi
            "HmacHeader", "TimestampedHmac", "SharedToken", "NoVerification", "Verifier", "Rejected", "Header",
            "JsonField", "Fields", "BodyHash", "Extractor", "IncomingRequest", "SendTemplate", "SendText",
            "ScheduleSend", "CancelScheduled", "UpsertContact", "WriteBack", "Emit", "Skip", "Action", "dig",
-           "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone", "outbound_url",
+           "DisableInstallation", "RecordRevenue", "PolledEvent", "normalize_phone", "outbound_url", "outbound_client",
            "SendPaymentLink", "PaymentLink", "PaymentReceived", "installed"]
 
 
@@ -203,9 +203,19 @@ def installed(workspace_id: str, connector: str) -> list[Context]:
                 for row in rows]
 
 
+def outbound_client(url: str, **kwargs: Any):
+    """An ``httpx.Client`` for calls to ``url``'s host, pinned to the address checked now (no
+    second DNS lookup, no redirects); raises ``Refused`` as ``outbound_url`` would."""
+    from hub.core import safe_http
+    from hub.core.runtime import current
+
+    return safe_http.client(url, current().settings.outbound_allow_private, **kwargs)
+
+
 def outbound_url(url: str) -> str:
     """``url`` if a connector may call it: http(s) and, unless ``COEXHUB_OUTBOUND_ALLOW_PRIVATE``
-    is set, not resolving to a loopback/private/reserved address (installations are user input)."""
+    is set, not resolving to a loopback/private/reserved address (installations are user input).
+    Prefer ``outbound_client``: an ``httpx`` client of your own resolves the name again."""
     from hub.core.outbox import check_public
     from hub.core.runtime import current
 

@@ -105,6 +105,7 @@ class Connection(Base):
     history_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_app_activity_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    inactivity_warned_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # connection.inactivity_warning
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -8,7 +8,8 @@ One ``tick`` (run every second by ``coexhub scheduler``):
   by a worker that stopped beating; ``STALE`` stays as a backstop;
 - ``sending`` sends whose worker was lost → queued again, without ever sending twice
   (``sending.results``);
-- installations whose connector polls (``poll_every``) and whose poll is due → a poll job.
+- installations whose connector polls (``poll_every``) and whose poll is due → a poll job;
+- Coexistence numbers idle for 10 days → ``connection.inactivity_warning`` (``inactivity``).
 Enqueueing is safe to repeat: job ids are unique per row and every job is idempotent.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import redis
 from sqlalchemy import or_, select, update
 
+from hub.core import inactivity
 from hub.core.ingest import process_job
 from hub.core.logs import event
 from hub.core.models import Connection, InboundEvent, OutboundDelivery, Send, utcnow
@@ -40,7 +42,7 @@ BATCH = 1000
 def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STALE) -> dict[str, int]:
     now = now or utcnow()
     epoch = rt.queues.epoch(utcnow())  # jobs enqueued before it were lost with a Redis restart
-    moved = {"sends": 0, "events": 0, "outbox": 0, "polls": 0}
+    moved = {"sends": 0, "events": 0, "outbox": 0, "polls": 0, "warnings": 0}
     with rt.db.session() as s:
         scheduled = (Send.status == "scheduled") & or_(Send.not_before.is_(None), Send.not_before <= now)
         active = select(Connection.id).where(Connection.status == "active")
@@ -71,6 +73,8 @@ def tick(rt: Runtime, now: dt.datetime | None = None, stale: dt.timedelta = STAL
             row.status, row.enqueued_at = "pending", now
         outbox_jobs = [outbox_job(row) for row in outbox]
         polls = due_installations(rt, s)
+        if inactivity.due(now):
+            moved["warnings"] = inactivity.warn_idle(s, now)
     moved["sends"] = len(due)
     wake = due if not waiting else range(JOB_SLOTS)
     for queue, func, args, job_id in dict.fromkeys(delivery_job(send_id) for send_id in wake):

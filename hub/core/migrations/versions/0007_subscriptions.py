@@ -1,4 +1,5 @@
-"""subscriptions: description, secret rotation, failure tracking; outbound_events; deliveries know their event
+"""subscriptions: description, secret rotation, failure tracking; outbound_events; deliveries know their event;
+connections remember their inactivity warning
 
 Revision ID: 0007_subscriptions
 Revises: 0006
@@ -14,6 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('connections', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('inactivity_warned_at', sa.DateTime(), nullable=True))
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('description', sa.String(length=500), nullable=True))
         batch_op.add_column(sa.Column('previous_secret', sa.Text(), nullable=True))
@@ -48,3 +51,5 @@ def downgrade() -> None:
         for name in ('updated_at', 'failing_since', 'disabled_at', 'previous_secret_expires_at',
                      'previous_secret', 'description'):
             batch_op.drop_column(name)
+    with op.batch_alter_table('connections', schema=None) as batch_op:
+        batch_op.drop_column('inactivity_warned_at')
