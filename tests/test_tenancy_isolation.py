@@ -24,7 +24,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # path parameter → which of B's objects fills it (``None``: a route outside the workspace API)
 B_OBJECT = {"connection_id": "connection", "contact_id": "contact", "send_id": "send", "event_id": "event",
             "delivery_id": "delivery", "installation_id": "installation", "broadcast_id": "broadcast",
-            "key_id": "key", "hook_id": "hook"}
+            "key_id": "key", "hook_id": "hook", "sub_id": "subscription"}
 # path parameters naming a kind of thing rather than one of B's objects: such routes are listings
 NAMES = {"event_type": "message.received"}
 # routes that take no workspace key (the instance admin's, the OpenAPI document)
@@ -33,6 +33,7 @@ NOT_WORKSPACE_ROUTES = {("GET", "/api/v1/workspaces"), ("POST", "/api/v1/workspa
 BODIES = {("POST", "/api/v1/messages"): {"to": "14155552671", "text": "hi", "connection_id": "{B:connection}"},
           ("POST", "/api/v1/broadcasts"): {"template": "iso_tpl", "connection_id": "{B:connection}",
                                            "audience": {"contact_ids": ["{B:contact}"]}},
+          ("POST", "/api/v1/subscriptions/<sub_id>/replay"): {"since": "2020-01-01T00:00:00Z"},
           ("POST", "/api/v1/actions/send-text"): {"to": "14155552671", "text": "hi", "connection_id": "{B:connection}"},
           ("POST", "/api/v1/actions/send-template"): {"to": "14155552671", "template": "iso_tpl",
                                                       "connection_id": "{B:connection}"}}
@@ -104,13 +105,16 @@ class World:
                                         payload={"text": self.text}, attempts=9, last_error="HTTP 500")
             s.add(delivery)
         drain(runtime, queues=("ingest", "send"))
+        subscription = client.post("/api/v1/subscriptions", headers=b, json={
+            "url": "http://127.0.0.1:9/b-subscription", "events": ["connection.resumed"]}).json
         hook = client.post("/api/v1/hooks", headers=b, json={"target_url": "http://127.0.0.1:9/b-hook",
                                                               "event": "connection.resumed"}).json
         self.objects = {"connection": conn.id, "contact": contact["id"], "send": send["id"], "event": event["id"],
                         "delivery": delivery.id, "installation": installation["id"], "broadcast": broadcast["id"],
-                        "key": key["id"], "hook": hook["id"]}
+                        "key": key["id"], "hook": hook["id"],
+                        "subscription": subscription["id"]}
         self.markers = [conn.id, conn.phone_number_id, conn.waba_id, self.wa_id, self.text, "Bertha",
-                        installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b", "b-hook"]
+                        installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b", "b-hook", "b-subscription"]
         self.before = self.snapshot()
 
     def snapshot(self) -> dict:
@@ -127,7 +131,9 @@ class World:
                 "delivery": get(f"/api/v1/deliveries/{o['delivery']}").json["status"],
                 "broadcast": get(f"/api/v1/broadcasts/{o['broadcast']}").status_code,
                 "key": keys[o["key"]],
-                "hook": [h["id"] for h in get("/api/v1/subscriptions?kind=zapier").json]}
+                "hook": [h["id"] for h in get("/api/v1/subscriptions?kind=zapier").json],
+                "subscription": {k: v for k, v in get(f"/api/v1/subscriptions/{o['subscription']}").json.items()
+                                 if k != "updated_at"}}
 
     def body_for(self, method: str, rule: str):
         body = BODIES.get((method, rule))
