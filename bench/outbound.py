@@ -84,7 +84,7 @@ def workers(env: dict, n: int, queues: list[str], burst: bool) -> list[subproces
     for q in queues:
         args += ["--queue", q]
     return [subprocess.Popen(args, env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+                             stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "ab")) for _ in range(n)]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -183,6 +183,16 @@ def main() -> None:
             if wamid in sent:
                 arrived.setdefault(wamid, at)
         latencies = [(arrived[w] - sent[w]) * 1000 for w in arrived]
+        with rt.db.session() as s:
+            states = dict(s.execute(select(OutboundDelivery.status, func.count()).where(
+                OutboundDelivery.event_type == "message.received").group_by(OutboundDelivery.status)).all())
+            errors = s.scalars(select(OutboundDelivery.last_error).where(
+                OutboundDelivery.event_type == "message.received", OutboundDelivery.last_error.is_not(None))
+                .limit(3)).all()
+            from hub.core.models import InboundEvent
+            inbound = dict(s.execute(select(InboundEvent.status, func.count()).group_by(InboundEvent.status)).all())
+        result["latency_states"] = {"deliveries": states, "errors": errors, "inbound": inbound}
+        print("B states:", result["latency_states"], flush=True)
         result["latency_ms"] = {"messages": len(sent), "delivered": len(arrived), "rate_per_s": opts.rate,
                                 "p50": round(pct(latencies, 50), 1), "p99": round(pct(latencies, 99), 1),
                                 "max": round(max(latencies), 1)} if latencies else {"delivered": 0}

@@ -271,3 +271,26 @@ def test_publish_stores_the_event_even_without_subscribers(client, workspace):
     with client.rt.db.session() as s:
         [evt] = s.scalars(select(OutboundEvent).where(OutboundEvent.workspace_id == workspace.id)).all()
     assert evt.id.startswith("evt_") and evt.type == "test.event" and evt.created_at
+
+
+def test_delivery_jobs_wait_for_the_outer_commit(client, workspace, run_jobs, receiver):
+    """A savepoint released inside the transaction must not enqueue: the job would run before
+    its row is committed, find nothing to claim and leave it to the scheduler."""
+    from hub.core.events import publish
+
+    subscribe(client, workspace, receiver.url)
+    queue = client.rt.queues["outbound"]
+    with client.rt.db.session() as s:
+        [row] = publish(s, workspace.id, "test.event", {"message": "after the commit"})
+        with s.begin_nested():
+            pass
+        job_id = f"{client.rt.settings.key_prefix}-outbox-{row.id}"
+        assert job_id not in queue.job_ids
+    assert job_id in queue.job_ids
+    with pytest.raises(RuntimeError):
+        with client.rt.db.session() as s:
+            [gone] = publish(s, workspace.id, "test.event", {"message": "rolled back"})
+            raise RuntimeError("the change fails: its event goes with it")
+    assert f"{client.rt.settings.key_prefix}-outbox-{gone.id}" not in queue.job_ids
+    run_jobs(queues=("outbound",))
+    assert [json.loads(b)["data"]["message"] for b in receiver.bodies()] == ["after the commit"]

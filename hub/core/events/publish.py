@@ -81,6 +81,8 @@ def enqueue_after_commit(session: Session, rows: list[OutboundDelivery]) -> None
 def _after_commit(session: Session) -> None:
     from hub.core.runtime import installed
 
+    if session.in_nested_transaction():  # a savepoint released (SQLAlchemy fires this for those too)
+        return
     jobs, session.info[_JOBS] = session.info.get(_JOBS, []), []
     rt = installed()
     if rt is None or not jobs:
@@ -93,5 +95,5 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
-    if not session.in_transaction():
+    if not session.in_nested_transaction():  # the whole transaction, not a savepoint
         session.info[_JOBS] = []
