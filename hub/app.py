@@ -38,9 +38,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         api.register_blueprint(_load(path))
     for path in PLAIN_BLUEPRINTS:
         app.register_blueprint(_load(path))
+    from flask_smorest import Blueprint as ApiBlueprint
+
     for batch in rt.plugins.hook.coexhub_blueprints(app=app):
-        for blueprint in batch or ():
-            app.register_blueprint(blueprint)
+        for blueprint in batch or ():  # a plugin's flask-smorest blueprints join the OpenAPI document
+            (api if isinstance(blueprint, ApiBlueprint) else app).register_blueprint(blueprint)
     from hub.api import errors, guards
 
     errors.register(app)  # after Api(): our JSON error shape wins over flask-smorest's

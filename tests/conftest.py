@@ -4,15 +4,21 @@ from tests import acme
 from tests.connectors import paylink_plugin
 
 
-@pytest.fixture(scope="session")
-def coexhub_extra_plugins():
-    # built-in connectors are entry points too; naming them here as well covers a venv installed
-    # before they existed (the plugin manager registers a module once)
+def extra_plugins() -> list:
+    """The plugins the tests register: acme, the linkpay payment plugin, and the built-in
+    connectors (entry points too; naming them here covers a venv installed before they existed —
+    the plugin manager registers a module once)."""
     import connectors.calendly
     import connectors.razorpay
     import connectors.stripe
+    import connectors.zapier
 
-    return [acme, connectors.calendly, connectors.razorpay, connectors.stripe, paylink_plugin]
+    return [acme, paylink_plugin, connectors.calendly, connectors.razorpay, connectors.stripe, connectors.zapier]
+
+
+@pytest.fixture(scope="session")
+def coexhub_extra_plugins():
+    return extra_plugins()
 
 
 @pytest.fixture

@@ -24,14 +24,19 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # path parameter → which of B's objects fills it (``None``: a route outside the workspace API)
 B_OBJECT = {"connection_id": "connection", "contact_id": "contact", "send_id": "send", "event_id": "event",
             "delivery_id": "delivery", "installation_id": "installation", "broadcast_id": "broadcast",
-            "key_id": "key", "sub_id": "subscription"}
+            "key_id": "key", "hook_id": "hook", "sub_id": "subscription"}
+# path parameters naming a kind of thing rather than one of B's objects: such routes are listings
+NAMES = {"event_type": "message.received"}
 # routes that take no workspace key (the instance admin's, the OpenAPI document)
 NOT_WORKSPACE_ROUTES = {("GET", "/api/v1/workspaces"), ("POST", "/api/v1/workspaces"), ("GET", "/api/v1/openapi.json")}
 # bodies that pass validation, so the ownership check is what answers; ``{B:kind}`` is replaced
 BODIES = {("POST", "/api/v1/messages"): {"to": "14155552671", "text": "hi", "connection_id": "{B:connection}"},
           ("POST", "/api/v1/broadcasts"): {"template": "iso_tpl", "connection_id": "{B:connection}",
                                            "audience": {"contact_ids": ["{B:contact}"]}},
-          ("POST", "/api/v1/subscriptions/<sub_id>/replay"): {"since": "2026-01-01T00:00:00Z"}}
+          ("POST", "/api/v1/subscriptions/<sub_id>/replay"): {"since": "2026-01-01T00:00:00Z"},
+          ("POST", "/api/v1/actions/send-text"): {"to": "14155552671", "text": "hi", "connection_id": "{B:connection}"},
+          ("POST", "/api/v1/actions/send-template"): {"to": "14155552671", "template": "iso_tpl",
+                                                      "connection_id": "{B:connection}"}}
 
 
 def _api_routes() -> list[tuple[str, str]]:
@@ -40,25 +45,30 @@ def _api_routes() -> list[tuple[str, str]]:
     from hub.config import Settings
     from hub.core import runtime as runtime_module
     from hub.core.plugins.manager import Plugins
+    from tests.conftest import extra_plugins
 
     before = runtime_module._current  # create_app installs its runtime; the tests' own comes back
     settings = Settings(data_dir=tempfile.mkdtemp(prefix="coexhub-routes-"), database_url="sqlite://",
                         secret_keys=(Fernet.generate_key().decode(),), admin_token="adm_routes")
     try:
-        app = create_app(runtime=runtime_module.Runtime(settings, plugins=Plugins(None, extra=[acme])))
+        app = create_app(runtime=runtime_module.Runtime(settings, plugins=Plugins(None, extra=extra_plugins())))
     finally:
         runtime_module._current = before
     return sorted((method, rule.rule) for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1")
                   for method in rule.methods if method in METHODS)
 
 
-ROUTES = _api_routes()
-ID_ROUTES = [r for r in ROUTES if "<" in r[1]]
-PLAIN_ROUTES = [r for r in ROUTES if "<" not in r[1] and r not in NOT_WORKSPACE_ROUTES]  # lists, creates
-
-
 def params(rule: str) -> list[str]:
     return re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", rule)
+
+
+def named(rule: str) -> str:
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: NAMES.get(m.group(1), m.group(0)), rule)
+
+
+ROUTES = _api_routes()
+ID_ROUTES = [r for r in ROUTES if "<" in named(r[1])]
+PLAIN_ROUTES = [(m, named(r)) for m, r in ROUTES if "<" not in named(r) and (m, r) not in NOT_WORKSPACE_ROUTES]
 
 
 def fill(rule: str, objects: dict) -> str:
@@ -97,11 +107,13 @@ class World:
                                         payload={"text": self.text}, attempts=9, last_error="HTTP 500")
             s.add(delivery)
         drain(runtime, queues=("ingest", "send"))
+        hook = client.post("/api/v1/hooks", headers=b, json={"target_url": "http://127.0.0.1:9/b-hook",
+                                                              "event": "connection.resumed"}).json
         self.objects = {"connection": conn.id, "contact": contact["id"], "send": send["id"], "event": event["id"],
                         "delivery": client.public_id("dlv", delivery.id), "installation": installation["id"], "broadcast": broadcast["id"],
-                        "key": key["id"], "subscription": subscription["id"]}
+                        "key": key["id"], "subscription": subscription["id"], "hook": hook["id"]}
         self.markers = [self.hook, conn.id, conn.phone_number_id, conn.waba_id, self.wa_id, self.text, "Bertha",
-                        installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b"]
+                        installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b", "b-hook"]
         self.before = self.snapshot()
 
     def snapshot(self) -> dict:
@@ -118,6 +130,7 @@ class World:
                 "delivery": get(f"/api/v1/deliveries/{o['delivery']}").json["status"],
                 "broadcast": get(f"/api/v1/broadcasts/{o['broadcast']}").status_code,
                 "key": keys[o["key"]],
+                "hook": [h["id"] for h in get("/api/v1/subscriptions?kind=zapier").json],
                 "subscription": {k: get(f"/api/v1/subscriptions/{o['subscription']}").json.get(k)
                                  for k in ("url", "events", "enabled", "previous_secret_expires_at")}}
 

@@ -115,17 +115,22 @@ def get_contact(contact_id):
 def patch_contact(body, contact_id):
     with runtime().db.session() as session:
         contact = owned(session, Contact, contact_id)
-        contacts.add_tags(contact, body.get("add_tags") or [])
-        if body.get("remove_tags"):
-            contact.tags = [t for t in contact.tags or [] if t not in body["remove_tags"]]
-        if body.get("attributes"):
-            contact.attributes = {**(contact.attributes or {}), **body["attributes"]}
-        for field, marketing_only in (("opted_out", False), ("marketing_opted_out", True)):
-            if field in body:
-                (contacts.opt_out if body[field] else contacts.opt_in)(contact, marketing_only=marketing_only)
-        if "marketing_consent" in body:
-            contact.marketing_consent, contact.consent_source = body["marketing_consent"], "api"
+        apply_patch(contact, body)
         return _with_windows(session, [contact])[0]
+
+
+def apply_patch(contact: Contact, body: dict) -> None:
+    """Apply a loaded ``ContactPatch`` (tags, attributes, opt-out/in, consent) to ``contact``."""
+    contacts.add_tags(contact, body.get("add_tags") or [])
+    if body.get("remove_tags"):
+        contact.tags = [t for t in contact.tags or [] if t not in body["remove_tags"]]
+    if body.get("attributes"):
+        contact.attributes = {**(contact.attributes or {}), **body["attributes"]}
+    for field, marketing_only in (("opted_out", False), ("marketing_opted_out", True)):
+        if field in body:
+            (contacts.opt_out if body[field] else contacts.opt_in)(contact, marketing_only=marketing_only)
+    if "marketing_consent" in body:
+        contact.marketing_consent, contact.consent_source = body["marketing_consent"], "api"
 
 
 @bp.route("/contacts/<pid(ct):contact_id>/release", methods=["POST"])

@@ -72,9 +72,13 @@ def deliver(delivery_id: int) -> str:
         row.response_status, row.enqueued_at = response_status, None
         sub = session.get(Subscription, row.target) if row.kind == "webhook" else None
         if response_status == 410:
-            error = PermanentError("410 Gone: subscription disabled")
-            if sub is not None and sub.enabled:
-                disable(session, sub, "410 Gone from the target")
+            if sub is not None and sub.kind == "zapier":  # the Zap is gone: so is its REST hook
+                session.delete(sub)
+                sub, error = None, PermanentError("410 Gone: Zapier hook removed")
+            else:
+                error = PermanentError("410 Gone: subscription disabled")
+                if sub is not None and sub.enabled:
+                    disable(session, sub, "410 Gone from the target")
         elif response_status is not None and not 200 <= response_status < 300:
             error = RuntimeError(f"HTTP {response_status}" + (" (redirects are not followed)"
                                                               if 300 <= response_status < 400 else ""))
