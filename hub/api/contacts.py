@@ -41,6 +41,8 @@ class ContactOut(Schema):
     opted_out_at = UtcDateTime(allow_none=True)
     marketing_opted_out = fields.Boolean()
     marketing_consent = fields.Boolean(allow_none=True)
+    marketing_limited_until = UtcDateTime(allow_none=True, metadata={
+        "description": "Meta refused marketing to this contact (131049): no marketing templates until then"})
     app_removed_at = UtcDateTime(allow_none=True)
     last_inbound_at = UtcDateTime(allow_none=True, metadata={"description": "latest across the numbers"})
     hold_until = UtcDateTime(allow_none=True, metadata={"description": "latest across the numbers"})

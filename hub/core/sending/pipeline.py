@@ -27,7 +27,7 @@ from hub.core.metrics import count
 from hub.core.models import Connection, Contact, Send, utcnow
 from hub.core.patience import DB_AWAY, patiently
 from hub.core.runtime import current
-from hub.core.sending import checks, errors, windows
+from hub.core.sending import checks, errors, marketing, windows
 from hub.core.sending.governor import Governor
 from hub.core.sending.results import RECORD_PATIENCE, Attempt, callback_data, record_sent, start_call
 from hub.core.sending.templates import find_template
@@ -272,6 +272,13 @@ def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connect
         problem = checks.marketing_problem(contact, send.category)
         if problem:
             raise Refuse(problem.message)
+        pending = ("marketing", send.contact_id)  # marketing sends to this contact passed in this batch
+        frequency = marketing.problem(session, send.workspace_id, contact, send.category, now,
+                                      exclude_send_id=send.id, pending=cache.get(pending, 0))
+        if frequency:
+            raise Refuse(f"{frequency.code}: {frequency.message}")
+        if send.category == "marketing":
+            cache[pending] = cache.get(pending, 0) + 1
         if send.category == "marketing" and (conn.quality or {}).get("event") == "FLAGGED":
             raise Hold("quality_flagged", now + QUALITY_HOLD)  # quality protects the messaging tier
         try:
@@ -322,6 +329,8 @@ def _failed(session, send: Send, exc: GraphError) -> str:
     conn = session.get(Connection, send.connection_id)
     if decision.opt_out_marketing and send.contact_id:
         contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True)
+    if decision.limit_marketing and send.contact_id:
+        marketing.note_limited(session, session.get(Contact, send.contact_id), send_id=send.id)
     if decision.flag_template:
         template = find_template(session, send.workspace_id, conn.waba_id, send.template_name, send.template_language)
         if template is not None:

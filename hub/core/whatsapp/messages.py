@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.core import contacts
 from hub.core.db import lock
-from hub.core.sending import windows
+from hub.core.sending import marketing, windows
 from hub.core.sending.results import confirm_from_status
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
 from hub.core.whatsapp.events import DomainEvent
@@ -187,6 +187,8 @@ def _failed_send(session, conn: Connection, wamid: str, error: dict) -> None:
         send.last_error = error.get("title") or error.get("message")
     if error.get("code") == 131050 and send is not None and send.contact_id:
         contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True)
+    if error.get("code") == 131049 and send is not None and send.contact_id:
+        marketing.note_limited(session, session.get(Contact, send.contact_id), send_id=send.id)
 
 
 def echoes(session, conn: Connection, value: dict, out: list[DomainEvent],
