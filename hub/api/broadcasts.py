@@ -67,8 +67,7 @@ class BroadcastOut(Schema):
 
 MAX_LISTED = 500  # exclusions listed one by one on a broadcast (the counts cover them all)
 FIELD = re.compile(r"\{(name|first_name|wa_id|attributes\.[\w-]+)(?:\|([^{}|]*))?\}")
-ANY_MAX_LISTED = 500  # exclusions listed one by one on a broadcast (the counts cover them all)
-FIELD = re.compile(r"\{[^{}]*\}")
+ANY_FIELD = re.compile(r"\{[^{}]*\}")
 
 
 def unknown_fields(param: str) -> list[str]:

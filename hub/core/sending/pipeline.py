@@ -31,6 +31,7 @@ from hub.core.sending import checks, errors, marketing, windows
 from hub.core.sending.governor import Governor
 from hub.core.sending.results import RECORD_PATIENCE, Attempt, callback_data, record_sent, start_call
 from hub.core.sending.templates import find_template
+from hub.core.whatsapp import reads
 from hub.core.whatsapp.account import pause
 from hub.core.whatsapp.graph import Graph, GraphError
 
@@ -112,7 +113,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
     """Check, pace and send claimed sends, writing each result as it comes; returns how many
     Meta accepted."""
     governor, outcomes = Governor(rt.redis, rt.settings.key_prefix), Counter()
-    work = []
+    work, reads_by_send = [], {}
     with rt.db.session() as session:
         templates: dict = {}
         mine = Send.claim_token == claim_token if claim_token else Send.claim_token.is_(None)
@@ -141,6 +142,9 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
                 outcomes["refused"] += 1
                 continue
             payload.setdefault("biz_opaque_callback_data", callback_data(send.id))  # echoed in its statuses
+            if send.reply_to:
+                payload["context"] = {"message_id": send.reply_to}
+            reads_by_send[send.id] = reads.before_reply(send, conn)
             work.append((send, conn.phone_number_id, conn.messages_per_second, conn.access_token, payload))
         pair_rate = governor.pairs([(number, send.to) for send, number, *_ in work]) if work else []
         for (send, *_), pair in zip(work, pair_rate):
@@ -152,7 +156,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
                 event(log, "send held", send_id=send.id, reason="pair_rate", until=send.not_before)
                 outcomes["held"] += 1
         work = [(Attempt(send.id, send.workspace_id, send.connection_id, send.contact_id,
-                         claim_token or "", payload), number, rate, token)
+                         claim_token or "", payload, reads_by_send.get(send.id)), number, rate, token)
                 for (send, number, rate, token, payload), pair in zip(work, pair_rate) if pair.granted]
     graph = Graph.from_settings(rt.settings, timeout=GRAPH_TIMEOUT)
     for attempt, number, rate, token in work:
@@ -225,6 +229,8 @@ def _call(rt, governor: Governor, graph: Graph, attempt: Attempt, number: str, r
         time.sleep(slot.wait)
         if not start_call(rt, attempt):
             return SKIPPED
+        if attempt.read:  # an agent's reply: the read receipt (and typing indicator) first, as policy allows
+            reads.mark_before_reply(rt, graph, attempt.connection_id, number, token, attempt.read)
         try:
             return graph.send_message(number, token, attempt.payload)
         except GraphError as exc:

@@ -53,6 +53,7 @@ class Attempt:
     contact_id: int | None
     claim: str
     payload: dict
+    read: dict | None = None  # the read receipt (and typing indicator) to send just before a reply
 
 
 def start_call(rt, attempt: Attempt) -> bool:
