@@ -13,7 +13,7 @@ from hub.core.processing import enqueue_all
 
 
 def customer() -> str:
-    return "1415" + str(secrets.randbelow(10**7)).zfill(7)
+    return "1415" + str(200 + secrets.randbelow(800)) + str(secrets.randbelow(10**4)).zfill(4)  # a valid exchange
 
 
 def promo(client, conn, to, **extra):
@@ -118,6 +118,11 @@ def test_meta_131049_limits_the_contact_and_is_never_retried(client, coexistence
     assert utility.status_code == 202
     run_jobs()
     assert len(coexistence.sent("promo")) == sent_before  # no retry of the refused one
+    contact = contact_of(client, coexistence, to)
+    lifted = client.patch(f"/api/v1/contacts/{contact['id']}", json={"marketing_limited_until": None}, headers=h)
+    assert lifted.status_code == 200 and lifted.json["marketing_limited_until"] is None
+    simulator.set_marketing_limit(None)
+    assert promo(client, coexistence, to).status_code == 202
 
 
 def test_synchronous_131049_also_starts_the_cool_down(client, coexistence, simulator, run_jobs):
@@ -177,3 +182,17 @@ def test_simulator_limit_through_its_control_api(simulator):
     finally:
         assert control.delete("/_sim/marketing-limit").json == {"marketing_limit": None}
     assert simulator.marketing_limit is None
+
+
+def test_simulator_cli_sets_the_limit_and_lists_reads(runner, simulator):
+    url = ["--url", simulator.base_url]
+    try:
+        on = runner.invoke(["simulator", "marketing-limit", "3", "--window-hours", "48", *url])
+        assert on.exit_code == 0 and "3 per 48 h, then 131049" in on.output, on.output
+        assert simulator.marketing_limit == {"max": 3, "window_seconds": 48 * 3600.0}
+    finally:
+        off = runner.invoke(["simulator", "marketing-limit", "--off", *url])
+    assert off.exit_code == 0 and "no per-user marketing limit" in off.output
+    assert simulator.marketing_limit is None
+    reads = runner.invoke(["simulator", "reads", "--json", *url])
+    assert reads.exit_code == 0 and "reads" in reads.output

@@ -7,7 +7,7 @@ from hub.testing import payloads as p
 
 
 def customer() -> str:
-    return "1628" + str(secrets.randbelow(10**7)).zfill(7)
+    return "1628" + str(200 + secrets.randbelow(800)) + str(secrets.randbelow(10**4)).zfill(4)  # a valid exchange
 
 
 def inbound(client, conn, simulator, run_jobs, to, *texts):

@@ -58,6 +58,8 @@ class ContactPatch(Schema):
     opted_out = fields.Boolean()
     marketing_opted_out = fields.Boolean()
     marketing_consent = fields.Boolean(allow_none=True)
+    marketing_limited_until = UtcDateTime(allow_none=True, metadata={
+        "description": "null lifts the marketing cool-down Meta's 131049 started; a time sets it"})
 
 
 class MessageOut(Schema):
@@ -127,6 +129,8 @@ def patch_contact(body, contact_id):
                 (contacts.opt_out if body[field] else contacts.opt_in)(contact, marketing_only=marketing_only)
         if "marketing_consent" in body:
             contact.marketing_consent, contact.consent_source = body["marketing_consent"], "api"
+        if "marketing_limited_until" in body:
+            contact.marketing_limited_until = body["marketing_limited_until"]
         return _with_windows(session, [contact])[0]
 
 
