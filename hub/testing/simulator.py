@@ -4,7 +4,9 @@
 app at ``sim.app`` (usable through ``httpx.WSGITransport`` or live via ``sim.serve()``) and
 delivers signed webhooks to the hub (``sim.hub_url`` or ``sim.hub_client``). It enforces what
 Meta enforces: bearer tokens (190), per-number throughput (130429), the customer service window
-(131047), template existence/parameters/status (132001/132000/132015/132016).
+(131047), template existence/parameters/status (132001/132000/132015/132016) and, when set
+(``set_marketing_limit``), the per-user marketing limit (a ``failed`` status with 131049). It
+records mark-as-read calls (``read_marks``) so tests can assert that none happened.
 
 Statuses of accepted sends (sent, delivered, read — or failed for recipients set up with
 ``fail_delivery_to``) queue up until ``flush_statuses()`` in tests; with ``live_statuses=True``
