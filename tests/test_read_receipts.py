@@ -52,6 +52,9 @@ def test_coexistence_numbers_never_mark_read_by_default(client, coexistence, sim
     [sent] = [b for b in coexistence.sent() if b["to"] == to]
     assert sent["context"] == {"message_id": message["wamid"]}  # a reply in the chat...
     assert reads_of(simulator, coexistence) == []  # ...and the owner's chat stays unread
+    wamid = client.get(f"/api/v1/sends/{r.json['id']}", headers=h).json["wamid"]
+    [ours] = [m for m in client.get("/api/v1/messages?limit=500", headers=h).json if m["wamid"] == wamid]
+    assert ours["context_wamid"] == message["wamid"]
     [after] = [m for m in client.get("/api/v1/messages?limit=500", headers=h).json if m["id"] == message["id"]]
     assert after["read_at"] is None
 

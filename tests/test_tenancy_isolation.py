@@ -24,7 +24,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # path parameter → which of B's objects fills it (``None``: a route outside the workspace API)
 B_OBJECT = {"connection_id": "connection", "contact_id": "contact", "send_id": "send", "event_id": "event",
             "delivery_id": "delivery", "installation_id": "installation", "broadcast_id": "broadcast",
-            "key_id": "key"}
+            "key_id": "key", "message_id": "message"}
 # routes that take no workspace key (the instance admin's, the OpenAPI document)
 NOT_WORKSPACE_ROUTES = {("GET", "/api/v1/workspaces"), ("POST", "/api/v1/workspaces"), ("GET", "/api/v1/openapi.json")}
 # bodies that pass validation, so the ownership check is what answers; ``{B:kind}`` is replaced
@@ -94,7 +94,9 @@ class World:
                                         payload={"text": self.text}, attempts=9, last_error="HTTP 500")
             s.add(delivery)
         drain(runtime, queues=("ingest", "send"))
+        [message] = [m for m in client.get("/api/v1/messages", headers=b).json if m["direction"] == "in"]
         self.objects = {"connection": conn.id, "contact": contact["id"], "send": send["id"], "event": event["id"],
+                        "message": message["id"],
                         "delivery": delivery.id, "installation": installation["id"], "broadcast": broadcast["id"],
                         "key": key["id"]}
         self.markers = [conn.id, conn.phone_number_id, conn.waba_id, self.wa_id, self.text, "Bertha",
@@ -114,7 +116,8 @@ class World:
                 "event": get(f"/api/v1/events/{o['event']}").json["status"],
                 "delivery": get(f"/api/v1/deliveries/{o['delivery']}").json["status"],
                 "broadcast": get(f"/api/v1/broadcasts/{o['broadcast']}").status_code,
-                "key": keys[o["key"]]}
+                "key": keys[o["key"]],
+                "message": next(m["read_at"] for m in get("/api/v1/messages").json if m["id"] == o["message"])}
 
     def body_for(self, method: str, rule: str):
         body = BODIES.get((method, rule))
