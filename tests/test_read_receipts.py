@@ -122,3 +122,17 @@ def test_reply_to_is_checked_at_request_time(client, coexistence, simulator, run
     no_reply = reply(client, coexistence, to, typing=True)
     assert no_reply.status_code == 422 and "reply_to" in str(no_reply.json)
     assert reads_of(simulator, coexistence) == []
+
+
+def test_plain_cloud_api_numbers_default_to_on(client, workspace, simulator, run_jobs):
+    pnid, waba = str(secrets.randbelow(10**15) + 10**14), str(secrets.randbelow(10**15) + 10**14)
+    token, to = "EAAG" + secrets.token_hex(12), customer()
+    simulator.add_number(pnid, waba, token, coexistence=False)
+    r = client.post("/api/v1/connections", json={"access_token": token, "waba_id": waba, "mode": "cloud_api"},
+                    headers=workspace.headers)
+    assert r.status_code == 201 and r.json["read_receipts"] == "on", r.json
+    simulator.customer_message(pnid, to, "hello")
+    run_jobs()
+    [message] = [m for m in client.get("/api/v1/messages", headers=workspace.headers).json if m["direction"] == "in"]
+    assert client.post(f"/api/v1/messages/{message['id']}/read", headers=workspace.headers).status_code == 200
+    assert [b["message_id"] for b in simulator.read_marks(pnid)] == [message["wamid"]]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 
 from flask import g
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
+from hub.core.logs import event
 from hub.core.models import Broadcast, Connection, Contact, Send, Workspace, utcnow
 from hub.core.processing import enqueue_all
 from hub.core.sending import checks, routing
@@ -19,6 +21,7 @@ from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
 from hub.core.sending.templates import find_template
 
+log = logging.getLogger(__name__)
 bp = workspace_blueprint("broadcasts", "Template broadcasts with progress")
 
 
@@ -166,6 +169,8 @@ def create_broadcast(body):
                 session.flush()
                 jobs.append(delivery_job(send.id))
         bc.audience = {**audience, "excluded": excluded, "exclusions": exclusions}
+        event(log, "broadcast created", broadcast_id=bc.id, workspace_id=g.workspace_id, template=template.name,
+              recipients=len(chosen) - sum(excluded.values()), **{f"excluded_{k}": v for k, v in excluded.items() if v})
         result = present(session, bc)
     enqueue_all(rt, jobs)
     return result

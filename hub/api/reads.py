@@ -1,6 +1,8 @@
 """Mark a customer's message read, when the connection's read receipts policy allows it."""
 from __future__ import annotations
 
+import logging
+
 from flask import request
 
 from hub.api import owned, runtime, workspace_blueprint
@@ -10,6 +12,7 @@ from hub.core.models import Connection, Message
 from hub.core.whatsapp import reads
 from hub.core.whatsapp.graph import Graph, GraphError
 
+log = logging.getLogger(__name__)
 bp = workspace_blueprint("reads", "Read receipts (per-connection policy)")
 
 
@@ -34,6 +37,7 @@ def mark_read(message_id):
         try:
             reads.check(conn, reply=False)
         except reads.ReadRefused as refused:
+            log.info("mark read of message %s refused by the policy of %s: %s", message.id, conn.id, refused.code)
             raise ApiError(409, refused.code, refused.message, read_receipts=reads.policy(conn)) from refused
         try:
             reads.mark_read(session, Graph.from_settings(rt.settings), conn, message)
