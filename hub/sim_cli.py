@@ -139,3 +139,29 @@ def register(group: click.Group) -> None:
         else:
             data = call(url, "POST", f"/_sim/recipients/{wa_id}/failure", {"code": code})
         _show(data, as_json, f"deliveries to {wa_id}: " + (f"fail with {code}" if data["failure"] else "normal"))
+
+    @group.command("marketing-limit")
+    @_common
+    @click.argument("max_messages", type=int, required=False)
+    @click.option("--window-hours", type=float, default=24.0, show_default=True,
+                  help="the rolling window Meta counts a customer's marketing templates in")
+    @click.option("--off", is_flag=True, help="no per-user marketing limit")
+    def marketing_limit(url: str, as_json: bool, max_messages: int | None, window_hours: float, off: bool) -> None:
+        """Meta's per-user marketing limit: a customer who got MAX_MESSAGES marketing templates in the
+        window gets the next one refused with 131049 (a failed status)."""
+        if off or max_messages is None:
+            data = call(url, "DELETE", "/_sim/marketing-limit")
+        else:
+            data = call(url, "POST", "/_sim/marketing-limit", {"max": max_messages, "window_hours": window_hours})
+        limit = data["marketing_limit"]
+        _show(data, as_json, "no per-user marketing limit" if limit is None else
+              f"per-user marketing limit: {limit['max']} per {limit['window_hours']:g} h, then 131049")
+
+    @group.command("reads")
+    @_common
+    def reads(url: str, as_json: bool) -> None:
+        """The mark-as-read (and typing indicator) calls the hub made."""
+        data = call(url, "GET", "/_sim/reads")
+        _show(data, as_json, "\n".join(f"read {r.get('message_id')}" + (" + typing" if r.get("typing_indicator")
+                                                                           else "") for r in data["reads"])
+              or "no mark-as-read calls")

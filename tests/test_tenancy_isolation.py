@@ -24,7 +24,8 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # path parameter → which of B's objects fills it (``None``: a route outside the workspace API)
 B_OBJECT = {"connection_id": "connection", "contact_id": "contact", "send_id": "send", "event_id": "event",
             "delivery_id": "delivery", "installation_id": "installation", "broadcast_id": "broadcast",
-            "key_id": "key", "hook_id": "hook", "sub_id": "subscription"}
+            "key_id": "key", "hook_id": "hook", "sub_id": "subscription",
+            "message_id": "message"}
 # path parameters naming a kind of thing rather than one of B's objects: such routes are listings
 NAMES = {"event_type": "message.received"}
 # routes that take no workspace key (the instance admin's, the OpenAPI document)
@@ -109,9 +110,11 @@ class World:
         drain(runtime, queues=("ingest", "send"))
         hook = client.post("/api/v1/hooks", headers=b, json={"target_url": "http://127.0.0.1:9/b-hook",
                                                               "event": "connection.resumed"}).json
+        [message] = [m for m in client.get("/api/v1/messages", headers=b).json if m["direction"] == "in"]
         self.objects = {"connection": conn.id, "contact": contact["id"], "send": send["id"], "event": event["id"],
-                        "delivery": client.public_id("dlv", delivery.id), "installation": installation["id"], "broadcast": broadcast["id"],
-                        "key": key["id"], "subscription": subscription["id"], "hook": hook["id"]}
+                        "message": message["id"], "delivery": client.public_id("dlv", delivery.id),
+                        "installation": installation["id"], "broadcast": broadcast["id"], "key": key["id"],
+                        "subscription": subscription["id"], "hook": hook["id"]}
         self.markers = [self.hook, conn.id, conn.phone_number_id, conn.waba_id, self.wa_id, self.text, "Bertha",
                         installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b", "b-hook"]
         self.before = self.snapshot()
@@ -130,6 +133,7 @@ class World:
                 "delivery": get(f"/api/v1/deliveries/{o['delivery']}").json["status"],
                 "broadcast": get(f"/api/v1/broadcasts/{o['broadcast']}").status_code,
                 "key": keys[o["key"]],
+                "message": next(m["read_at"] for m in get("/api/v1/messages").json if m["id"] == o["message"]),
                 "hook": [h["id"] for h in get("/api/v1/subscriptions?kind=zapier").json],
                 "subscription": {k: get(f"/api/v1/subscriptions/{o['subscription']}").json.get(k)
                                  for k in ("url", "events", "enabled", "previous_secret_expires_at")}}

@@ -1,6 +1,8 @@
 """Broadcasts: one template to an audience (tags or contact ids), paced by the governor."""
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import re
 
 from flask import g, jsonify, request
@@ -11,13 +13,16 @@ from hub.api import ids, owned, runtime, workspace_blueprint
 from hub.api.broadcast_preview import dry_run_report
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
-from hub.core.models import Broadcast, Connection, Contact, Send, Workspace
+from hub.core.logs import event
+from hub.core.models import Broadcast, Connection, Contact, Send, Workspace, utcnow
 from hub.core.processing import enqueue_all
 from hub.core.sending import checks, routing
+from hub.core.sending import marketing as frequency
 from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
 from hub.core.sending.templates import find_template
 
+log = logging.getLogger(__name__)
 bp = workspace_blueprint("broadcasts", "Template broadcasts with progress")
 
 
@@ -57,11 +62,14 @@ class BroadcastOut(Schema):
     status = fields.String()
     created_at = UtcDateTime()
     recipients = fields.Integer()
-    excluded = fields.Dict()
+    excluded = fields.Dict(metadata={"description": "how many contacts of the audience were left out, by reason"})
+    exclusions = fields.List(fields.Dict(), metadata={
+        "description": "who was left out and why ({contact_id, reason}; the first 500)"})
     progress = fields.Dict()
     eta_seconds = fields.Float()
 
 
+MAX_LISTED = 500  # exclusions listed one by one on a broadcast (the counts cover them all)
 FIELD = re.compile(r"\{(name|first_name|wa_id|attributes\.[\w-]+)(?:\|([^{}|]*))?\}")
 ANY_FIELD = re.compile(r"\{[^{}]*\}")
 
@@ -95,7 +103,8 @@ def present(session, bc: Broadcast) -> dict:
     return {"id": bc.id, "name": bc.name, "connection_id": bc.connection_id, "template_name": bc.template_name,
             "template_language": bc.template_language, "created_at": bc.created_at,
             "status": "done" if total and not remaining else ("empty" if not total else "sending"),
-            "recipients": total, "excluded": (bc.audience or {}).get("excluded", {}), "progress": counts,
+            "recipients": total, "excluded": (bc.audience or {}).get("excluded", {}),
+            "exclusions": (bc.audience or {}).get("exclusions", []), "progress": counts,
             "eta_seconds": round(remaining / max(conn.messages_per_second * 0.98, 1), 1)}
 
 
@@ -114,9 +123,10 @@ def create_broadcast(body):
     rt = runtime()
     dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
     with rt.db.session() as session:
-        conn, template, routes, plan, excluded = _plan(session, body)
+        conn, template, routes, plan, excluded, exclusions = _plan(session, body)
         if dry_run:
-            return jsonify(dry_run_report(session, g.workspace_id, template, routes, plan, excluded))
+            return jsonify({**dry_run_report(session, g.workspace_id, template, routes, plan, excluded),
+                            "exclusions": exclusions})
         bc = Broadcast(workspace_id=g.workspace_id, connection_id=conn.id, name=body["name"],
                        template_name=template.name, template_language=template.language, params=body["params"],
                        audience={**body["audience"]})
@@ -134,7 +144,9 @@ def create_broadcast(body):
             if created:
                 session.flush()
                 jobs.append(delivery_job(send.id))
-        bc.audience = {**body["audience"], "excluded": excluded}
+        bc.audience = {**body["audience"], "excluded": excluded, "exclusions": exclusions}
+        event(log, "broadcast created", broadcast_id=bc.id, workspace_id=g.workspace_id, template=template.name,
+              recipients=len(plan), **{f"excluded_{k}": v for k, v in excluded.items() if v})
         result = present(session, bc)
     enqueue_all(rt, jobs)
     return result
@@ -149,30 +161,39 @@ def _plan(session, body: dict):
         if conn is not None else None
     _check(conn, template, body)
     marketing = (template.category or "").upper() == "MARKETING"
-    need_consent = bool((session.get(Workspace, g.workspace_id).settings or {}).get("require_marketing_consent"))
+    settings = session.get(Workspace, g.workspace_id).settings or {}
+    need_consent = bool(settings.get("require_marketing_consent"))
     audience = body["audience"]
     query = select(Contact).where(Contact.workspace_id == g.workspace_id, Contact.wa_id.is_not(None))
     candidates = session.scalars(query).all()
     chosen = [c for c in candidates if c.id in audience["contact_ids"]
               or set(audience["tags"]) & set(c.tags or [])]
-    excluded = {"opted_out": 0, "marketing_opted_out": 0, "no_marketing_consent": 0, "missing_value": 0}
+    excluded = {"opted_out": 0, "marketing_opted_out": 0, "no_marketing_consent": 0, "marketing_limited": 0,
+                "marketing_cap": 0, "missing_value": 0}
+    now, cap = utcnow(), frequency.cap_of(settings) if marketing else None
+    recent = frequency.recent_counts(session, [c.id for c in chosen], now - dt.timedelta(days=cap[1])) \
+        if cap else {}
     routes = {c.id: routing.requested(conn) for c in chosen} if body["connection_id"] else \
         routing.choose_many(session, g.workspace_id, [c.id for c in chosen], template=template.name,
                             language=template.language)
-    plan = []
+    plan, exclusions = [], []
     for contact in chosen:
         params = [fill(p, contact) for p in body["params"]]
         reason = ("opted_out" if checks.opt_out_problem(contact, "broadcast") else
                   "marketing_opted_out" if checks.marketing_problem(contact, checks.category_of(template)) else
                   "no_marketing_consent" if marketing and (contact.marketing_consent is False or
                                                            (need_consent and not contact.marketing_consent))
+                  else "marketing_limited" if marketing and frequency.limited_problem(contact, now)
+                  else "marketing_cap" if marketing and cap and recent.get(contact.id, 0) >= cap[0]
                   else "missing_value" if any(not p.strip() for p in params)
                   else None)
         if reason:
             excluded[reason] += 1
+            if len(exclusions) < MAX_LISTED:
+                exclusions.append({"contact_id": ids.encode("ct", contact.id), "reason": reason})
         else:
             plan.append((contact, params))
-    return conn, template, routes, plan, excluded
+    return conn, template, routes, plan, excluded, exclusions
 
 
 def _check(conn: Connection | None, template, body: dict) -> None:

@@ -1,6 +1,8 @@
 """WhatsApp connections: onboard (Embedded Signup), connect by token, sync, pause/resume, disconnect."""
 from __future__ import annotations
 
+import logging
+
 from flask import g
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
@@ -10,10 +12,12 @@ from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.models import Connection, Workspace, utcnow
 from hub.core.sending.templates import upsert_templates
+from hub.core.whatsapp import reads
 from hub.core.whatsapp.account import pause, resume
 from hub.core.whatsapp.graph import Graph, GraphError
 from hub.core.whatsapp.onboarding import OnboardingError, connect, onboard, request_syncs
 
+log = logging.getLogger(__name__)
 bp = workspace_blueprint("connections", "WhatsApp numbers connected to the workspace")
 META_ID = validate.Regexp(r"^[0-9]{1,32}$", error="must be a Meta id (digits)")
 TOKEN = validate.Regexp(r"^[!-~]{1,4096}$", error="must be printable ASCII without spaces")
@@ -39,6 +43,11 @@ class ConnectionPatch(Schema):
     messages_per_second = fields.Integer(validate=validate.Range(1, 1000))
     history_opt_in = fields.Boolean()
     status = fields.String(validate=validate.OneOf(["active", "paused"]))
+    read_receipts = fields.String(allow_none=True, validate=validate.OneOf(reads.POLICIES), metadata={
+        "description": "off: never mark the customer's messages read (default for Coexistence numbers: it marks "
+                       "the owner's chat read in the Business app too); agent_replied: only when an agent replies "
+                       "through the API (POST /messages with reply_to); on: also on request "
+                       "(POST /messages/{id}/read); null: back to the default"})
 
 
 class ConnectionOut(Schema):
@@ -58,6 +67,8 @@ class ConnectionOut(Schema):
     history_status = fields.Dict()
     quality = fields.Dict()
     last_app_activity_at = UtcDateTime(allow_none=True)
+    read_receipts = fields.Function(reads.policy, metadata={
+        "description": "the read receipts policy in force: off, on or agent_replied"})
     app_inactivity_warning = fields.Method("inactivity", metadata={
         "description": "Meta may disconnect a Coexistence number whose Business app was not opened for 14 days; "
                        "set when the hub has seen no app activity (echoes, contact syncs) for 10 days"})
@@ -135,12 +146,15 @@ def get_connection(connection_id):
 @bp.arguments(ConnectionPatch)
 @bp.response(200, ConnectionOut)
 def update_connection(body, connection_id):
-    """Change pacing or history opt-in; ``status: active`` resumes a paused connection and its queue."""
+    """Change pacing, history opt-in or the read receipts policy; ``status: active`` resumes a paused
+    connection and its queue."""
     with runtime().db.session() as session:
         conn = owned(session, Connection, connection_id)
-        for key in ("messages_per_second", "history_opt_in"):
+        for key in ("messages_per_second", "history_opt_in", "read_receipts"):
             if key in body:
                 setattr(conn, key, body[key])
+        if "read_receipts" in body:
+            log.info("connection %s: read receipts policy now %s", conn.id, reads.policy(conn))
         if body.get("status") == "active":
             resume(conn, "resumed through the API")
         elif body.get("status") == "paused":

@@ -41,6 +41,8 @@ class ContactOut(Schema):
     opted_out_at = UtcDateTime(allow_none=True)
     marketing_opted_out = fields.Boolean()
     marketing_consent = fields.Boolean(allow_none=True)
+    marketing_limited_until = UtcDateTime(allow_none=True, metadata={
+        "description": "Meta refused marketing to this contact (131049): no marketing templates until then"})
     app_removed_at = UtcDateTime(allow_none=True)
     last_inbound_at = UtcDateTime(allow_none=True, metadata={"description": "latest across the numbers"})
     hold_until = UtcDateTime(allow_none=True, metadata={"description": "latest across the numbers"})
@@ -56,6 +58,8 @@ class ContactPatch(Schema):
     opted_out = fields.Boolean()
     marketing_opted_out = fields.Boolean()
     marketing_consent = fields.Boolean(allow_none=True)
+    marketing_limited_until = UtcDateTime(allow_none=True, metadata={
+        "description": "null lifts the marketing cool-down Meta's 131049 started; a time sets it"})
 
 
 class MessageOut(Schema):
@@ -131,6 +135,8 @@ def apply_patch(contact: Contact, body: dict) -> None:
             (contacts.opt_out if body[field] else contacts.opt_in)(contact, marketing_only=marketing_only)
     if "marketing_consent" in body:
         contact.marketing_consent, contact.consent_source = body["marketing_consent"], "api"
+    if "marketing_limited_until" in body:
+        contact.marketing_limited_until = body["marketing_limited_until"]
 
 
 @bp.route("/contacts/<pid(ct):contact_id>/release", methods=["POST"])

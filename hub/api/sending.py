@@ -12,13 +12,14 @@ from hub.api import ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.connectors import normalize_phone
-from hub.core.models import Connection, Contact, Send, Template, utcnow
+from hub.core.models import Connection, Contact, Message, Send, Template, utcnow
 from hub.core.processing import enqueue_all
 from hub.core.sending import checks, routing
 from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.routing import REASONS
 from hub.core.sending.sends import create_send, find_idempotent
 from hub.core.sending.templates import params_problem, upsert_templates
+from hub.core.whatsapp import reads
 from hub.core.whatsapp.graph import Graph, GraphError
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,20 @@ class MessageIn(Schema):
     idempotency_key = fields.String(load_default=None)
     send_at = UtcDateTime(load_default=None)
     cancel_key = fields.String(load_default=None)
+    reply_to = fields.String(load_default=None, validate=validate.Length(1, 200), metadata={
+        "description": "the wamid of the customer's message this answers: sent as a reply (context) from the "
+                       "number it came in on; marks it read first when the number's read_receipts policy is "
+                       "agent_replied or on"})
+    typing = fields.Boolean(load_default=False, metadata={
+        "description": "show the typing indicator (sent with the read receipt) before the reply; needs reply_to "
+                       "and a read_receipts policy other than off"})
 
     @validates_schema
     def one_kind(self, data, **_):
         if bool(data.get("text")) == bool(data.get("template")):
             raise ValidationError("give either text or template")
+        if data.get("typing") and not data.get("reply_to"):
+            raise ValidationError("the typing indicator goes only with a reply: give reply_to", "typing")
         problem = params_problem(data.get("params"))
         if problem:
             raise ValidationError(problem, "params")
@@ -73,6 +83,8 @@ class SendOut(Schema):
     broadcast_id = fields.String(allow_none=True)
     idempotency_key = fields.String(allow_none=True)
     cancel_key = fields.String(allow_none=True)
+    reply_to = fields.String(allow_none=True)
+    typing = fields.Boolean(allow_none=True)
     reference = fields.Dict()
     not_before = UtcDateTime(allow_none=True)
     status = fields.String()
@@ -126,8 +138,19 @@ def queue_checked(session, body: dict, to: str) -> tuple[Send, bool]:
         return existing, False
     kind = "template" if body["template"] else "text"
     language = body["language"] if body["template"] else None
+    replied = _replied(session, body, to)
     route = routing.requested(owned(session, Connection, body["connection_id"])) if body["connection_id"] \
+        else routing.Route(session.get(Connection, replied.connection_id), "reply_to") if replied is not None \
         else routing.choose(session, g.workspace_id, to=to, template=body["template"], language=language)
+    if replied is not None and route.connection_id != replied.connection_id:
+        raise ApiError(422, "reply_to_other_number", "a reply leaves from the number the customer wrote to "
+                                                     f"({replied.connection_id}); drop connection_id or use that one")
+    if replied is not None and body["typing"]:
+        try:
+            reads.check(route.connection, reply=True)
+        except reads.ReadRefused as refused:
+            raise ApiError(422, refused.code, "the typing indicator is sent with a read receipt, which this number's "
+                                              f"policy forbids: {refused.message}") from refused
     contact = session.scalars(select(Contact).where(Contact.workspace_id == g.workspace_id,
                                                     Contact.wa_id == to)).first()
     try:
@@ -143,9 +166,27 @@ def queue_checked(session, body: dict, to: str) -> tuple[Send, bool]:
         text=body["text"], template=body["template"], language=language, params=body["params"],
         idempotency_key=body["idempotency_key"], cancel_key=body["cancel_key"], not_before=body["send_at"],
         connection_reason=route.reason)
+    if created and replied is not None:
+        send.reply_to, send.typing = replied.wamid, bool(body["typing"])
     session.flush()
     log.info("send %s to …%s queued from %s (%s)", send.id, to[-4:], route.connection_id, route.reason)
     return send, created
+
+
+def _replied(session, body: dict, to: str) -> Message | None:
+    """The customer message ``reply_to`` names (422 when it is not this workspace's, not inbound or
+    not from ``to``)."""
+    if not body.get("reply_to"):
+        return None
+    message = session.scalars(select(Message).where(Message.workspace_id == g.workspace_id,
+                                                    Message.wamid == body["reply_to"])).first()
+    if message is None or message.direction != "in":
+        raise ApiError(422, "unknown_reply_to", f"reply_to: no message {body['reply_to']!r} from a customer "
+                                                "in this workspace")
+    contact = session.get(Contact, message.contact_id) if message.contact_id else None
+    if contact is None or contact.wa_id != to:
+        raise ApiError(422, "reply_to_other_contact", "reply_to names a message from another customer than `to`")
+    return message
 
 
 SEND_STATUSES = ("scheduled", "queued", "sending", "sent", "failed", "dead", "cancelled")

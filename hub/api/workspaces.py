@@ -16,6 +16,11 @@ admin.before_request(require_admin)
 own = workspace_blueprint("workspace", "The workspace of the API key")
 
 
+class MarketingCap(Schema):
+    max = fields.Integer(required=True, validate=validate.Range(0, 1000))
+    days = fields.Float(required=True, validate=validate.Range(min=0, max=366, min_inclusive=False))
+
+
 class WorkspaceSettings(Schema):
     """What a workspace can tune (every key optional)."""
     echo_hold_minutes = fields.Float(validate=validate.Range(0, 7 * 24 * 60), metadata={
@@ -27,6 +32,12 @@ class WorkspaceSettings(Schema):
     opt_in_reply = fields.String(validate=validate.Length(1, 1024))
     history_import = fields.Boolean(metadata={"description": "request chat history when onboarding"})
     require_marketing_consent = fields.Boolean()
+    marketing_cap = fields.Nested(MarketingCap, allow_none=True, metadata={
+        "description": "at most `max` marketing templates per contact in `days` rolling days (default: none, "
+                       "Meta's own per-user limit still applies); null removes it"})
+    marketing_limit_cooldown_hours = fields.Float(validate=validate.Range(0, 24 * 366), metadata={
+        "description": "after Meta's 131049 (per-user marketing limit) no marketing to that contact for this "
+                       "long (default 24)"})
     attribution_window_days = fields.Float(validate=validate.Range(0, 366))
     prices = fields.Dict(keys=fields.String(validate=validate.Length(1, 40)),
                          values=fields.Float(validate=validate.Range(0, 1_000_000)), metadata={

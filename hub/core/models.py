@@ -106,6 +106,7 @@ class Connection(Base):
     quality: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_app_activity_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     inactivity_warned_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # connection.inactivity_warning
+    read_receipts: Mapped[str | None] = mapped_column(String(16))  # off|on|agent_replied; None: by mode
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -133,6 +134,7 @@ class Contact(Base):
     app_removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_inbound_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     hold_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    marketing_limited_until: Mapped[dt.datetime | None] = mapped_column(DateTime)  # Meta answered 131049
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -304,6 +306,8 @@ class Send(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claim_token: Mapped[str | None] = mapped_column(String(32))  # the worker claim that holds a ``sending`` send
     attempted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # Meta may have it from here on
+    reply_to: Mapped[str | None] = mapped_column(String(200))  # the customer message (wamid) answered
+    typing: Mapped[bool | None] = mapped_column(Boolean)  # show the typing indicator before the reply
 
 
 class RateCard(Base):

@@ -9,6 +9,8 @@
 | ``POST /_sim/numbers/<id>/owner-reply`` | ``{to, text}`` | the owner replies from the Business app (``smb_message_echoes``) |
 | ``POST /_sim/numbers/<id>/contact-sync`` | ``{contacts: [{phone, full_name?, first_name?, action?}]}`` | the app's contacts (``smb_app_state_sync``) |
 | ``POST /_sim/recipients/<wa_id>/failure`` | ``{code?}`` | sends to that customer are accepted, then a ``failed`` status arrives; ``DELETE`` clears |
+| ``POST /_sim/marketing-limit`` | ``{max, window_hours?}`` | Meta's per-user marketing limit: a customer who got ``max`` marketing templates in ``window_hours`` (default 24) gets 131049; ``DELETE`` turns it off |
+| ``GET /_sim/reads`` | | the mark-as-read / typing-indicator calls received |
 
 Webhooks the plays cause are signed and posted to the hub the simulator serves; the answer
 says the hub's HTTP status (``webhook_status``). ``coexhub simulator <command>`` wraps each route.
@@ -132,7 +134,8 @@ def register_control(app: Flask, sim: GraphSimulator) -> None:
             return jsonify({"app_id": sim.app_id, "hub_url": sim.hub_url,
                             "numbers": [describe(sim, n) for n in sim.numbers.values()],
                             "signup_codes": [{"code": c, "waba_id": w, "phone_number_id": p}
-                                             for c, (w, p, _) in sim.signup_codes.items()]})
+                                             for c, (w, p, _) in sim.signup_codes.items()],
+                            "marketing_limit": _marketing_limit(sim)})
 
     @bp.post("/numbers")
     def add_number():
@@ -184,4 +187,28 @@ def register_control(app: Flask, sim: GraphSimulator) -> None:
         sim.fail_delivery_to(wa_id, code)
         return jsonify({"wa_id": wa_id, "failure": code})
 
+    @bp.route("/marketing-limit", methods=["POST", "DELETE"])
+    def marketing_limit():
+        if request.method == "DELETE":
+            sim.set_marketing_limit(None)
+            return jsonify({"marketing_limit": None})
+        body = _body()
+        try:
+            most, hours = int(body.get("max")), float(body.get("window_hours") or 24)
+        except (TypeError, ValueError) as exc:
+            raise ControlError(400, "bad_request", "max: an integer; window_hours: a number") from exc
+        if most < 0 or hours <= 0:
+            raise ControlError(400, "bad_request", "max must be >= 0 and window_hours > 0")
+        sim.set_marketing_limit(most, hours * 3600)
+        return jsonify({"marketing_limit": _marketing_limit(sim)})
+
+    @bp.get("/reads")
+    def reads():
+        return jsonify({"reads": sim.read_marks()})
+
     app.register_blueprint(bp)
+
+
+def _marketing_limit(sim: GraphSimulator) -> dict | None:
+    limit = sim.marketing_limit
+    return None if limit is None else {"max": limit["max"], "window_hours": limit["window_seconds"] / 3600}

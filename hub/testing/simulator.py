@@ -4,7 +4,9 @@
 app at ``sim.app`` (usable through ``httpx.WSGITransport`` or live via ``sim.serve()``) and
 delivers signed webhooks to the hub (``sim.hub_url`` or ``sim.hub_client``). It enforces what
 Meta enforces: bearer tokens (190), per-number throughput (130429), the customer service window
-(131047), template existence/parameters/status (132001/132000/132015/132016).
+(131047), template existence/parameters/status (132001/132000/132015/132016) and, when set
+(``set_marketing_limit``), the per-user marketing limit (a ``failed`` status with 131049). It
+records mark-as-read calls (``read_marks``) so tests can assert that none happened.
 
 Statuses of accepted sends (sent, delivered, read — or failed for recipients set up with
 ``fail_delivery_to``) queue up until ``flush_statuses()`` in tests; with ``live_statuses=True``
@@ -79,6 +81,8 @@ class GraphSimulator:
         self.recipient_errors: dict[str, tuple[int, int]] = {}
         self._faults: deque[dict] = deque()
         self._send_times: dict[str, deque] = {}
+        self.marketing_limit: dict | None = None  # {"max": K, "window_seconds": W}: Meta's per-user limit
+        self._marketing_received: dict[str, deque] = {}
         self._server = self._thread = None
         self.app = self._build_app()
 
@@ -163,6 +167,36 @@ class GraphSimulator:
         131049 marketing cap, 131050 user stopped marketing, ...)."""
         with self.lock:
             self.delivery_failures[_digits(to)] = code
+
+    def set_marketing_limit(self, max_messages: int | None, window_seconds: float = WINDOW_SECONDS) -> None:
+        """Meta's per-user marketing limit: a customer who got ``max_messages`` marketing templates
+        (from any number) in the last ``window_seconds`` gets no more — the send is accepted, then
+        a ``failed`` status with 131049 arrives. Marketing inside the customer's open service window
+        with that number is not counted. ``None`` turns the limit off."""
+        with self.lock:
+            self.marketing_limit = None if max_messages is None else \
+                {"max": int(max_messages), "window_seconds": float(window_seconds)}
+            self._marketing_received.clear()
+
+    def _marketing_refused(self, number: dict, to: str) -> bool:
+        """Count one marketing template to ``to``; True when Meta would refuse it (131049)."""
+        with self.lock:
+            limit = self.marketing_limit
+            if limit is None or self.window_open(number["id"], to):
+                return False
+            now, times = self.clock(), self._marketing_received.setdefault(_digits(to), deque())
+            while times and times[0] <= now - limit["window_seconds"]:
+                times.popleft()
+            if len(times) >= limit["max"]:
+                return True
+            times.append(now)
+            return False
+
+    def read_marks(self, phone_number_id: str | None = None) -> list[dict]:
+        """Mark-as-read (and typing indicator) calls the hub made: their request bodies."""
+        with self.lock:
+            return [r["body"] for r in self.requests if r["body"].get("status") == "read"
+                    and (phone_number_id is None or r["phone_number_id"] == str(phone_number_id))]
 
     def sent(self, phone_number_id: str | None = None) -> list[dict]:
         """Successful message sends (mark-as-read excluded)."""
@@ -279,6 +313,9 @@ class GraphSimulator:
         if body.get("status") == "read":
             if not body.get("message_id"):
                 raise GraphError(100, details="The parameter message_id is required.")
+            typing = body.get("typing_indicator")
+            if typing is not None and (not isinstance(typing, dict) or typing.get("type") != "text"):
+                raise GraphError(100, details="typing_indicator.type must be text.")
             return {"success": True}
         to, kind = body.get("to"), body.get("type", "text")
         if not to:
@@ -358,6 +395,9 @@ class GraphSimulator:
         args = (number["waba_id"], number["id"], number["display_phone_number"], wamid)
         opaque = body.get("biz_opaque_callback_data")
         failure = self.delivery_failures.get(_digits(to))
+        if not failure and template is not None and template["category"].upper() == "MARKETING" \
+                and self._marketing_refused(number, to):
+            failure = 131049
         if failure:
             events = [payloads.status(*args, "failed", _digits(to), timestamp=now, errors=[_status_error(failure)],
                                       biz_opaque_callback_data=opaque)]

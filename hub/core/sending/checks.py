@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hub.core.models import Connection, Contact, ContactWindow, Template, utcnow
-from hub.core.sending import windows
+from hub.core.sending import marketing, windows
 from hub.core.sending.templates import TemplateProblem, build_template, find_template
 
 
@@ -81,6 +81,9 @@ def check_request(session: Session, *, workspace_id: str, conn: Connection | Non
         problem = marketing_problem(contact, category_of(found))
         if problem:
             raise problem
+        frequency = marketing.problem(session, workspace_id, contact, category_of(found))
+        if frequency:
+            raise SendProblem(frequency.code, frequency.message)
         template_components(found, template, language, params)
     elif not scheduled:
         problem = window_problem(windows.window(session, conn.id, contact.id if contact else None), utcnow())

@@ -17,6 +17,7 @@ class Decision:
     opt_out_marketing: bool = False
     flag_template: str | None = None  # new template status
     pause_hours: float | None = None
+    limit_marketing: bool = False  # Meta's per-user marketing limit: the contact's cool-down starts
 
 
 TABLE: dict[int, Decision] = {
@@ -30,7 +31,8 @@ TABLE: dict[int, Decision] = {
     131057: Decision(RETRY, "account in maintenance", 60.0),
     131047: Decision(FAIL, "outside the 24-hour window: a template is needed"),
     131026: Decision(FAIL, "message undeliverable"),
-    131049: Decision(FAIL, "per-user marketing limit reached; not retried for 24 h"),
+    131049: Decision(FAIL, "per-user marketing limit reached (Meta); not retried, the contact's marketing "
+                           "cool-down starts", limit_marketing=True),
     131050: Decision(FAIL, "the user stopped marketing messages", opt_out_marketing=True),
     131051: Decision(FAIL, "unsupported message type"),
     131048: Decision(PAUSE, "spam rate limit: number paused", pause_hours=6),

@@ -28,10 +28,11 @@ from hub.core.metrics import count
 from hub.core.models import Connection, Contact, Send, utcnow
 from hub.core.patience import DB_AWAY, patiently
 from hub.core.runtime import current
-from hub.core.sending import checks, errors, windows
+from hub.core.sending import checks, errors, marketing, windows
 from hub.core.sending.governor import Governor
 from hub.core.sending.results import RECORD_PATIENCE, Attempt, callback_data, record_sent, start_call
 from hub.core.sending.templates import find_template
+from hub.core.whatsapp import reads
 from hub.core.whatsapp.account import pause
 from hub.core.whatsapp.graph import Graph, GraphError
 
@@ -113,7 +114,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
     """Check, pace and send claimed sends, writing each result as it comes; returns how many
     Meta accepted."""
     governor, outcomes = Governor(rt.redis, rt.settings.key_prefix), Counter()
-    work = []
+    work, reads_by_send = [], {}
     with rt.db.session() as session:
         templates: dict = {}
         mine = Send.claim_token == claim_token if claim_token else Send.claim_token.is_(None)
@@ -144,6 +145,9 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
                 outcomes["refused"] += 1
                 continue
             payload.setdefault("biz_opaque_callback_data", callback_data(send.id))  # echoed in its statuses
+            if send.reply_to:
+                payload["context"] = {"message_id": send.reply_to}
+            reads_by_send[send.id] = reads.before_reply(send, conn)
             work.append((send, conn.phone_number_id, conn.messages_per_second, conn.access_token, payload))
         pair_rate = governor.pairs([(number, send.to) for send, number, *_ in work]) if work else []
         for (send, *_), pair in zip(work, pair_rate):
@@ -155,7 +159,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
                 event(log, "send held", send_id=send.id, reason="pair_rate", until=send.not_before)
                 outcomes["held"] += 1
         work = [(Attempt(send.id, send.workspace_id, send.connection_id, send.contact_id,
-                         claim_token or "", payload), number, rate, token)
+                         claim_token or "", payload, reads_by_send.get(send.id)), number, rate, token)
                 for (send, number, rate, token, payload), pair in zip(work, pair_rate) if pair.granted]
     graph = Graph.from_settings(rt.settings, timeout=GRAPH_TIMEOUT)
     for attempt, number, rate, token in work:
@@ -229,6 +233,8 @@ def _call(rt, governor: Governor, graph: Graph, attempt: Attempt, number: str, r
         time.sleep(slot.wait)
         if not start_call(rt, attempt):
             return SKIPPED
+        if attempt.read:  # an agent's reply: the read receipt (and typing indicator) first, as policy allows
+            reads.mark_before_reply(rt, graph, attempt.connection_id, number, token, attempt.read)
         try:
             return graph.send_message(number, token, attempt.payload)
         except GraphError as exc:
@@ -276,6 +282,13 @@ def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connect
         problem = checks.marketing_problem(contact, send.category)
         if problem:
             raise Refuse(problem.message)
+        pending = ("marketing", send.contact_id)  # marketing sends to this contact passed in this batch
+        frequency = marketing.problem(session, send.workspace_id, contact, send.category, now,
+                                      exclude_send_id=send.id, pending=cache.get(pending, 0))
+        if frequency:
+            raise Refuse(f"{frequency.code}: {frequency.message}")
+        if send.category == "marketing":
+            cache[pending] = cache.get(pending, 0) + 1
         if send.category == "marketing" and (conn.quality or {}).get("event") == "FLAGGED":
             raise Hold("quality_flagged", now + QUALITY_HOLD)  # quality protects the messaging tier
         try:
@@ -327,6 +340,8 @@ def _failed(session, send: Send, exc: GraphError) -> str:
     if decision.opt_out_marketing and send.contact_id:
         contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True, source="meta_error",
                          connection_id=send.connection_id)
+    if decision.limit_marketing and send.contact_id:
+        marketing.note_limited(session, session.get(Contact, send.contact_id), send_id=send.id)
     if decision.flag_template:
         template = find_template(session, send.workspace_id, conn.waba_id, send.template_name, send.template_language)
         if template is not None:

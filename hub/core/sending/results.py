@@ -53,6 +53,7 @@ class Attempt:
     contact_id: int | None
     claim: str
     payload: dict
+    read: dict | None = None  # the read receipt (and typing indicator) to send just before a reply
 
 
 def start_call(rt, attempt: Attempt) -> bool:
@@ -77,7 +78,8 @@ def record_sent(rt, attempt: Attempt, wamid: str) -> None:
         inserted = conn.execute(_insert_ignore(conn.dialect.name).values(
             workspace_id=attempt.workspace_id, connection_id=attempt.connection_id, contact_id=attempt.contact_id,
             wamid=wamid, direction="out", origin="api", type=payload["type"], body=body, status="accepted",
-            timestamp=now, send_id=attempt.id)).first()
+            context_wamid=(payload.get("context") or {}).get("message_id"), timestamp=now,
+            send_id=attempt.id)).first()
         if inserted is None:  # its status webhook came first and left a placeholder
             conn.execute(update(Message).where(Message.connection_id == attempt.connection_id,
                                                Message.wamid == wamid)

@@ -24,6 +24,7 @@ REASONS = {
     "requested": "the connection_id given with the send",
     "given": "chosen by the hub itself (a STOP confirmation goes back on the number it came in on)",
     "customer_last_wrote": "the number the customer last wrote to",
+    "reply_to": "the number the replied-to customer message came in on",
     "installation_pin": "the number the installation pins (its connection_id setting)",
     "workspace_default": "the workspace's oldest active number",
 }

@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from hub.core import contacts
 from hub.core.db import lock
 from hub.core.events import emit
-from hub.core.sending import windows
+from hub.core.sending import marketing, windows
 from hub.core.sending.results import confirm_from_status
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
 from hub.core.pricing.record import record_pricing
@@ -196,6 +196,8 @@ def _failed_send(session, conn: Connection, wamid: str, error: dict) -> None:
     if error.get("code") == 131050 and send is not None and send.contact_id:
         contacts.opt_out(session.get(Contact, send.contact_id), marketing_only=True, source="meta_error",
                          connection_id=conn.id)
+    if error.get("code") == 131049 and send is not None and send.contact_id:
+        marketing.note_limited(session, session.get(Contact, send.contact_id), send_id=send.id)
 
 
 def echoes(session, conn: Connection, value: dict, out: list[DomainEvent],
