@@ -84,7 +84,8 @@ def test_marketing_cap_fails_connector_sends_without_calling_meta(client, coexis
     enqueue_all(client.rt, executor.jobs)
     run_jobs()
     h = coexistence.workspace.headers
-    first, second = (client.get(f"/api/v1/sends/{i}", headers=h).json for i in executor.outcome["sends"])
+    first, second = (client.get(f"/api/v1/sends/{client.public_id('snd', i)}", headers=h).json
+                     for i in executor.outcome["sends"])
     assert first["status"] == "sent"
     assert second["status"] == "failed" and second["last_error"].startswith("marketing_cap: ")
     assert [b["template"]["components"][0]["parameters"][0]["text"] for b in coexistence.sent("promo")
@@ -154,7 +155,7 @@ def test_broadcasts_exclude_limited_and_capped_contacts_with_reasons(client, coe
     assert promo(client, coexistence, numbers[0]).status_code == 202  # numbers[0] reaches the cap
     run_jobs()
     with client.rt.db.session() as s:  # numbers[1]: Meta answered 131049 an hour ago
-        s.get(Contact, ids[numbers[1]]).marketing_limited_until = dt.datetime.utcnow() + dt.timedelta(hours=23)
+        s.get(Contact, client.row_id(ids[numbers[1]])).marketing_limited_until = dt.datetime.utcnow() + dt.timedelta(hours=23)
     r = client.post("/api/v1/broadcasts", json={"template": "promo", "params": ["x"], "audience": {"tags": [tag]}},
                     headers=h)
     assert r.status_code == 202, r.json

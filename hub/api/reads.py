@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 bp = workspace_blueprint("reads", "Read receipts (per-connection policy)")
 
 
-@bp.route("/messages/<int:message_id>/read", methods=["POST"])
+@bp.route("/messages/<pid(msg):message_id>/read", methods=["POST"])
 @bp.response(200, MessageOut)
 def mark_read(message_id):
     """Mark a customer's message (and their earlier ones on that number) read: blue ticks for the
