@@ -5,7 +5,7 @@ import re
 
 from flask import g
 from marshmallow import Schema, ValidationError, fields, validates_schema
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
@@ -115,7 +115,8 @@ def create_broadcast(body):
         marketing = (template.category or "").upper() == "MARKETING"
         need_consent = bool((session.get(Workspace, g.workspace_id).settings or {}).get("require_marketing_consent"))
         audience = body["audience"]
-        query = select(Contact).where(Contact.workspace_id == g.workspace_id, Contact.wa_id.is_not(None))
+        query = select(Contact).where(Contact.workspace_id == g.workspace_id,
+                                      or_(Contact.wa_id.is_not(None), Contact.user_id.is_not(None)))
         candidates = session.scalars(query).all()
         chosen = [c for c in candidates if c.id in audience["contact_ids"]
                   or set(audience["tags"]) & set(c.tags or [])]
@@ -136,13 +137,15 @@ def create_broadcast(body):
                       "no_marketing_consent" if marketing and (contact.marketing_consent is False or
                                                                (need_consent and not contact.marketing_consent))
                       else "missing_value" if any(not p.strip() for p in params)
+                      else "authentication_needs_phone" if checks.bsuid_problem(contact.wa_id or contact.user_id,
+                                                                                 checks.category_of(template))
                       else None)
             if reason:
-                excluded[reason] += 1
+                excluded[reason] = excluded.get(reason, 0) + 1  # authentication_needs_phone: only when it happens
                 continue
             route = routes[contact.id]
             send, created = create_send(
-                session, workspace_id=g.workspace_id, connection=route.connection, to=contact.wa_id, kind="template",
+                session, workspace_id=g.workspace_id, connection=route.connection, to=contact.wa_id or contact.user_id, kind="template",
                 origin="broadcast", template=template.name, language=template.language,
                 params=params, category=(template.category or "").lower(),
                 broadcast_id=bc.id, idempotency_key=f"broadcast:{bc.id}:{contact.id}",

@@ -30,7 +30,8 @@ class WindowOut(Schema):
 class ContactOut(Schema):
     id = fields.Integer()
     wa_id = fields.String(allow_none=True)
-    user_id = fields.String(allow_none=True)
+    user_id = fields.String(allow_none=True, metadata={"description": "business-scoped user ID (BSUID)"})
+    username = fields.String(allow_none=True, metadata={"description": "the user's WhatsApp username"})
     profile_name = fields.String(allow_none=True)
     full_name = fields.String(allow_none=True)
     first_name = fields.String(allow_none=True)

@@ -19,6 +19,8 @@ from hub.core.db import lock
 from hub.core.sending import windows
 from hub.core.sending.results import confirm_from_status
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
+from hub.core.bsuid import SYSTEM_CHANGED
+from hub.core.whatsapp import rekey
 from hub.core.whatsapp.events import DomainEvent
 from hub.core.whatsapp.items import Items, digest, digits, obj, text
 
@@ -103,9 +105,9 @@ def customer_messages(session, conn: Connection, value: dict, out: list[DomainEv
     items = items or Items(session, out)
     names = {}
     for _, c in items.each(value, "contacts", at):
-        key = text(c.get("wa_id")) or text(c.get("user_id"))
-        if key:
-            names[key] = (text(obj(c.get("profile")).get("name")), text(c.get("user_id")))
+        profile = obj(c.get("profile"))
+        for key in {text(c.get("wa_id")), text(c.get("user_id"))} - {None}:  # found by either id
+            names[key] = (text(profile.get("name")), text(c.get("user_id")), text(profile.get("username")))
     for where, msg in items.each(value, "messages", at, order=lambda m: digits(m.get("from")) or
                                  text(m.get("from_user_id")) or ""):
         with items.isolated(where):
@@ -113,10 +115,11 @@ def customer_messages(session, conn: Connection, value: dict, out: list[DomainEv
 
 
 def _customer_message(session, conn: Connection, msg: dict, names: dict, out: list[DomainEvent], opt) -> None:
-    wa_id = text(msg.get("from"))
-    name, user_id = names.get(wa_id or text(msg.get("from_user_id")), (None, None))
+    wa_id = text(msg.get("from")) or None
+    name, user_id, username = names.get(wa_id or text(msg.get("from_user_id")), (None, None, None))
     user_id = user_id or text(msg.get("from_user_id"))
-    contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name)
+    contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name,
+                              username=username)
     kind, when = text(msg.get("type")) or "unknown", ts(msg.get("timestamp"))
     if kind == "revoke":  # the customer deleted a message (perhaps before we saw it)
         original = _original(session, conn, text(obj(msg.get("revoke")).get("original_message_id")),
@@ -130,6 +133,8 @@ def _customer_message(session, conn: Connection, msg: dict, names: dict, out: li
         context_wamid=text(obj(msg.get("context")).get("id")), status="received", timestamp=when)
     if message is None:
         return  # redelivery: already normalized and dispatched
+    if kind == "system" and text(obj(msg.get("system")).get("type")) == SYSTEM_CHANGED:
+        rekey.user_changed_user_id(session, conn, contact, msg, out)
     if contact is not None and kind not in ("system", "unsupported", "revoke"):
         windows.record_inbound(session, conn.id, contact, when)  # opens this number's 24-hour window
         opt(contact, text_of(msg))
@@ -260,4 +265,5 @@ def _message_data(message: Message, contact: Contact | None) -> dict:
             "origin": message.origin, "body": message.body, "timestamp": iso_utc(message.timestamp),
             "context_wamid": message.context_wamid,
             "contact": {"id": contact.id, "wa_id": contact.wa_id, "user_id": contact.user_id,
+                        "username": contact.username, "address": contact.wa_id or contact.user_id,
                         "name": contact.profile_name or contact.full_name} if contact else None}
