@@ -4,6 +4,7 @@ re-keys the contact, and authentication templates are refused before Meta."""
 import datetime as dt
 import json
 import secrets
+import time
 
 import httpx
 from sqlalchemy import select
@@ -227,3 +228,20 @@ def test_control_api_and_cli_play_bsuid_users(client, coexistence, simulator, ru
     run_jobs()
     [contact] = contacts_of(client, coexistence.workspace)
     assert (contact.user_id, contact.username) == (new, "kim2")
+
+
+def test_a_message_without_from_is_the_single_contacts(client, coexistence, simulator, run_jobs):
+    """Meta's BSUID examples show the sender in ``contacts[]`` only (``user_id``, ``profile.username``)."""
+    from hub.testing import payloads as p
+
+    user = bsuid()
+    msg = {"id": p.new_wamid(), "timestamp": str(int(time.time())), "type": "text", "text": {"body": "hey"}}
+    r = simulator.deliver(p.message(coexistence.waba_id, coexistence.phone_number_id, coexistence.display, msg,
+                                    contacts=[{"profile": {"name": "Lee", "username": "lee"}, "user_id": user}]))
+    assert r.status_code == 200
+    run_jobs()
+    [contact] = contacts_of(client, coexistence.workspace)
+    assert (contact.user_id, contact.username, contact.profile_name, contact.wa_id) == (user, "lee", "Lee", None)
+    [message] = messages_of(client, contact.id)
+    assert message.body == {"text": {"body": "hey"}}
+    assert post(client, coexistence, to_user_id=user, text="hi Lee").status_code == 202  # its window is open

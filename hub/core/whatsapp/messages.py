@@ -107,16 +107,29 @@ def customer_messages(session, conn: Connection, value: dict, out: list[DomainEv
     for _, c in items.each(value, "contacts", at):
         profile = obj(c.get("profile"))
         for key in {text(c.get("wa_id")), text(c.get("user_id"))} - {None}:  # found by either id
-            names[key] = (text(profile.get("name")), text(c.get("user_id")), text(profile.get("username")))
+            names[key] = (text(profile.get("name")), text(c.get("user_id")), text(profile.get("username")),
+                          text(c.get("wa_id")))
     for where, msg in items.each(value, "messages", at, order=lambda m: digits(m.get("from")) or
                                  text(m.get("from_user_id")) or ""):
         with items.isolated(where):
             _customer_message(session, conn, msg, names, out, opt)
 
 
-def _customer_message(session, conn: Connection, msg: dict, names: dict, out: list[DomainEvent], opt) -> None:
+def _sender_of(msg: dict, names: dict) -> tuple:
+    """``(wa_id, name, user_id, username)`` of the message's sender, from ``from`` /
+    ``from_user_id`` and the change's ``contacts``. A message naming no sender (a user known only
+    by a BSUID may arrive without ``from``) is the single contact's of the change."""
     wa_id = text(msg.get("from")) or None
-    name, user_id, username = names.get(wa_id or text(msg.get("from_user_id")), (None, None, None))
+    key = wa_id or text(msg.get("from_user_id"))
+    if key is None and len(set(names.values())) == 1:
+        name, user_id, username, wa_id = next(iter(names.values()))
+        return wa_id, name, user_id, username
+    name, user_id, username, _ = names.get(key, (None, None, None, None))
+    return wa_id, name, user_id, username
+
+
+def _customer_message(session, conn: Connection, msg: dict, names: dict, out: list[DomainEvent], opt) -> None:
+    wa_id, name, user_id, username = _sender_of(msg, names)
     user_id = user_id or text(msg.get("from_user_id"))
     contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name,
                               username=username)
