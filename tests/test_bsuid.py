@@ -92,7 +92,7 @@ def test_bad_recipients_are_clear_4xx(client, coexistence):
 
 def test_authentication_templates_to_a_bsuid_are_refused_before_meta(client, coexistence, simulator, run_jobs):
     coexistence.add_template("login_code", category="AUTHENTICATION", body_params=1)
-    user, phone = bsuid(), "1415" + str(secrets.randbelow(10**7)).zfill(7)
+    user, phone = bsuid(), "1415555" + str(secrets.randbelow(10**4)).zfill(4)
     simulator.customer_message(coexistence.phone_number_id, None, "hi", user_id=user)
     simulator.customer_message(coexistence.phone_number_id, phone, "hi")
     run_jobs()
@@ -193,7 +193,7 @@ def test_a_message_from_the_new_bsuid_before_the_system_message_is_merged(client
 
 def test_a_contact_with_a_phone_and_a_bsuid_keeps_both_and_is_sent_to_by_phone(
         client, coexistence, simulator, run_jobs):
-    user, phone = bsuid(), "1415" + str(secrets.randbelow(10**7)).zfill(7)
+    user, phone = bsuid(), "1415555" + str(secrets.randbelow(10**4)).zfill(4)
     simulator.customer_message(coexistence.phone_number_id, phone, "hi", user_id=user)
     run_jobs()
     [contact] = contacts_of(client, coexistence.workspace)
@@ -245,3 +245,24 @@ def test_a_message_without_from_is_the_single_contacts(client, coexistence, simu
     [message] = messages_of(client, contact.id)
     assert message.body == {"text": {"body": "hey"}}
     assert post(client, coexistence, to_user_id=user, text="hi Lee").status_code == 202  # its window is open
+
+
+def test_the_echo_hold_and_opt_outs_apply_to_bsuid_only_contacts(client, coexistence, simulator, run_jobs):
+    user, pnid = bsuid(), coexistence.phone_number_id
+    simulator.customer_message(pnid, None, "hi", user_id=user)
+    simulator.echo(pnid, None, "I'm on it", to_user_id=user)  # the owner answers from the phone
+    run_jobs()
+    with client.rt.db.session() as s:
+        executor = Executor(s, coexistence.workspace.id, origin="automation")
+        executor.run([SendTemplate(to=user, template="order_update", params=["#9"])])
+        jobs = executor.jobs
+    enqueue_all(client.rt, jobs)
+    run_jobs()
+    [held] = [s for s in sends_of(client, coexistence.workspace) if s.origin == "automation"]
+    assert (held.status, held.hold_reason, held.to) == ("scheduled", "human_took_over", user)
+    simulator.customer_message(pnid, None, "STOP", user_id=user)
+    run_jobs()
+    refused = post(client, coexistence, to_user_id=user, text="still there?")
+    assert refused.status_code == 422 and refused.json["error"]["code"] == "contact_opted_out"
+    [stop_reply] = [b for b in coexistence.sent() if b.get("type") == "text"]
+    assert stop_reply[SEND_FIELD] == user  # the opt-out confirmation went to the BSUID
