@@ -173,7 +173,7 @@ def _record(rt, attempt: Attempt, result) -> str:
     if isinstance(result, str):
         record_sent(rt, attempt, result)
         event(log, "send sent", send_id=attempt.id, wamid=result, connection_id=attempt.connection_id,
-              to=mask_phone(attempt.payload.get("to")))
+              to=mask_phone(attempt.payload.get("to") or attempt.payload.get(bsuid.SEND_FIELD)))
         return "sent"
     with rt.db.session() as session:
         send = session.get(Send, attempt.id)
