@@ -213,7 +213,8 @@ def echoes(session, conn: Connection, value: dict, out: list[DomainEvent],
     workspace = session.get(Workspace, conn.workspace_id)
     hold = dt.timedelta(minutes=float((workspace.settings or {}).get("echo_hold_minutes", 30)))
     latest = None
-    for where, echo in items.each(value, "message_echoes", at, order=lambda e: digits(e.get("to")) or text(e.get("to_user_id")) or ""):
+    for where, echo in items.each(value, "message_echoes", at,
+                                  order=lambda e: digits(e.get("to")) or text(e.get("to_user_id")) or ""):
         with items.isolated(where) as run:
             when = _echo(session, conn, echo, hold, out)
         latest = max(latest or when, when) if run.ok else latest
