@@ -12,7 +12,7 @@ from sqlalchemy import select
 from hub.core.actions import SendTemplate
 from hub.core.bsuid import SEND_FIELD
 from hub.core.execute import Executor
-from hub.core.models import ContactWindow, Contact, Message, Send, utcnow
+from hub.core.models import Contact, ContactWindow, InboundEvent, Message, Send, utcnow
 from hub.core.processing import enqueue_all
 
 
@@ -154,8 +154,12 @@ def test_user_changed_user_id_rekeys_the_contact_keeping_history_opt_outs_and_ho
     run_jobs()
     history = len(messages_of(client, contact.id))
 
-    assert simulator.user_changed_user_id(pnid, old, new).status_code == 200
+    changed = simulator.user_changed_user_id(pnid, old, new)
+    assert changed.status_code == 200
     run_jobs()
+    with client.rt.db.session() as s:
+        outcome = s.get(InboundEvent, changed.json["event_id"]).outcome
+    assert outcome["events"] == 2 and not outcome.get("skipped")  # message.received, contact.user_id_changed
     [after] = contacts_of(client, coexistence.workspace)
     assert (after.id, after.user_id, after.username, after.opted_out) == (contact.id, new, "ana", True)
     msgs = messages_of(client, contact.id)

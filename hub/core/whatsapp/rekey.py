@@ -54,6 +54,9 @@ def user_changed_user_id(session, conn: Connection, contact: Contact | None, msg
             Send.workspace_id == contact.workspace_id, Send.to == previous, Send.status.in_(PENDING))
             .values(to=new, contact_id=contact.id, updated_at=utcnow())
             .execution_options(synchronize_session=False)).rowcount or 0
+    out.append(DomainEvent("contact.user_id_changed", conn.workspace_id, conn.id,
+                           {"previous_user_id": previous, "user_id": new, "wa_id": contact.wa_id,
+                            "merged_contact_id": merged}, contact_id=contact.id))
     event(log, "contact re-keyed to a new BSUID", contact_id=contact.id, connection_id=conn.id,
           was=mask(previous), now=mask(new), merged=merged,
           sends_readdressed=moved)
