@@ -53,6 +53,7 @@ def test_a_bsuid_only_user_writes_in_and_is_answered_by_bsuid(client, coexistenc
     template = post(client, coexistence, contact_id=contact.id, template="order_update", params=["#7"])
     assert (text.status_code, template.status_code) == (202, 202), (text.json, template.json)
     assert text.json["contact_id"] == template.json["contact_id"] == contact.id and text.json["to"] == user
+    assert text.json["connection_reason"] == "customer_last_wrote"  # routed by where the BSUID user wrote
     run_jobs()
     requests = simulator.sent(coexistence.phone_number_id)
     assert len(requests) == 2
