@@ -271,3 +271,20 @@ def test_the_echo_hold_and_opt_outs_apply_to_bsuid_only_contacts(client, coexist
     assert refused.status_code == 422 and refused.json["error"]["code"] == "contact_opted_out"
     [stop_reply] = [b for b in coexistence.sent() if b.get("type") == "text"]
     assert stop_reply[SEND_FIELD] == user  # the opt-out confirmation went to the BSUID
+
+
+def test_the_simulator_prefers_to_over_recipient_and_names_the_bsuid_in_statuses(coexistence, simulator):
+    user, phone, pnid = bsuid(), "1415555" + str(secrets.randbelow(10**4)).zfill(4), coexistence.phone_number_id
+    simulator.hub_client = None  # keep the webhooks here: only the Graph side is under test
+    simulator.customer_message(pnid, phone, "hi", user_id=user)
+    text = {"messaging_product": "whatsapp", "type": "text", "text": {"body": "yo"}}
+    with simulator.app.test_client() as http:
+        headers = {"Authorization": f"Bearer {coexistence.token}"}
+        both = http.post(f"/v25.0/{pnid}/messages", headers=headers, json={**text, "to": phone, SEND_FIELD: user})
+        bad = http.post(f"/v25.0/{pnid}/messages", headers=headers, json={**text, SEND_FIELD: phone})
+    assert both.status_code == 200 and both.get_json()["contacts"] == [{"input": phone, "wa_id": phone}]
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == 100
+    with simulator.lock:
+        statuses = [json.loads(json.dumps(e)) for e in simulator.pending_statuses]
+    [st] = statuses[-3]["entry"][0]["changes"][0]["value"]["statuses"]
+    assert (st["recipient_id"], st["recipient_user_id"]) == (phone, user)
