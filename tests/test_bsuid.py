@@ -185,13 +185,14 @@ def test_a_message_from_the_new_bsuid_before_the_system_message_is_merged(client
     pnid = coexistence.phone_number_id
     simulator.customer_message(pnid, None, "STOP", user_id=old)
     run_jobs()
-    simulator.customer_message(pnid, None, "hello again", user_id=new)  # overtook the system message
+    phone = "1415555" + str(secrets.randbelow(10**4)).zfill(4)
+    simulator.customer_message(pnid, phone, "hello again", user_id=new)  # overtook the system message
     run_jobs()
     assert len(contacts_of(client, coexistence.workspace)) == 2
     simulator.user_changed_user_id(pnid, old, new)
     run_jobs()
     [one] = contacts_of(client, coexistence.workspace)
-    assert one.user_id == new and one.opted_out  # the opt-out survived the merge
+    assert (one.user_id, one.wa_id, one.opted_out) == (new, phone, True)  # nothing lost in the merge
     assert [m.body.get("text", {}).get("body") for m in messages_of(client, one.id) if m.direction == "in"][:2] == \
         ["STOP", "hello again"]
 

@@ -80,8 +80,10 @@ def _merge(session: Session, keep: Contact, other: Contact) -> None:
     for model in (Message, Send, Attribution):
         session.query(model).filter(model.contact_id == other.id).update({"contact_id": keep.id})
     user_id, other.user_id = other.user_id, None
-    session.flush()  # free the unique (workspace, user_id) before ``keep`` takes it
+    wa_id, other.wa_id = other.wa_id, None
+    session.flush()  # free the unique (workspace, user_id / wa_id) before ``keep`` takes them
     keep.user_id = keep.user_id or user_id
+    keep.wa_id = keep.wa_id or wa_id
     for name in ("profile_name", "username", "full_name", "first_name", "marketing_consent", "consent_source"):
         if getattr(keep, name) is None:
             setattr(keep, name, getattr(other, name))
