@@ -68,6 +68,16 @@ def test_a_bsuid_only_user_writes_in_and_is_answered_by_bsuid(client, coexistenc
     assert [m.status for m in outbound] == ["read", "read"]  # statuses carried only recipient_user_id
     assert len(contacts_of(client, coexistence.workspace)) == 1
 
+    simulator.customer_message(coexistence.phone_number_id, None, "new name", user_id=user, username="bob.new")
+    run_jobs()
+    simulator.usernames[user] = "bob.newest"  # changed again: delivered/read statuses carry it
+    assert post(client, coexistence, to_user_id=user, text="noted").status_code == 202
+    run_jobs()
+    assert simulator.flush_statuses() == 3
+    run_jobs()
+    [contact] = contacts_of(client, coexistence.workspace)
+    assert contact.username == "bob.newest"
+
 
 def test_statuses_with_only_recipient_user_id_find_the_contact(client, coexistence, simulator, run_jobs):
     """A status for a message the hub has no record of (sent elsewhere) still lands on the contact."""

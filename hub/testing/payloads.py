@@ -268,9 +268,10 @@ def status(waba_id: str, phone_number_id: str, display: str, wamid: str, status:
            recipient_id: str | None, *, timestamp: Any = None, pricing_category: str = "utility",
            billable: bool = True, pricing_type: str = "regular", errors: list[dict] | None = None,
            user_id: str | None = None, biz_opaque_callback_data: str | None = None,
-           pricing: bool | None = None) -> dict:
+           pricing: bool | None = None, username: str | None = None) -> dict:
     """A status webhook. ``pricing`` defaults to present on ``sent`` and ``read`` only;
-    ``failed`` has ``errors`` and neither pricing nor ``contacts``."""
+    ``failed`` has ``errors`` and neither pricing nor ``contacts``; the user's ``username``
+    appears in ``contacts`` of ``delivered`` and ``read`` only."""
     st: dict[str, Any] = {"id": wamid, "status": status, "timestamp": _ts(timestamp)}
     if recipient_id is not None:
         st["recipient_id"] = str(recipient_id)
@@ -289,7 +290,8 @@ def status(waba_id: str, phone_number_id: str, display: str, wamid: str, status:
                              "category": pricing_category, "type": pricing_type}
         if errors:
             st["errors"] = errors
-        value["contacts"] = [_contact(recipient_id, None, user_id)]
+        value["contacts"] = [_contact(recipient_id, None, user_id,
+                                      username if status in ("delivered", "read") else None)]
     value["statuses"] = [st]
     return envelope(waba_id, "messages", value)
 

@@ -83,6 +83,7 @@ class GraphSimulator:
         self.used_codes: set[str] = set()
         self.delivery_failures: dict[str, int] = {}
         self.user_ids: dict[str, str] = {}  # phone digits -> the user's BSUID, once seen
+        self.usernames: dict[str, str] = {}  # a user's key (BSUID or phone digits) -> username
         self.recipient_errors: dict[str, tuple[int, int]] = {}
         self._faults: deque[dict] = deque()
         self._send_times: dict[str, deque] = {}
@@ -204,6 +205,9 @@ class GraphSimulator:
             with self.lock:
                 self.user_ids[_digits(wa_id)] = user_id
                 self.open_window(phone_number_id, user_id)
+        if kw.get("username"):
+            with self.lock:
+                self.usernames.update({_key(k): kw["username"] for k in (wa_id, user_id) if k})
         kw.setdefault("timestamp", self.clock())
         return self.deliver(payloads.text_message(n["waba_id"], n["id"], n["display_phone_number"],
                                                   wa_id, body, name=name, user_id=user_id, **kw))
@@ -219,6 +223,8 @@ class GraphSimulator:
             for phone, user_id in list(self.user_ids.items()):
                 if user_id == old_user_id:
                     self.user_ids[phone] = new_user_id
+            if old_user_id in self.usernames:
+                self.usernames[new_user_id] = self.usernames.pop(old_user_id)
         kw.setdefault("timestamp", self.clock())
         return self.deliver(payloads.user_changed_user_id(n["waba_id"], n["id"], n["display_phone_number"],
                                                           old_user_id, new_user_id, **kw))
@@ -401,7 +407,8 @@ class GraphSimulator:
                                       biz_opaque_callback_data=opaque, user_id=to if by_bsuid else None)]
         else:
             events = [payloads.status(*args, st, phone, timestamp=now + i, **pricing,
-                                      biz_opaque_callback_data=opaque, user_id=user_id)
+                                      biz_opaque_callback_data=opaque, user_id=user_id,
+                                      username=self.usernames.get(_key(to)))
                       for i, st in enumerate(("sent", "delivered", "read"))]
         self._queue_statuses(events)
         contact = {"input": to, "user_id": to} if by_bsuid else {"input": to, "wa_id": phone}

@@ -160,12 +160,18 @@ def statuses(session, conn: Connection, value: dict, out: list[DomainEvent],
     """Apply delivery statuses. Each message row is locked while its status moves (PostgreSQL;
     SQLite runs one writer at a time), so parallel jobs cannot move it backwards."""
     items = items or Items(session, out)
+    usernames = {}  # delivered/read statuses name the user's current username in ``contacts``
+    for c in value.get("contacts") if isinstance(value.get("contacts"), list) else ():  # judged by the messages
+        username = text(obj(obj(c).get("profile")).get("username"))
+        ids = (text(obj(c).get("wa_id")), text(obj(c).get("user_id")))
+        usernames.update({key: username for key in ids if key and username})
     for where, st in items.each(value, "statuses", at, order=lambda st: text(st.get("id")) or ""):
         with items.isolated(where):
-            _status(session, conn, st, out)
+            _status(session, conn, st, out, usernames)
 
 
-def _status(session, conn: Connection, st: dict, out: list[DomainEvent]) -> None:
+def _status(session, conn: Connection, st: dict, out: list[DomainEvent],
+            usernames: dict | None = None) -> None:
     new, when, wamid = text(st.get("status")), ts(st.get("timestamp")), text(st.get("id"))
     if not wamid:
         raise ValueError("a status without a message id")
@@ -178,6 +184,12 @@ def _status(session, conn: Connection, st: dict, out: list[DomainEvent]) -> None
                        origin="api", type="unknown", body={}, status="accepted", timestamp=when)
         message = find_message(session, conn, wamid)  # ours, or the one a parallel job inserted
     confirm_from_status(session, conn, st, message)  # a send whose result was never written
+    username = (usernames or {}).get(text(st.get("recipient_user_id")) or "") or \
+        (usernames or {}).get(text(st.get("recipient_id")) or "")
+    if username and message.contact_id:  # users may change their username (their BSUID stays)
+        contact = session.get(Contact, message.contact_id)
+        if contact is not None and contact.username != username:
+            contact.username = username
     stamp = f"{new}_at" if new in ("sent", "delivered", "read", "failed") else None
     if stamp and getattr(message, stamp) is None:
         setattr(message, stamp, when)
