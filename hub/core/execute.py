@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hub.core import contacts
 from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, RecordRevenue,
     ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
-from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
+from hub.core.models import Attribution, Installation, OutboundDelivery, Send, Subscription, Workspace, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.sending import routing
 from hub.core.sending.pipeline import delivery_job
