@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from hub.core.bsuid import is_bsuid
+
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
@@ -94,11 +96,32 @@ def register(group: click.Group) -> None:
     @click.argument("sender")
     @click.argument("text")
     @click.option("--name", default="Customer", show_default=True, help="the customer's WhatsApp profile name")
-    def customer_message(url: str, as_json: bool, phone_number_id: str, sender: str, text: str, name: str) -> None:
-        """A customer (SENDER, a phone number) writes TEXT to the number; opens the 24-hour window."""
+    @click.option("--user-id", default=None, help="the customer's BSUID as well (with a phone SENDER)")
+    @click.option("--username", default=None, help="the customer's WhatsApp username")
+    def customer_message(url: str, as_json: bool, phone_number_id: str, sender: str, text: str, name: str,
+                         user_id: str | None, username: str | None) -> None:
+        """A customer writes TEXT to the number; opens the 24-hour window. SENDER is a phone number,
+        or a business-scoped user ID (e.g. US.13491208655302741918) for a user without one."""
+        body = {"text": text, "name": name, "username": username}
+        if is_bsuid(sender):
+            body["user_id"] = sender
+        else:
+            body.update({"from": sender, "user_id": user_id})
         data = call(url, "POST", f"/_sim/numbers/{phone_number_id}/customer-message",
-                    {"from": sender, "text": text, "name": name})
+                    {k: v for k, v in body.items() if v is not None})
         _show(data, as_json, f"customer message {data['wamid']}: {_webhook(data)}")
+
+    @group.command("user-changed-user-id")
+    @_common
+    @click.argument("phone_number_id")
+    @click.argument("old_user_id")
+    @click.argument("new_user_id")
+    def user_changed_user_id(url: str, as_json: bool, phone_number_id: str, old_user_id: str,
+                             new_user_id: str) -> None:
+        """The user OLD_USER_ID now has the BSUID NEW_USER_ID (a user_changed_user_id system message)."""
+        data = call(url, "POST", f"/_sim/numbers/{phone_number_id}/user-changed-user-id",
+                    {"from_user_id": old_user_id, "user_id": new_user_id})
+        _show(data, as_json, f"user_changed_user_id {data['wamid']}: {_webhook(data)}")
 
     @group.command("owner-reply")
     @_common

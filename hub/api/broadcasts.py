@@ -7,7 +7,7 @@ import re
 
 from flask import g, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validates_schema
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from hub.api import ids, owned, runtime, workspace_blueprint
 from hub.api.broadcast_preview import dry_run_report
@@ -136,7 +136,7 @@ def create_broadcast(body):
         for contact, params in plan:
             route = routes[contact.id]
             send, created = create_send(
-                session, workspace_id=g.workspace_id, connection=route.connection, to=contact.wa_id, kind="template",
+                session, workspace_id=g.workspace_id, connection=route.connection, to=contact.wa_id or contact.user_id, kind="template",
                 origin="broadcast", template=template.name, language=template.language,
                 params=params, category=(template.category or "").lower(),
                 broadcast_id=bc.id, idempotency_key=f"broadcast:{bc.id}:{contact.id}",
@@ -164,7 +164,8 @@ def _plan(session, body: dict):
     settings = session.get(Workspace, g.workspace_id).settings or {}
     need_consent = bool(settings.get("require_marketing_consent"))
     audience = body["audience"]
-    query = select(Contact).where(Contact.workspace_id == g.workspace_id, Contact.wa_id.is_not(None))
+    query = select(Contact).where(Contact.workspace_id == g.workspace_id,
+                                  or_(Contact.wa_id.is_not(None), Contact.user_id.is_not(None)))
     candidates = session.scalars(query).all()
     chosen = [c for c in candidates if c.id in audience["contact_ids"]
               or set(audience["tags"]) & set(c.tags or [])]
@@ -186,9 +187,11 @@ def _plan(session, body: dict):
                   else "marketing_limited" if marketing and frequency.limited_problem(contact, now)
                   else "marketing_cap" if marketing and cap and recent.get(contact.id, 0) >= cap[0]
                   else "missing_value" if any(not p.strip() for p in params)
+                  else "authentication_needs_phone" if checks.bsuid_problem(contact.wa_id or contact.user_id,
+                                                                             checks.category_of(template))
                   else None)
         if reason:
-            excluded[reason] += 1
+            excluded[reason] = excluded.get(reason, 0) + 1  # authentication_needs_phone: only when it happens
             if len(exclusions) < MAX_LISTED:
                 exclusions.append({"contact_id": ids.encode("ct", contact.id), "reason": reason})
         else:

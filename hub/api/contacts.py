@@ -30,7 +30,8 @@ class WindowOut(Schema):
 class ContactOut(Schema):
     id = ids.PublicId("ct")
     wa_id = fields.String(allow_none=True)
-    user_id = fields.String(allow_none=True)
+    user_id = fields.String(allow_none=True, metadata={"description": "business-scoped user ID (BSUID)"})
+    username = fields.String(allow_none=True, metadata={"description": "the user's WhatsApp username"})
     profile_name = fields.String(allow_none=True)
     full_name = fields.String(allow_none=True)
     first_name = fields.String(allow_none=True)
@@ -86,13 +87,13 @@ class MessageOut(Schema):
 @bp.route("/contacts", methods=["GET"])
 @bp.response(200, ContactOut(many=True))
 def list_contacts():
-    """``?q=`` searches number and names; ``?tag=`` filters; ``?opted_out=true``."""
+    """``?q=`` searches number, BSUID, username and names; ``?tag=`` filters; ``?opted_out=true``."""
     limit, offset = page_args()
     query = select(Contact).where(Contact.workspace_id == g.workspace_id)
     if request.args.get("q"):
         like = f"%{request.args['q']}%"
-        query = query.where(or_(Contact.wa_id.like(like), Contact.profile_name.ilike(like),
-                                Contact.full_name.ilike(like)))
+        query = query.where(or_(Contact.wa_id.like(like), Contact.user_id.like(like), Contact.username.ilike(like),
+                                Contact.profile_name.ilike(like), Contact.full_name.ilike(like)))
     if request.args.get("opted_out"):
         query = query.where(Contact.opted_out.is_(request.args["opted_out"].lower() == "true"))
     tag = request.args.get("tag")

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from hub.api import ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
+from hub.core import bsuid, contacts
 from hub.core.connectors import normalize_phone
 from hub.core.models import Connection, Contact, Message, Send, Template, utcnow
 from hub.core.processing import enqueue_all
@@ -27,7 +28,12 @@ bp = workspace_blueprint("sending", "Messages, sends and templates")
 
 
 class MessageIn(Schema):
-    to = fields.String(required=True, metadata={"description": "E.164 number (or WhatsApp digits)"})
+    to = fields.String(load_default=None, metadata={"description": "E.164 number (or WhatsApp digits)"})
+    to_user_id = fields.String(load_default=None, validate=validate.Length(1, 160), metadata={
+        "description": "a business-scoped user ID (BSUID, e.g. US.13491208655302741918): for users "
+                       "known without a phone number"})
+    contact_id = fields.Integer(load_default=None, strict=True, metadata={
+        "description": "a contact of this workspace: its phone number if known, else its BSUID"})
     connection_id = fields.String(load_default=None)
     text = fields.String(load_default=None, validate=validate.Length(1, 4096))
     template = fields.String(load_default=None)
@@ -46,6 +52,8 @@ class MessageIn(Schema):
 
     @validates_schema
     def one_kind(self, data, **_):
+        if sum(data.get(k) is not None for k in ("to", "to_user_id", "contact_id")) != 1:
+            raise ValidationError("give exactly one recipient: to, to_user_id or contact_id")
         if bool(data.get("text")) == bool(data.get("template")):
             raise ValidationError("give either text or template")
         if data.get("typing") and not data.get("reply_to"):
@@ -115,19 +123,38 @@ class TemplateOut(Schema):
 def send_message(body):
     """Queue a text (inside the 24-hour window) or template message; ``send_at`` schedules it.
 
+    The recipient is ``to`` (a phone number), ``to_user_id`` (a BSUID, for users known without a
+    number) or ``contact_id``; authentication templates need a phone number (422 otherwise).
+
     Without ``connection_id`` it leaves from the number the customer last wrote to, else the
     workspace's oldest active number (``connection_reason`` on the send says which applied).
     What is knowable now is answered with 422: no number, an opted-out contact, a template not
     approved for that number's account and language or with the wrong parameters, free text
     outside that number's 24-hour window."""
-    to = normalize_phone(body["to"])
-    if not to:
-        raise ApiError(422, "invalid_phone", f"{body['to']!r} is not a valid phone number")
     with runtime().db.session() as session:
-        send, created = queue_checked(session, body, to)
+        send, created = queue_checked(session, body, recipient(session, body))
         job = [delivery_job(send.id)] if created and send.status == "queued" else []
     enqueue_all(runtime(), job)
     return send
+
+
+def recipient(session, body: dict) -> str:
+    """The send's ``to``: a normalized phone number, or a BSUID (``to_user_id``, or the BSUID of a
+    ``contact_id`` that has no phone number); 422 when it cannot be addressed."""
+    if body["contact_id"] is not None:
+        contact = owned(session, Contact, body["contact_id"])
+        if not (contact.wa_id or contact.user_id):
+            raise ApiError(422, "contact_unreachable", f"contact {contact.id} has neither a phone number nor a BSUID")
+        return contact.wa_id or contact.user_id
+    if body["to_user_id"] is not None:
+        if not bsuid.is_bsuid(body["to_user_id"]):
+            raise ApiError(422, "invalid_user_id", f"{body['to_user_id']!r} is not a business-scoped user ID "
+                                                   "(a two-letter country code, a period, then letters and digits)")
+        return body["to_user_id"]
+    to = normalize_phone(body["to"])
+    if not to:
+        raise ApiError(422, "invalid_phone", f"{body['to']!r} is not a valid phone number")
+    return to
 
 
 def queue_checked(session, body: dict, to: str) -> tuple[Send, bool]:
@@ -151,14 +178,14 @@ def queue_checked(session, body: dict, to: str) -> tuple[Send, bool]:
         except reads.ReadRefused as refused:
             raise ApiError(422, refused.code, "the typing indicator is sent with a read receipt, which this number's "
                                               f"policy forbids: {refused.message}") from refused
-    contact = session.scalars(select(Contact).where(Contact.workspace_id == g.workspace_id,
-                                                    Contact.wa_id == to)).first()
+    contact = contacts.find_recipient(session, g.workspace_id, to)
     try:
         checks.check_request(session, workspace_id=g.workspace_id, conn=route.connection, contact=contact,
                              kind=kind, origin="api", template=body["template"], language=language,
-                             params=body["params"], scheduled=bool(body["send_at"] and body["send_at"] > utcnow()))
+                             params=body["params"], scheduled=bool(body["send_at"] and body["send_at"] > utcnow()),
+                             to=to)
     except checks.SendProblem as problem:
-        log.info("send to %s refused at request time: %s", to[-4:], problem.code)
+        log.info("send to …%s refused at request time: %s", to[-4:], problem.code)
         raise ApiError(422, problem.code, problem.message, connection_id=route.connection_id,
                        connection_reason=route.reason) from problem
     send, created = create_send(

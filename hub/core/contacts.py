@@ -5,6 +5,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub.core.bsuid import is_bsuid
 from hub.core.db import lock
 from hub.core.events import emit
 from hub.core.models import Attribution, Contact, Message, Send, utcnow
@@ -26,6 +27,19 @@ def upsert(session: Session, workspace_id: str, *, wa_id: str | None = None, use
             setattr(contact, key, value)
     session.flush()
     return contact
+
+
+def recipient_keys(to: str | None) -> dict[str, str | None]:
+    """``{"wa_id": …}`` or ``{"user_id": …}``: how a send's ``to`` (a number or a BSUID) names a contact."""
+    return {"wa_id": None, "user_id": to} if is_bsuid(to) else {"wa_id": to or None, "user_id": None}
+
+
+def find_recipient(session: Session, workspace_id: str, to: str | None) -> Contact | None:
+    """The contact a send's ``to`` names (by phone number or BSUID), without creating one."""
+    if not to:
+        return None
+    column = Contact.user_id if is_bsuid(to) else Contact.wa_id
+    return session.scalars(select(Contact).where(Contact.workspace_id == workspace_id, column == to)).first()
 
 
 def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id: str | None,
@@ -68,9 +82,11 @@ def _merge(session: Session, keep: Contact, other: Contact) -> None:
     for model in (Message, Send, Attribution):
         session.query(model).filter(model.contact_id == other.id).update({"contact_id": keep.id})
     user_id, other.user_id = other.user_id, None
-    session.flush()  # free the unique (workspace, user_id) before ``keep`` takes it
+    wa_id, other.wa_id = other.wa_id, None
+    session.flush()  # free the unique (workspace, user_id / wa_id) before ``keep`` takes them
     keep.user_id = keep.user_id or user_id
-    for name in ("profile_name", "full_name", "first_name", "marketing_consent", "consent_source"):
+    keep.wa_id = keep.wa_id or wa_id
+    for name in ("profile_name", "username", "full_name", "first_name", "marketing_consent", "consent_source"):
         if getattr(keep, name) is None:
             setattr(keep, name, getattr(other, name))
     add_tags(keep, other.tags or [])

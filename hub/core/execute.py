@@ -73,7 +73,8 @@ class Executor:
                 Send.workspace_id == self.workspace_id, Send.cancel_key == action.cancel_key,
                 Send.status.in_(("scheduled", "queued", "sending", "sent")))).first()
             if existing is not None and existing.status == "scheduled":  # an update reschedules it
-                contact = contacts.upsert(self.session, self.workspace_id, wa_id=action.to, source=self.origin)
+                contact = contacts.upsert(self.session, self.workspace_id, **contacts.recipient_keys(action.to),
+                                          source=self.origin)
                 existing.not_before, existing.params, existing.to = due, action.params, action.to
                 existing.contact_id = contact.id if contact else existing.contact_id
                 existing.template_name, existing.template_language = action.template, action.language
@@ -105,8 +106,8 @@ class Executor:
         paylinks.received(self, action)
 
     def _UpsertContact(self, action: UpsertContact) -> None:
-        contact = contacts.upsert(self.session, self.workspace_id, wa_id=action.wa_id, source=self.origin,
-                                  profile_name=action.name, marketing_consent=action.marketing_consent)
+        contact = contacts.upsert(self.session, self.workspace_id, **contacts.recipient_keys(action.wa_id),
+                                  source=self.origin, profile_name=action.name, marketing_consent=action.marketing_consent)
         contacts.add_tags(contact, action.tags)
         if action.attributes:
             contact.attributes = {**(contact.attributes or {}), **action.attributes}
@@ -128,8 +129,7 @@ class Executor:
 
     def _RecordRevenue(self, action: RecordRevenue) -> None:
         """Credit a paid order to the latest attributable send to the same contact in the window."""
-        contact = self.session.scalars(select(Contact).where(Contact.workspace_id == self.workspace_id,
-                                                             Contact.wa_id == action.to)).first()
+        contact = contacts.find_recipient(self.session, self.workspace_id, action.to)
         if contact is None:
             return
         days = (self.installation.config or {}).get("attribution_window_days") if self.installation else None

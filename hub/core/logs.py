@@ -20,6 +20,9 @@ from typing import Any
 
 from rq.job import Job
 
+from hub.core.bsuid import is_bsuid
+from hub.core.bsuid import mask as mask_bsuid
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("coexhub_request_id", default=None)
 REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -40,9 +43,12 @@ def current_request_id() -> str | None:
 
 
 def mask_phone(number: str | None) -> str | None:
-    """``+14155552671`` → ``+1415*****71``: enough to tell numbers apart, not to dial one."""
+    """``+14155552671`` → ``+1415*****71``: enough to tell numbers apart, not to dial one (a
+    business-scoped user ID keeps its country code and last four characters)."""
     if not number:
         return number
+    if is_bsuid(number):
+        return mask_bsuid(number)
     digits = "".join(ch for ch in str(number) if ch.isdigit())
     if len(digits) <= 6:
         return "*" * len(digits)

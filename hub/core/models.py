@@ -118,7 +118,8 @@ class Contact(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = _workspace_fk()
     wa_id: Mapped[str | None] = mapped_column(String(32))
-    user_id: Mapped[str | None] = mapped_column(String(128))  # business-scoped user id
+    user_id: Mapped[str | None] = mapped_column(String(128))  # business-scoped user id (BSUID)
+    username: Mapped[str | None] = mapped_column(String(128))  # the user's WhatsApp username, if any
     profile_name: Mapped[str | None] = mapped_column(String(200))
     full_name: Mapped[str | None] = mapped_column(String(200))  # saved in the owner's app
     first_name: Mapped[str | None] = mapped_column(String(200))
@@ -279,7 +280,7 @@ class Send(Base):
     workspace_id: Mapped[str] = _workspace_fk()
     connection_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))
     contact_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("contacts.id", ondelete="SET NULL"))
-    to: Mapped[str] = mapped_column(String(32))
+    to: Mapped[str] = mapped_column(String(160))  # a phone number, or a BSUID (hub.core.bsuid)
     kind: Mapped[str] = mapped_column(String(16))  # text|template
     text: Mapped[str | None] = mapped_column(Text)
     template_name: Mapped[str | None] = mapped_column(String(512))

@@ -25,6 +25,9 @@ ERRORS = {  # code -> (message, details)
     132000: ("(#132000) Number of parameters does not match the expected number of params", ""),
     132001: ("(#132001) Template name does not exist in the translation", ""),
     132015: ("(#132015) Template is Paused", "Template is paused due to low quality."),
+    131062: ("(#131062) Business-scoped User ID recipients are not supported for this message.",
+             ("Business-scoped User ID (BSUID) recipients are not supported for this message: one-tap, zero-tap "
+              "and copy-code authentication templates need the user's phone number.")),
     132016: ("(#132016) Template is Disabled", "Template has been disabled."),
 }
 

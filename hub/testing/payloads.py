@@ -91,10 +91,11 @@ def _value(phone_number_id: str, display: str, **parts) -> dict:
     return {"messaging_product": "whatsapp", "metadata": metadata(phone_number_id, display), **parts}
 
 
-def _contact(wa_id: str | None, name: str | None = None, user_id: str | None = None) -> dict:
+def _contact(wa_id: str | None, name: str | None = None, user_id: str | None = None,
+             username: str | None = None) -> dict:
     contact: dict[str, Any] = {}
-    if name is not None:
-        contact["profile"] = {"name": name}
+    if name is not None or username is not None:
+        contact["profile"] = {k: v for k, v in (("name", name), ("username", username)) if v is not None}
     if wa_id is not None:
         contact["wa_id"] = str(wa_id)
     if user_id is not None:
@@ -132,7 +133,7 @@ def message(waba_id: str, phone_number_id: str, display: str, msg: dict, *,
 
 
 def _inbound(waba_id, phone_number_id, display, wa_id, kind, body, *, wamid=None, name="Customer",
-             timestamp=None, user_id=None, context=None, extra=None) -> dict:
+             timestamp=None, user_id=None, context=None, extra=None, username=None) -> dict:
     msg: dict[str, Any] = _sender(wa_id, user_id)
     msg["id"] = wamid or new_wamid()
     msg["timestamp"] = _ts(timestamp)
@@ -142,15 +143,16 @@ def _inbound(waba_id, phone_number_id, display, wa_id, kind, body, *, wamid=None
     if body is not None:
         msg[kind] = body
     msg.update(extra or {})
-    return message(waba_id, phone_number_id, display, msg, contacts=[_contact(wa_id, name, user_id)])
+    return message(waba_id, phone_number_id, display, msg, contacts=[_contact(wa_id, name, user_id, username)])
 
 
 def text_message(waba_id: str, phone_number_id: str, display: str, wa_id: str | None, body: str, *,
                  wamid: str | None = None, name: str = "Customer", timestamp: Any = None,
-                 user_id: str | None = None, context: dict | None = None) -> dict:
-    """``context`` (reply-to) is ``{"from": business number, "id": wamid}``."""
+                 user_id: str | None = None, context: dict | None = None, username: str | None = None) -> dict:
+    """``context`` (reply-to) is ``{"from": business number, "id": wamid}``. A user known only by
+    a BSUID has ``wa_id=None`` and a ``user_id`` (and a ``username`` if they set one)."""
     return _inbound(waba_id, phone_number_id, display, wa_id, "text", {"body": body}, wamid=wamid,
-                    name=name, timestamp=timestamp, user_id=user_id, context=context)
+                    name=name, timestamp=timestamp, user_id=user_id, context=context, username=username)
 
 
 def media_message(waba_id: str, phone_number_id: str, display: str, wa_id: str | None, *,
@@ -251,13 +253,25 @@ def revoke_message(waba_id: str, phone_number_id: str, display: str, wa_id: str 
 
 # --- statuses ---------------------------------------------------------------------------
 
+def user_changed_user_id(waba_id: str, phone_number_id: str, display: str, old_user_id: str, new_user_id: str,
+                        *, wamid: str | None = None, timestamp: Any = None, name: str = "Customer") -> dict:
+    """The ``system`` message telling that a user moved to a new BSUID. Shaped like Meta's
+    documented ``user_changed_number`` system message (no ``contacts``; the sender's old id in the
+    message, the new one in ``system``); the exact field names are not confirmed (docs/whatsapp.md)."""
+    msg = {"from_user_id": old_user_id, "id": wamid or new_wamid(), "timestamp": _ts(timestamp), "type": "system",
+           "system": {"body": f"User {name} changed from {old_user_id} to {new_user_id}",
+                      "user_id": new_user_id, "type": "user_changed_user_id"}}
+    return message(waba_id, phone_number_id, display, msg, contacts=[])
+
+
 def status(waba_id: str, phone_number_id: str, display: str, wamid: str, status: str,
            recipient_id: str | None, *, timestamp: Any = None, pricing_category: str = "utility",
            billable: bool = True, pricing_type: str = "regular", errors: list[dict] | None = None,
            user_id: str | None = None, biz_opaque_callback_data: str | None = None,
-           pricing: bool | None = None) -> dict:
+           pricing: bool | None = None, username: str | None = None) -> dict:
     """A status webhook. ``pricing`` defaults to present on ``sent`` and ``read`` only;
-    ``failed`` has ``errors`` and neither pricing nor ``contacts``."""
+    ``failed`` has ``errors`` and neither pricing nor ``contacts``; the user's ``username``
+    appears in ``contacts`` of ``delivered`` and ``read`` only."""
     st: dict[str, Any] = {"id": wamid, "status": status, "timestamp": _ts(timestamp)}
     if recipient_id is not None:
         st["recipient_id"] = str(recipient_id)
@@ -276,7 +290,8 @@ def status(waba_id: str, phone_number_id: str, display: str, wamid: str, status:
                              "category": pricing_category, "type": pricing_type}
         if errors:
             st["errors"] = errors
-        value["contacts"] = [_contact(recipient_id, None, user_id)]
+        value["contacts"] = [_contact(recipient_id, None, user_id,
+                                      username if status in ("delivered", "read") else None)]
     value["statuses"] = [st]
     return envelope(waba_id, "messages", value)
 

@@ -5,7 +5,8 @@
 | ``GET /_sim`` | | what the simulator accepts: numbers (WABA, token), unused signup codes, templates |
 | ``POST /_sim/numbers`` | ``{phone_number_id?, waba_id?, token?, display_phone_number?, verified_name?, code?}`` | a new Coexistence number, a single-use Embedded Signup code for it and starter templates |
 | ``POST /_sim/numbers/<id>/codes`` | ``{code?}`` | another signup code for the number (codes are single use) |
-| ``POST /_sim/numbers/<id>/customer-message`` | ``{from, text, name?}`` | a customer writes in (opens the 24-hour window) |
+| ``POST /_sim/numbers/<id>/customer-message`` | ``{from?, user_id?, username?, text, name?}`` | a customer writes in (opens the 24-hour window); ``user_id`` without ``from``: a BSUID-only user |
+| ``POST /_sim/numbers/<id>/user-changed-user-id`` | ``{from_user_id, user_id}`` | the user moved to a new BSUID (``user_changed_user_id`` system message) |
 | ``POST /_sim/numbers/<id>/owner-reply`` | ``{to, text}`` | the owner replies from the Business app (``smb_message_echoes``) |
 | ``POST /_sim/numbers/<id>/contact-sync`` | ``{contacts: [{phone, full_name?, first_name?, action?}]}`` | the app's contacts (``smb_app_state_sync``) |
 | ``POST /_sim/recipients/<wa_id>/failure`` | ``{code?}`` | sends to that customer are accepted, then a ``failed`` status arrives; ``DELETE`` clears |
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, jsonify, request
 
+from hub.core.bsuid import is_bsuid
 from hub.testing import payloads
 
 if TYPE_CHECKING:
@@ -157,9 +159,27 @@ def register_control(app: Flask, sim: GraphSimulator) -> None:
     @bp.post("/numbers/<phone_number_id>/customer-message")
     def customer_message(phone_number_id):
         _number(sim, phone_number_id)
-        body, wamid = _body("from", "text"), payloads.new_wamid()
-        return _played(lambda: sim.customer_message(phone_number_id, _wa_id(body["from"]), str(body["text"]),
-                                                    name=str(body.get("name") or "Customer"), wamid=wamid), wamid)
+        body, wamid = _body("text"), payloads.new_wamid()
+        user_id = body.get("user_id")
+        if not body.get("from") and not user_id:
+            raise ControlError(400, "bad_request", "missing: from (a phone number) or user_id (a BSUID)")
+        if user_id is not None and not is_bsuid(user_id):
+            raise ControlError(400, "bad_request", f"{user_id!r} is not a BSUID (e.g. US.13491208655302741918)")
+        wa_id = _wa_id(body["from"]) if body.get("from") else None
+        username = str(body["username"]) if body.get("username") else None
+        return _played(lambda: sim.customer_message(phone_number_id, wa_id, str(body["text"]), user_id=user_id,
+                                                    username=username, name=str(body.get("name") or "Customer"),
+                                                    wamid=wamid), wamid)
+
+    @bp.post("/numbers/<phone_number_id>/user-changed-user-id")
+    def user_changed_user_id(phone_number_id):
+        _number(sim, phone_number_id)
+        body, wamid = _body("from_user_id", "user_id"), payloads.new_wamid()
+        bad = [k for k in ("from_user_id", "user_id") if not is_bsuid(body[k])]
+        if bad:
+            raise ControlError(400, "bad_request", f"not a BSUID: {', '.join(bad)}")
+        return _played(lambda: sim.user_changed_user_id(phone_number_id, body["from_user_id"], body["user_id"],
+                                                        wamid=wamid), wamid)
 
     @bp.post("/numbers/<phone_number_id>/owner-reply")
     def owner_reply(phone_number_id):

@@ -30,6 +30,7 @@ from flask import Flask, jsonify, request
 from werkzeug.routing import BaseConverter
 from werkzeug.serving import make_server
 
+from hub.core.bsuid import SEND_FIELD, is_bsuid
 from hub.testing import payloads
 from hub.testing.graph_errors import ERRORS, GraphError  # noqa: F401  (re-exported)
 
@@ -47,6 +48,11 @@ class _Version(BaseConverter):
 
 def _digits(phone: str) -> str:
     return re.sub(r"\D", "", str(phone))
+
+
+def _key(recipient: str) -> str:
+    """How the simulator keys a user: a BSUID as it is, a phone number as its digits."""
+    return recipient if is_bsuid(recipient) else _digits(recipient)
 
 
 def _status_error(code: int) -> dict:
@@ -78,6 +84,8 @@ class GraphSimulator:
         self.signup_codes: dict[str, tuple[str, str, str]] = {}
         self.used_codes: set[str] = set()
         self.delivery_failures: dict[str, int] = {}
+        self.user_ids: dict[str, str] = {}  # phone digits -> the user's BSUID, once seen
+        self.usernames: dict[str, str] = {}  # a user's key (BSUID or phone digits) -> username
         self.recipient_errors: dict[str, tuple[int, int]] = {}
         self._faults: deque[dict] = deque()
         self._send_times: dict[str, deque] = {}
@@ -136,10 +144,10 @@ class GraphSimulator:
 
     def open_window(self, phone_number_id: str, wa_id: str, at: float | None = None) -> None:
         with self.lock:
-            self.windows[(str(phone_number_id), _digits(wa_id))] = self.clock() if at is None else at
+            self.windows[(str(phone_number_id), _key(wa_id))] = self.clock() if at is None else at
 
     def window_open(self, phone_number_id: str, wa_id: str) -> bool:
-        seen = self.windows.get((str(phone_number_id), _digits(wa_id)))
+        seen = self.windows.get((str(phone_number_id), _key(wa_id)))
         return seen is not None and self.clock() - seen < WINDOW_SECONDS
 
     def fail_next(self, n: int = 1, *, code: int = 131016, http_status: int = 500,
@@ -154,19 +162,19 @@ class GraphSimulator:
 
     def set_error_for(self, to: str, code: int, http_status: int = 400) -> None:
         with self.lock:
-            self.recipient_errors[_digits(to)] = (code, http_status)
+            self.recipient_errors[_key(to)] = (code, http_status)
 
     def clear_error_for(self, to: str) -> None:
         with self.lock:
-            self.recipient_errors.pop(_digits(to), None)
-            self.delivery_failures.pop(_digits(to), None)
+            self.recipient_errors.pop(_key(to), None)
+            self.delivery_failures.pop(_key(to), None)
 
     def fail_delivery_to(self, to: str, code: int = 131026) -> None:
         """Sends to ``to`` are accepted (a wamid comes back) and then fail by webhook: one
         ``failed`` status carrying Meta's ``errors[]`` for ``code`` (131026 undeliverable,
         131049 marketing cap, 131050 user stopped marketing, ...)."""
         with self.lock:
-            self.delivery_failures[_digits(to)] = code
+            self.delivery_failures[_key(to)] = code
 
     def set_marketing_limit(self, max_messages: int | None, window_seconds: float = WINDOW_SECONDS) -> None:
         """Meta's per-user marketing limit: a customer who got ``max_messages`` marketing templates
@@ -184,7 +192,7 @@ class GraphSimulator:
             limit = self.marketing_limit
             if limit is None or self.window_open(number["id"], to):
                 return False
-            now, times = self.clock(), self._marketing_received.setdefault(_digits(to), deque())
+            now, times = self.clock(), self._marketing_received.setdefault(_key(to), deque())
             while times and times[0] <= now - limit["window_seconds"]:
                 times.popleft()
             if len(times) >= limit["max"]:
@@ -220,14 +228,40 @@ class GraphSimulator:
     def _number(self, phone_number_id: str) -> dict:
         return self.numbers[str(phone_number_id)]
 
-    def customer_message(self, phone_number_id: str, wa_id: str, body: str, *,
-                         name: str = "Customer", **kw):
-        """An inbound text from ``wa_id``: opens the 24 h window, then delivers (if a hub is set)."""
+    def customer_message(self, phone_number_id: str, wa_id: str | None, body: str, *,
+                         name: str = "Customer", user_id: str | None = None, **kw):
+        """An inbound text from ``wa_id`` — or, with ``wa_id=None``, from a user known only by the
+        BSUID ``user_id`` (``username=`` too, if they set one): opens the 24 h window, then
+        delivers (if a hub is set)."""
         n = self._number(phone_number_id)
-        self.open_window(phone_number_id, wa_id)
+        self.open_window(phone_number_id, wa_id or user_id)
+        if wa_id and user_id:
+            with self.lock:
+                self.user_ids[_digits(wa_id)] = user_id
+                self.open_window(phone_number_id, user_id)
+        if kw.get("username"):
+            with self.lock:
+                self.usernames.update({_key(k): kw["username"] for k in (wa_id, user_id) if k})
         kw.setdefault("timestamp", self.clock())
         return self.deliver(payloads.text_message(n["waba_id"], n["id"], n["display_phone_number"],
-                                                  wa_id, body, name=name, **kw))
+                                                  wa_id, body, name=name, user_id=user_id, **kw))
+
+    def user_changed_user_id(self, phone_number_id: str, old_user_id: str, new_user_id: str, **kw):
+        """The user behind ``old_user_id`` now has the BSUID ``new_user_id`` (a system message);
+        their open windows move with them."""
+        n = self._number(phone_number_id)
+        with self.lock:
+            for (number, key), seen in list(self.windows.items()):
+                if key == old_user_id:
+                    self.windows[(number, new_user_id)] = self.windows.pop((number, key))
+            for phone, user_id in list(self.user_ids.items()):
+                if user_id == old_user_id:
+                    self.user_ids[phone] = new_user_id
+            if old_user_id in self.usernames:
+                self.usernames[new_user_id] = self.usernames.pop(old_user_id)
+        kw.setdefault("timestamp", self.clock())
+        return self.deliver(payloads.user_changed_user_id(n["waba_id"], n["id"], n["display_phone_number"],
+                                                          old_user_id, new_user_id, **kw))
 
     def echo(self, phone_number_id: str, to: str, body: str, **kw):
         """The owner wrote from the Business app (does not open the window)."""
@@ -317,20 +351,25 @@ class GraphSimulator:
             if typing is not None and (not isinstance(typing, dict) or typing.get("type") != "text"):
                 raise GraphError(100, details="typing_indicator.type must be text.")
             return {"success": True}
-        to, kind = body.get("to"), body.get("type", "text")
+        to, kind = body.get("to") or body.get(SEND_FIELD), body.get("type", "text")  # ``to`` wins when both
         if not to:
-            raise GraphError(100, details="The parameter to is required.")
+            raise GraphError(100, details=f"The parameter to (a phone number) or {SEND_FIELD} (a BSUID) is required.")
+        if not isinstance(to, str) or (not body.get("to") and not is_bsuid(to)):
+            raise GraphError(100, details=f"The parameter {SEND_FIELD} must be a business-scoped user ID.")
         if kind not in SEND_TYPES:
             raise GraphError(100, details=f"Param type must be one of {sorted(SEND_TYPES)}")
         if not isinstance(body.get(kind), dict):
             raise GraphError(100, details=f"The parameter {kind} is required.")
         if kind == "text" and not body["text"].get("body"):
             raise GraphError(100, details="The parameter text['body'] is required.")
-        err = self.recipient_errors.get(_digits(to))
+        err = self.recipient_errors.get(_key(to))
         if err:
             raise GraphError(err[0], err[1])
         if kind == "template":
-            return self._check_template(number, body["template"])
+            found = self._check_template(number, body["template"])
+            if is_bsuid(to) and found["template"]["category"].upper() == "AUTHENTICATION":
+                raise GraphError(131062)  # authentication templates need a phone number
+            return found
         if not self.window_open(number["id"], to):
             raise GraphError(131047)
         return {}
@@ -386,7 +425,7 @@ class GraphSimulator:
         return jsonify(response), status
 
     def _accept(self, number: dict, body: dict, template: dict | None) -> dict:
-        wamid, to = payloads.new_wamid(), body["to"]
+        wamid, to = payloads.new_wamid(), body.get("to") or body[SEND_FIELD]
         message: dict[str, Any] = {"id": wamid}
         if template is not None:
             message["message_status"] = "accepted"
@@ -394,20 +433,23 @@ class GraphSimulator:
         now = int(self.clock())
         args = (number["waba_id"], number["id"], number["display_phone_number"], wamid)
         opaque = body.get("biz_opaque_callback_data")
-        failure = self.delivery_failures.get(_digits(to))
+        by_bsuid = is_bsuid(to)
+        phone, user_id = (None, to) if by_bsuid else (_digits(to), self.user_ids.get(_digits(to)))
+        failure = self.delivery_failures.get(_key(to))
         if not failure and template is not None and template["category"].upper() == "MARKETING" \
                 and self._marketing_refused(number, to):
             failure = 131049
-        if failure:
-            events = [payloads.status(*args, "failed", _digits(to), timestamp=now, errors=[_status_error(failure)],
-                                      biz_opaque_callback_data=opaque)]
+        if failure:  # a failed status names the BSUID only when the send used it
+            events = [payloads.status(*args, "failed", phone, timestamp=now, errors=[_status_error(failure)],
+                                      biz_opaque_callback_data=opaque, user_id=to if by_bsuid else None)]
         else:
-            events = [payloads.status(*args, st, _digits(to), timestamp=now + i, **pricing,
-                                      biz_opaque_callback_data=opaque)
+            events = [payloads.status(*args, st, phone, timestamp=now + i, **pricing,
+                                      biz_opaque_callback_data=opaque, user_id=user_id,
+                                      username=self.usernames.get(_key(to)))
                       for i, st in enumerate(("sent", "delivered", "read"))]
         self._queue_statuses(events)
-        return {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": _digits(to)}],
-                "messages": [message]}
+        contact = {"input": to, "user_id": to} if by_bsuid else {"input": to, "wa_id": phone}
+        return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
 
     def _pricing(self, number: dict, to: str, template: dict | None) -> dict:
         """The statuses' ``pricing`` as Meta documents it (per-message pricing): a template is

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hub.core import bsuid
 from hub.core.models import Connection, Contact, ContactWindow, Template, utcnow
 from hub.core.sending import marketing, windows
 from hub.core.sending.templates import TemplateProblem, build_template, find_template
@@ -46,6 +47,13 @@ def marketing_problem(contact: Contact | None, category: str | None) -> SendProb
     return None
 
 
+def bsuid_problem(to: str | None, category: str | None) -> SendProblem | None:
+    """Meta does not take authentication templates to a BSUID (error 131062): refused here first."""
+    if category == bsuid.AUTH_CATEGORY and bsuid.is_bsuid(to):
+        return SendProblem("authentication_needs_phone", bsuid.AUTH_MESSAGE)
+    return None
+
+
 def category_of(template: Template | None) -> str | None:
     """The template's category in lower case (``marketing``, ``utility``…), if known."""
     return template.category.lower() if template is not None and template.category else None
@@ -70,7 +78,7 @@ def window_problem(row: ContactWindow | None, now: dt.datetime | None = None) ->
 
 def check_request(session: Session, *, workspace_id: str, conn: Connection | None, contact: Contact | None,
                   kind: str, origin: str, template: str | None = None, language: str | None = None,
-                  params: Any = None, scheduled: bool = False) -> None:
+                  params: Any = None, scheduled: bool = False, to: str | None = None) -> None:
     """Raise the first SendProblem a send would meet that is knowable now (see the module
     docstring). A scheduled text is not judged by today's window: the customer may write first."""
     for problem in (connection_problem(conn), opt_out_problem(contact, origin)):
@@ -78,7 +86,7 @@ def check_request(session: Session, *, workspace_id: str, conn: Connection | Non
             raise problem
     if kind == "template":
         found = find_template(session, workspace_id, conn.waba_id, template, language)
-        problem = marketing_problem(contact, category_of(found))
+        problem = marketing_problem(contact, category_of(found)) or bsuid_problem(to, category_of(found))
         if problem:
             raise problem
         frequency = marketing.problem(session, workspace_id, contact, category_of(found))

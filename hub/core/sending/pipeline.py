@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import func, select, update
 
-from hub.core import contacts
+from hub.core import bsuid, contacts
 from hub.core.events import emit
 from hub.core.logs import event, mask_phone
 from hub.core.metrics import count
@@ -180,7 +180,7 @@ def _record(rt, attempt: Attempt, result) -> str:
     if isinstance(result, str):
         record_sent(rt, attempt, result)
         event(log, "send sent", send_id=attempt.id, wamid=result, connection_id=attempt.connection_id,
-              to=mask_phone(attempt.payload.get("to")))
+              to=mask_phone(attempt.payload.get("to") or attempt.payload.get(bsuid.SEND_FIELD)))
         return "sent"
     with rt.db.session() as session:
         send = session.get(Send, attempt.id)
@@ -273,13 +273,14 @@ def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connect
     problem = checks.opt_out_problem(contact, send.origin)
     if problem:
         raise Refuse(problem.message)
+    _readdress(send, contact)
     if send.kind == "template":
         key = (send.workspace_id, conn.waba_id, send.template_name, send.template_language)
         if key not in cache:
             cache[key] = find_template(session, *key)
         template = cache[key]
         send.category = send.category or checks.category_of(template)
-        problem = checks.marketing_problem(contact, send.category)
+        problem = checks.marketing_problem(contact, send.category) or checks.bsuid_problem(send.to, send.category)
         if problem:
             raise Refuse(problem.message)
         pending = ("marketing", send.contact_id)  # marketing sends to this contact passed in this batch
@@ -296,19 +297,31 @@ def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connect
                                                            send.params)
         except checks.SendProblem as problem:
             raise Refuse(problem.message) from problem
-        payload = {"messaging_product": "whatsapp", "to": send.to, "type": "template",
+        payload = {"messaging_product": "whatsapp", **bsuid.address(send.to), "type": "template",
                    "biz_opaque_callback_data": f"send:{send.id}", "template": component_payload}
     window = _window(session, cache, conn.id, send.contact_id)
     if send.kind != "template":
         problem = checks.window_problem(window, now)
         if problem:
             raise Refuse(problem.message)
-        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": send.to,
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **bsuid.address(send.to),
                    "type": "text", "text": {"body": send.text or "", "preview_url": False}}
     held = windows.held_until(window, send.origin, now)
     if held:
         raise Hold("human_took_over", held)
     return conn, payload
+
+
+def _readdress(send: Send, contact: Contact | None) -> None:
+    """A send queued for a BSUID goes to the contact's phone number once one is known (Meta
+    recommends numbers), or to the contact's current BSUID after ``user_changed_user_id``."""
+    if contact is None or not bsuid.is_bsuid(send.to):
+        return
+    current = contact.wa_id or contact.user_id
+    if current and current != send.to:
+        event(log, "send readdressed", send_id=send.id, to=bsuid.mask(current) if bsuid.is_bsuid(current)
+              else mask_phone(current), was=bsuid.mask(send.to))
+        send.to = current
 
 
 def _window(session, cache: dict, connection_id: str, contact_id: int | None):

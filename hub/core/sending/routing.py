@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.core.bsuid import is_bsuid
 from hub.core.models import Connection, Contact, ContactWindow, Installation
 from hub.core.sending.sends import sending_connection
 from hub.core.sending.templates import find_template
@@ -42,11 +43,11 @@ class Route:
 
 
 def contact_id_for(session: Session, workspace_id: str, to: str | None) -> int | None:
-    """The id of the contact with this WhatsApp number, without creating one."""
+    """The id of the contact with this WhatsApp number or BSUID, without creating one."""
     if not to:
         return None
-    return session.scalars(select(Contact.id).where(Contact.workspace_id == workspace_id,
-                                                    Contact.wa_id == to)).first()
+    column = Contact.user_id if is_bsuid(to) else Contact.wa_id
+    return session.scalars(select(Contact.id).where(Contact.workspace_id == workspace_id, column == to)).first()
 
 
 def choose(session: Session, workspace_id: str, *, to: str | None = None, contact_id: int | None = None,

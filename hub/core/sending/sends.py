@@ -80,11 +80,13 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
 
 
 def _contact(session: Session, workspace_id: str, wa_id: str, origin: str):
-    """The recipient's contact, created if new; a concurrent request creating it too is no error."""
+    """The recipient's contact (``wa_id``: a phone number or a BSUID), created if new; a
+    concurrent request creating it too is no error."""
     for attempt in (1, 2):
         try:
             with session.begin_nested():
-                return contacts.upsert(session, workspace_id, wa_id=wa_id, source=origin, profile_name=None)
+                return contacts.upsert(session, workspace_id, **contacts.recipient_keys(wa_id), source=origin,
+                                       profile_name=None)
         except IntegrityError:  # another request inserted the same contact first: read theirs
             if attempt == 2:
                 raise

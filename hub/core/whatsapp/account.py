@@ -99,7 +99,8 @@ def _preference(session, conn: Connection, pref: dict, out: list[DomainEvent]) -
     if pref.get("value") == "stop":
         contacts.opt_out(contact, marketing_only=True, source="whatsapp", connection_id=conn.id)
         out.append(DomainEvent("contact.opted_out", conn.workspace_id, conn.id,
-                               {"wa_id": contact.wa_id, "scope": "marketing", "source": "user_preferences"},
+                               {"wa_id": contact.wa_id, "user_id": contact.user_id, "scope": "marketing",
+                                "source": "user_preferences"},
                                contact_id=contact.id))
     elif pref.get("value") == "resume":
         contacts.opt_in(contact, marketing_only=True, source="whatsapp", connection_id=conn.id)

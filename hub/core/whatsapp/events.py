@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EVENT_TYPES = ("message.received", "message.echoed", "message.status", "contact.synced", "history.chunk",
-               "account.updated", "template.status", "contact.opted_out")
+               "account.updated", "template.status", "contact.opted_out", "contact.user_id_changed")
 
 
 @dataclass

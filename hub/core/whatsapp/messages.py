@@ -21,6 +21,8 @@ from hub.core.sending import marketing, windows
 from hub.core.sending.results import confirm_from_status
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
 from hub.core.pricing.record import record_pricing
+from hub.core.bsuid import SYSTEM_CHANGED
+from hub.core.whatsapp import rekey
 from hub.core.whatsapp.events import DomainEvent
 from hub.core.whatsapp.items import Items, digest, digits, obj, text
 
@@ -105,20 +107,34 @@ def customer_messages(session, conn: Connection, value: dict, out: list[DomainEv
     items = items or Items(session, out)
     names = {}
     for _, c in items.each(value, "contacts", at):
-        key = text(c.get("wa_id")) or text(c.get("user_id"))
-        if key:
-            names[key] = (text(obj(c.get("profile")).get("name")), text(c.get("user_id")))
+        profile = obj(c.get("profile"))
+        for key in {text(c.get("wa_id")), text(c.get("user_id"))} - {None}:  # found by either id
+            names[key] = (text(profile.get("name")), text(c.get("user_id")), text(profile.get("username")),
+                          text(c.get("wa_id")))
     for where, msg in items.each(value, "messages", at, order=lambda m: digits(m.get("from")) or
                                  text(m.get("from_user_id")) or ""):
         with items.isolated(where):
             _customer_message(session, conn, msg, names, out, opt)
 
 
+def _sender_of(msg: dict, names: dict) -> tuple:
+    """``(wa_id, name, user_id, username)`` of the message's sender, from ``from`` /
+    ``from_user_id`` and the change's ``contacts``. A message naming no sender (a user known only
+    by a BSUID may arrive without ``from``) is the single contact's of the change."""
+    wa_id = text(msg.get("from")) or None
+    key = wa_id or text(msg.get("from_user_id"))
+    if key is None and len(set(names.values())) == 1:
+        name, user_id, username, wa_id = next(iter(names.values()))
+        return wa_id, name, user_id, username
+    name, user_id, username, _ = names.get(key, (None, None, None, None))
+    return wa_id, name, user_id, username
+
+
 def _customer_message(session, conn: Connection, msg: dict, names: dict, out: list[DomainEvent], opt) -> None:
-    wa_id = text(msg.get("from"))
-    name, user_id = names.get(wa_id or text(msg.get("from_user_id")), (None, None))
+    wa_id, name, user_id, username = _sender_of(msg, names)
     user_id = user_id or text(msg.get("from_user_id"))
-    contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name)
+    contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name,
+                              username=username)
     kind, when = text(msg.get("type")) or "unknown", ts(msg.get("timestamp"))
     if kind == "revoke":  # the customer deleted a message (perhaps before we saw it)
         original = _original(session, conn, text(obj(msg.get("revoke")).get("original_message_id")),
@@ -132,6 +148,8 @@ def _customer_message(session, conn: Connection, msg: dict, names: dict, out: li
         context_wamid=text(obj(msg.get("context")).get("id")), status="received", timestamp=when)
     if message is None:
         return  # redelivery: already normalized and dispatched
+    if kind == "system" and text(obj(msg.get("system")).get("type")) == SYSTEM_CHANGED:
+        rekey.user_changed_user_id(session, conn, contact, msg, out)
     if contact is not None and kind not in ("system", "unsupported", "revoke"):
         windows.record_inbound(session, conn.id, contact, when)  # opens this number's 24-hour window
         opt(contact, text_of(msg))
@@ -144,12 +162,18 @@ def statuses(session, conn: Connection, value: dict, out: list[DomainEvent],
     """Apply delivery statuses. Each message row is locked while its status moves (PostgreSQL;
     SQLite runs one writer at a time), so parallel jobs cannot move it backwards."""
     items = items or Items(session, out)
+    usernames = {}  # delivered/read statuses name the user's current username in ``contacts``
+    for c in value.get("contacts") if isinstance(value.get("contacts"), list) else ():  # judged by the messages
+        username = text(obj(obj(c).get("profile")).get("username"))
+        ids = (text(obj(c).get("wa_id")), text(obj(c).get("user_id")))
+        usernames.update({key: username for key in ids if key and username})
     for where, st in items.each(value, "statuses", at, order=lambda st: text(st.get("id")) or ""):
         with items.isolated(where):
-            _status(session, conn, st, out)
+            _status(session, conn, st, out, usernames)
 
 
-def _status(session, conn: Connection, st: dict, out: list[DomainEvent]) -> None:
+def _status(session, conn: Connection, st: dict, out: list[DomainEvent],
+            usernames: dict | None = None) -> None:
     new, when, wamid = text(st.get("status")), ts(st.get("timestamp")), text(st.get("id"))
     if not wamid:
         raise ValueError("a status without a message id")
@@ -162,6 +186,12 @@ def _status(session, conn: Connection, st: dict, out: list[DomainEvent]) -> None
                        origin="api", type="unknown", body={}, status="accepted", timestamp=when)
         message = find_message(session, conn, wamid)  # ours, or the one a parallel job inserted
     confirm_from_status(session, conn, st, message)  # a send whose result was never written
+    username = (usernames or {}).get(text(st.get("recipient_user_id")) or "") or \
+        (usernames or {}).get(text(st.get("recipient_id")) or "")
+    if username and message.contact_id:  # users may change their username (their BSUID stays)
+        contact = session.get(Contact, message.contact_id)
+        if contact is not None and contact.username != username:
+            contact.username = username
     stamp = f"{new}_at" if new in ("sent", "delivered", "read", "failed") else None
     if stamp and getattr(message, stamp) is None:
         setattr(message, stamp, when)
@@ -206,7 +236,8 @@ def echoes(session, conn: Connection, value: dict, out: list[DomainEvent],
     workspace = session.get(Workspace, conn.workspace_id)
     hold = dt.timedelta(minutes=float((workspace.settings or {}).get("echo_hold_minutes", 30)))
     latest = None
-    for where, echo in items.each(value, "message_echoes", at, order=lambda e: digits(e.get("to"))):
+    for where, echo in items.each(value, "message_echoes", at,
+                                  order=lambda e: digits(e.get("to")) or text(e.get("to_user_id")) or ""):
         with items.isolated(where) as run:
             when = _echo(session, conn, echo, hold, out)
         latest = max(latest or when, when) if run.ok else latest
@@ -271,4 +302,5 @@ def _message_data(message: Message, contact: Contact | None) -> dict:
             "origin": message.origin, "body": message.body, "timestamp": iso_utc(message.timestamp),
             "context_wamid": message.context_wamid,
             "contact": {"id": contact.id, "wa_id": contact.wa_id, "user_id": contact.user_id,
+                        "username": contact.username, "address": contact.wa_id or contact.user_id,
                         "name": contact.profile_name or contact.full_name} if contact else None}

@@ -159,18 +159,20 @@ class OptOut:
             self._confirm(contact, self.settings.get("opt_out_reply",
                                                      "You will no longer receive messages from us. Reply START to resubscribe."))
             self.domain.append(DomainEvent("contact.opted_out", self.conn.workspace_id, self.conn.id,
-                                           {"wa_id": contact.wa_id, "scope": "all", "source": "keyword"},
+                                           {"wa_id": contact.wa_id, "user_id": contact.user_id, "scope": "all",
+                                            "source": "keyword"},
                                            contact_id=contact.id))
         elif word in self.start and contact.opted_out:
             contacts.opt_in(contact, source="keyword", connection_id=self.conn.id)
             self._confirm(contact, self.settings.get("opt_in_reply", "You are subscribed again."))
 
     def _confirm(self, contact, text: str) -> None:
-        if not contact.wa_id:  # a hidden number (business-scoped id only): nothing to send to
+        to = contact.wa_id or contact.user_id  # a BSUID-only user is answered by BSUID
+        if not to:
             return
         self.session.flush()
         send, created = create_send(self.session, workspace_id=self.conn.workspace_id, connection=self.conn,
-                                    to=contact.wa_id, kind="text", origin="system", text=text)
+                                    to=to, kind="text", origin="system", text=text)
         if created and send.status == "queued":
             self.session.flush()
             self.jobs.append(delivery_job(send.id))
