@@ -17,7 +17,6 @@ from cryptography.fernet import Fernet
 
 from hub.core.models import OutboundDelivery
 from hub.testing import HubClient, drain
-from tests import acme
 from tests.test_tenancy_events import onboard
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

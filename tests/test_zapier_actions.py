@@ -21,7 +21,7 @@ def test_me_is_the_auth_test(client, workspace):
 
 
 def test_send_template_and_text_follow_the_messages_route(client, coexistence, simulator, run_jobs):
-    ws, h, to = coexistence.workspace, coexistence.workspace.headers, number()
+    h, to = coexistence.workspace.headers, number()
     [choice] = [t for t in client.get("/api/v1/zapier/templates", headers=h).json if t["name"] == "order_update"]
     assert choice["param_count"] == 1 and choice["language"] == "en_US" and "1 parameter" in choice["label"]
     sent = client.post("/api/v1/actions/send-template", headers=h,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hub.core import contacts, paylinks
 from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, PaymentReceived, RecordRevenue,
     ScheduleSend, SendPaymentLink, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
-from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Workspace, utcnow
+from hub.core.models import Attribution, Installation, OutboundDelivery, Send, Workspace, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.sending import routing
 from hub.core.sending.pipeline import delivery_job

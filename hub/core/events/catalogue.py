@@ -12,7 +12,7 @@ events-doc``), and ``GET /api/v1/event-types`` serves it. Every delivered event 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import Schema
