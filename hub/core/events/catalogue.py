@@ -40,7 +40,7 @@ class EventType:
                 "schema": self.json_schema(), "example": self.example}
 
 
-CONTACT = {"id": 4211, "wa_id": "919876543210", "user_id": None, "name": "Asha"}
+CONTACT = {"id": "ct_q3vbd5wbm4qgoyd7l2m5y2uxxe", "wa_id": "919876543210", "user_id": None, "name": "Asha"}
 CONN = "con_5f2c1a9e0b7d4c33"
 MESSAGE = {"connection_id": CONN, "wamid": "wamid.HBgMOTE5ODc2NTQzMjEwFQIAEhggQ0E0",
            "type": "text", "direction": "in", "origin": "customer", "body": {"text": {"body": "Is my order shipped?"}},
@@ -48,8 +48,9 @@ MESSAGE = {"connection_id": CONN, "wamid": "wamid.HBgMOTE5ODc2NTQzMjEwFQIAEhggQ0
 STATUS = {"connection_id": CONN, "wamid": "wamid.HBgMOTE5ODc2NTQzMjEwFQIAERgSQjQ5", "status": "delivered",
           "message_status": "delivered", "timestamp": "2026-11-30T09:13:02Z",
           "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility"}, "error": None,
-          "biz_opaque_callback_data": None, "contact_id": 4211, "send_id": 90211}
-SEND = {"send_id": 90211, "connection_id": CONN, "to": "919876543210", "kind": "template",
+          "biz_opaque_callback_data": None, "contact_id": "ct_q3vbd5wbm4qgoyd7l2m5y2uxxe",
+          "send_id": "snd_k7rjq2xw5f4hd3ubnm6a2yzc4e"}
+SEND = {"send_id": "snd_k7rjq2xw5f4hd3ubnm6a2yzc4e", "connection_id": CONN, "to": "919876543210", "kind": "template",
         "template": "order_update", "origin": "connector", "attempts": 1, "error_code": 131026,
         "error": "Message undeliverable", "reference": {"order_id": "1042"}}
 CONNECTION = {"connection_id": CONN, "phone_number_id": "106540352242922", "display_phone_number": "+91 98765 00000",

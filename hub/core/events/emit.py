@@ -6,14 +6,20 @@ from typing import Any
 
 from sqlalchemy.orm import object_session
 
+from hub.api.ids import encode
 from hub.core.events.publish import publish
 from hub.core.models import Connection, Contact, Send, iso_utc
+
+
+def public(prefix: str, row_id: int | None) -> str | None:
+    """The id the API shows for a row (``ct_…``, ``snd_…``): events carry the same ids."""
+    return encode(prefix, row_id) if row_id else None
 
 
 def contact_ref(contact: Contact | None) -> dict[str, Any] | None:
     if contact is None:
         return None
-    return {"id": contact.id, "wa_id": contact.wa_id, "user_id": contact.user_id,
+    return {"id": public("ct", contact.id), "wa_id": contact.wa_id, "user_id": contact.user_id,
             "name": contact.profile_name or contact.full_name}
 
 
@@ -58,7 +64,7 @@ def send_ended(send: Send) -> None:
         return
     session.flush()
     publish(session, send.workspace_id, f"send.{send.status}",
-            {"send_id": send.id, "connection_id": send.connection_id, "to": send.to, "kind": send.kind,
+            {"send_id": public("snd", send.id), "connection_id": send.connection_id, "to": send.to, "kind": send.kind,
              "template": send.template_name, "origin": send.origin, "attempts": send.attempts,
              "error_code": send.error_code, "error": (send.last_error or "")[:500] or None,
              "reference": send.reference or {}}, installation_id=send.installation_id)
@@ -69,6 +75,8 @@ def whatsapp(session, item) -> None:
     messages, echoes, statuses, button clicks and contact syncs. (Opt-outs, contacts and
     connections publish where they change, in ``contacts`` and ``account``.)"""
     data, ws = dict(item.data), item.workspace_id
+    if isinstance(data.get("contact"), dict) and isinstance(data["contact"].get("id"), int):
+        data["contact"] = {**data["contact"], "id": public("ct", data["contact"]["id"])}
     if item.type == "message.received":
         publish(session, ws, "message.received", {"connection_id": item.connection_id, **data})
         if item.button:
@@ -81,7 +89,9 @@ def whatsapp(session, item) -> None:
         publish(session, ws, "message.echoed", {"connection_id": item.connection_id, "contact": contact_ref(contact),
                                                 **data})
     elif item.type == "message.status":
-        status = {"connection_id": item.connection_id, "contact_id": item.contact_id, **data}
+        status = {"connection_id": item.connection_id, **data, "contact_id": public("ct", item.contact_id)}
+        if data.get("send_id"):
+            status["send_id"] = public("snd", data["send_id"])
         publish(session, ws, "message.status", status)
         if data.get("status") == "failed":
             publish(session, ws, "message.failed", status)

@@ -21,7 +21,7 @@ class Open(Schema):
 
 
 class ContactRef(Open):
-    id = fields.Integer(required=True, metadata={"description": "the hub's contact id"})
+    id = _s("the hub's contact id (ct_…, as the API shows it)", required=True)
     wa_id = _s("WhatsApp id: E.164 digits without +; null for a hidden number (business-scoped id only)",
                allow_none=True)
     user_id = _s("business-scoped user id, when Meta sent one", allow_none=True)
@@ -60,8 +60,8 @@ class StatusData(Open):
     pricing = fields.Dict(allow_none=True, metadata={"description": "Meta's pricing object"})
     error = fields.Dict(allow_none=True, metadata={"description": "Meta's error (code, title, message) on failure"})
     biz_opaque_callback_data = _s("the tracking data given at send time", allow_none=True)
-    contact_id = fields.Integer(allow_none=True)
-    send_id = fields.Integer(allow_none=True, metadata={"description": "the hub's send, when the hub sent it"})
+    contact_id = _s("the hub's contact id (ct_…)", allow_none=True)
+    send_id = _s("the hub's send (snd_…), when the hub sent it", allow_none=True)
 
 
 class ContactData(Open):
@@ -95,7 +95,7 @@ class ButtonData(Open):
 
 
 class SendData(Open):
-    send_id = fields.Integer(required=True)
+    send_id = _s("the hub's send id (snd_…, as the API shows it)", required=True)
     connection_id = _s("the number it was (to be) sent from", allow_none=True)
     to = _s("recipient wa_id", required=True)
     kind = _s("text or template", required=True)
