@@ -11,6 +11,7 @@ delivered *after* the capture schedules nothing.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -162,6 +163,15 @@ def _reference(payload: Any, order_id: str | None, payment_id: str | None) -> st
             or text(link.get("reference_id")) or order_id or payment_id or "-")
 
 
+def _paid_by_link(payment: dict, order: dict) -> bool:
+    """Whether a ``payment.captured`` / ``order.paid`` belongs to a Payment Link: its order's
+    ``product_type`` is ``payment_link…``, or the payment's description is ``#<link id without
+    plink_>`` (both as in Razorpay's published ``payment_link.paid`` samples)."""
+    if text(order.get("product_type")).startswith("payment_link"):
+        return True
+    return re.fullmatch(r"#[A-Za-z0-9]{14}", text(payment.get("description"))) is not None
+
+
 def _key(ctx, *parts: str) -> str:
     return ":".join(["rzp", str(ctx.installation_id), *parts])
 
@@ -207,7 +217,9 @@ class Razorpay(Connector):
         to = ctx.phone(payload, *PHONE_PATHS)
         if not to:
             return actions  # ctx.notes says why
-        if major is not None and not hub_reference:  # a hub link's order is credited by the connector that asked
+        # a hub link's order is credited by the connector that asked for it; any link's payment is
+        # credited from payment_link.paid, the one event that says which link (and whose) it was
+        if major is not None and not hub_reference and (link or not _paid_by_link(payment, order)):
             actions.append(RecordRevenue(to=to, order_id=order_id or payment_id, amount=major, currency=currency))
         template, language = template_for(ctx, "receipt")
         if not template:

@@ -166,11 +166,29 @@ def deliver(delivery_id: int) -> str:
     return status
 
 
+def providers(rt, workspace_id: str) -> list[str]:
+    """Connector names of the workspace's enabled installations, oldest installation first: the
+    order in which payment connectors are asked for a link when the store names none."""
+    with rt.db.session() as session:
+        names = session.scalars(select(Installation.connector).where(
+            Installation.workspace_id == workspace_id, Installation.enabled.is_(True))
+            .order_by(Installation.created_at, Installation.id)).all()
+    return list(dict.fromkeys(names))
+
+
 def _create_link(rt, workspace_id: str, payload: dict) -> dict:
-    result = rt.plugins.hook.coexhub_payment_link(
-        workspace_id=workspace_id, amount=payload["amount"], currency=payload["currency"],
-        reference=payload["payment_reference"], customer=dict(payload.get("customer") or {}),
-        description=payload.get("description") or "", provider=payload.get("provider"))
+    ask = dict(workspace_id=workspace_id, amount=payload["amount"], currency=payload["currency"],
+               reference=payload["payment_reference"], customer=dict(payload.get("customer") or {}),
+               description=payload.get("description") or "")
+    # A named provider is asked alone. Without one, each installed connector is asked by name,
+    # oldest installation first (deterministic, whatever order the plugins were registered in);
+    # then, for a plugin that answers without an installation of its own name, unnamed.
+    names = [payload["provider"]] if payload.get("provider") else [*providers(rt, workspace_id), None]
+    result = None
+    for name in names:
+        result = rt.plugins.hook.coexhub_payment_link(**ask, provider=name)
+        if result is not None:
+            break
     if result is None:
         wanted = f" named {payload['provider']!r}" if payload.get("provider") else ""
         raise Refused(f"no payment connector{wanted} is installed and enabled in this workspace")
