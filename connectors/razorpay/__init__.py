@@ -224,6 +224,8 @@ class Razorpay(Connector):
         template, language = template_for(ctx, "receipt")
         if not template:
             return [*actions, Skip("receipts are off")]
+        if not link and _paid_by_link(payment, order):  # only payment_link.paid says which link (its label)
+            return [*actions, Skip("a payment link's payment: its receipt goes out with payment_link.paid")]
         first, full = _name(payload, notes)
         actions.append(SendTemplate(
             to=to, template=template, language=language, name=full,
