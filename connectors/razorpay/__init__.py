@@ -354,8 +354,11 @@ def payment_link(workspace_id: str, amount: str, currency: str, reference: str, 
         notes={api.REFERENCE_NOTE: reference, "whatsapp": phone.lstrip("+") or None},
         expire_minutes=int(ctx.config.get("link_expiry_minutes") or 1440))
     if link.get("status") not in api.PAYABLE:
-        api.log.info("razorpay link %s for %r is %s: no link to send", link.get("id"), reference, link.get("status"))
-        return None
+        # paid already (its payment_link.paid is on its way and will cancel this message): an error,
+        # retried with backoff, never None — None would let another payment connector take the ask
+        # and the buyer be asked to pay twice
+        raise api.RazorpayApiError(f"the payment link {link.get('id')} for this reference is {link.get('status')}: "
+                                   "no new link (the payment's webhook cancels this message)")
     return PaymentLink(url=link["short_url"], provider=NAME, link_id=link["id"])
 
 

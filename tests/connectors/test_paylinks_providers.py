@@ -431,3 +431,32 @@ def test_shopify_offer_then_chase_for_one_order_through_the_hub_get_working_link
     assert len(razorpay.links if provider == "razorpay" else stripe_api.sessions) == 1
     assert len(sent(simulator, coexistence, "pay_now")) == 2
     assert rows(client, OutboundDelivery, workspace_id=ws.id, status="dead") == []
+
+
+def test_a_razorpay_link_paid_before_the_chase_is_due_never_gives_way_to_stripe(
+        client, coexistence, simulator, razorpay, stripe_api, admin, run_jobs):
+    """Both providers, Razorpay first: the chase comes due while the offer's link is paid but its
+    webhook has not arrived. Razorpay refuses with an error (retried), not None — Stripe is not
+    asked for a second link — and the late webhook then cancels the chase."""
+    ws = coexistence.workspace
+    templates(client, coexistence, simulator, "https://")
+    rzp = install_razorpay(client, ws, razorpay)
+    install_stripe(client, ws, stripe_api)
+    shop = install_shop(client, ws, admin, cod_confirmation=False, pay_link_chase_minutes=90)
+    deliver_shopify(client, shop, shopify_cod_order(), "paid-early-1")
+    manual = {**shopify_cod_order(), "payment_gateway_names": ["Bank Deposit"], "gateway": "Bank Deposit"}
+    deliver_shopify(client, shop, manual, "paid-early-2")
+    run_jobs()
+    [link] = razorpay.links
+    link["status"] = "paid"  # paid at Razorpay; payment_link.paid not delivered yet
+    tick(client.rt, now=utcnow() + dt.timedelta(minutes=91))
+    run_jobs()
+    offer, chase = paylink_rows(client, ws.id)
+    assert offer.status == "delivered" and chase.status == "pending" and "is paid" in chase.last_error
+    assert stripe_api.sessions == [] and len(sent(simulator, coexistence, "pay_now")) == 1
+    deliver_rzp(client, rzp, rzp_events(link)["payment_link.paid"], "evt_late")
+    run_jobs()
+    assert paylink_rows(client, ws.id)[1].status == "cancelled"
+    tick(client.rt, now=utcnow() + dt.timedelta(days=2))
+    run_jobs()
+    assert stripe_api.sessions == [] and len(sent(simulator, coexistence, "pay_now")) == 1
