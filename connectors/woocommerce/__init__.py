@@ -73,7 +73,8 @@ WooCommerceConfig = Schema.from_dict({
                                              metadata={"description": "chase a pending / on-hold (unpaid) order with "
                                                                       "a link after this long; empty: off"}),
     "payment_provider": fields.String(load_default=None, allow_none=True, metadata={
-        "description": "the payment connector to create links with (stripe, razorpay…); empty: the installed one"}),
+        "description": "the payment connector to create links with (stripe, razorpay…); empty: the oldest installed one "
+                       "that can"}),
     "cod_cancel_order": fields.Boolean(load_default=False, metadata={
         "description": "set the order to cancelled when the buyer taps Cancel (else only a note)"}),
     "order_notes": fields.Boolean(load_default=True, metadata={
