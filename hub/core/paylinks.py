@@ -3,8 +3,9 @@
 ``SendPaymentLink`` is stored first, as an outbox row of kind ``paylink`` (at-least-once,
 retried with the outbox's backoff, dead-lettered and replayable like a write-back). Its job,
 when the row is due, asks the payment connectors for a link (``coexhub_payment_link``: the
-provider the action names, else each installed connector by name, oldest installation first), keeps the link on the row, and creates the send with the link's URL in the
-template's URL button (or as the last body parameter when the template has no URL button).
+provider the action names, else each installed connector by name, oldest installation first),
+keeps the link on the row, and creates the send with the link's URL in the template's URL
+button (or as the last body parameter when the template has no URL button).
 The send's idempotency key is the action's, else ``paylink:<row id>``: a retried or doubled job
 never creates two sends, and the link stored on the row is reused by every later attempt.
 
