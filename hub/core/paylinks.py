@@ -73,7 +73,8 @@ def store(ex: "Executor", action: SendPaymentLink) -> None:
                "cancel_key": action.cancel_key, "group": action.group,
                "amount": str(Decimal(str(action.amount))), "currency": action.currency.strip().upper(),
                "payment_reference": reference_for(ex.installation.id, action.payment_reference),
-               "description": action.description, "provider": action.provider,
+               "description": action.description,
+               "provider": str(action.provider or "").strip().lower() or None,  # "Stripe " names stripe
                "customer": {"phone": action.to, "name": action.name, "email": action.email}}
     key = action.idempotency_key
     existing = ex.session.scalars(select(OutboundDelivery).where(

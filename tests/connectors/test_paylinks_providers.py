@@ -340,7 +340,7 @@ def test_payment_provider_picks_one_and_without_it_the_oldest_installation_answe
     assert paylink_rows(client, ws.id)[-1].payload["link"]["provider"] == "razorpay"
 
     client.patch(f"/api/v1/installations/{shop['id']}", headers=ws.headers,
-                 json={"config": {"payment_provider": "stripe"}})
+                 json={"config": {"payment_provider": " Stripe"}})  # as a seller may type it
     second = {**shopify_cod_order(), "id": 820982911946154599, "name": "#10001"}
     deliver_shopify(client, shop, second, "both-2")
     run_jobs()
