@@ -11,6 +11,7 @@ delivered *after* the capture schedules nothing.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -162,6 +163,15 @@ def _reference(payload: Any, order_id: str | None, payment_id: str | None) -> st
             or text(link.get("reference_id")) or order_id or payment_id or "-")
 
 
+def _paid_by_link(payment: dict, order: dict) -> bool:
+    """Whether a ``payment.captured`` / ``order.paid`` belongs to a Payment Link: its order's
+    ``product_type`` is ``payment_link…``, or the payment's description is ``#<link id without
+    plink_>`` (both as in Razorpay's published ``payment_link.paid`` samples)."""
+    if text(order.get("product_type")).startswith("payment_link"):
+        return True
+    return re.fullmatch(r"#[A-Za-z0-9]{14}", text(payment.get("description"))) is not None
+
+
 def _key(ctx, *parts: str) -> str:
     return ":".join(["rzp", str(ctx.installation_id), *parts])
 
@@ -207,11 +217,15 @@ class Razorpay(Connector):
         to = ctx.phone(payload, *PHONE_PATHS)
         if not to:
             return actions  # ctx.notes says why
-        if major is not None and not hub_reference:  # a hub link's order is credited by the connector that asked
+        # a hub link's order is credited by the connector that asked for it; any link's payment is
+        # credited from payment_link.paid, the one event that says which link (and whose) it was
+        if major is not None and not hub_reference and (link or not _paid_by_link(payment, order)):
             actions.append(RecordRevenue(to=to, order_id=order_id or payment_id, amount=major, currency=currency))
         template, language = template_for(ctx, "receipt")
         if not template:
             return [*actions, Skip("receipts are off")]
+        if not link and _paid_by_link(payment, order):  # only payment_link.paid says which link (its label)
+            return [*actions, Skip("a payment link's payment: its receipt goes out with payment_link.paid")]
         first, full = _name(payload, notes)
         actions.append(SendTemplate(
             to=to, template=template, language=language, name=full,
@@ -340,8 +354,11 @@ def payment_link(workspace_id: str, amount: str, currency: str, reference: str, 
         notes={api.REFERENCE_NOTE: reference, "whatsapp": phone.lstrip("+") or None},
         expire_minutes=int(ctx.config.get("link_expiry_minutes") or 1440))
     if link.get("status") not in api.PAYABLE:
-        api.log.info("razorpay link %s for %r is %s: no link to send", link.get("id"), reference, link.get("status"))
-        return None
+        # paid already (its payment_link.paid is on its way and will cancel this message): an error,
+        # retried with backoff, never None — None would let another payment connector take the ask
+        # and the buyer be asked to pay twice
+        raise api.RazorpayApiError(f"the payment link {link.get('id')} for this reference is {link.get('status')}: "
+                                   "no new link (the payment's webhook cancels this message)")
     return PaymentLink(url=link["short_url"], provider=NAME, link_id=link["id"])
 
 

@@ -28,6 +28,7 @@ TIMEOUT = 15.0
 REFERENCE_ID_MAX = 40   # Razorpay's limit on payment_link.reference_id
 NOTE_MAX = 256          # and on each notes value
 PAYABLE = ("created", "partially_paid")
+MIN_LEFT_MINUTES = 60   # a payable link with less time left is replaced, not sent again
 REFERENCE_NOTE = "coexhub_reference"
 RENEWAL_NOTE = "coexhub_renewal"
 
@@ -95,15 +96,24 @@ def create_link(ctx, *, amount_minor: int, currency: str, ref_id: str, descripti
 
     A link with that ``reference_id`` that expired or was cancelled cannot be reused (Razorpay
     keeps the id taken), so the next one is derived from it: ``reference_id(f"{ref_id}~{link id}")``,
-    deterministically, which keeps a retried job from creating two links.
+    deterministically, which keeps a retried job from creating two links. A payable link that
+    expires within ``MIN_LEFT_MINUTES`` (the same order asking again late: a chase after a COD
+    offer) is cancelled first and replaced the same way, so a message never carries a link about
+    to die and the buyer cannot pay twice.
     """
     rzp = client(ctx)
+    soon = int((dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=MIN_LEFT_MINUTES)).timestamp())
     for _ in range(5):  # a chain longer than this is not a retry but a loop
         existing = find_link(rzp, ref_id)
         if existing is None:
             break
-        if existing.get("status") in PAYABLE or existing.get("status") == "paid":
+        expires = existing.get("expire_by") if isinstance(existing.get("expire_by"), int) else 0
+        if existing.get("status") == "paid" or (existing.get("status") in PAYABLE and not 0 < expires < soon):
             return existing
+        if existing.get("status") in PAYABLE:  # about to expire: cancelled, so only the new link can be paid
+            rzp.payment_link.cancel(existing["id"], timeout=TIMEOUT)
+            log.info("razorpay payment link %s expires within %s minutes: cancelled, a new one follows",
+                     existing["id"], MIN_LEFT_MINUTES)
         ref_id = reference_id(f"{ref_id}~{existing.get('id')}")
     else:
         raise RazorpayApiError(f"too many expired links for reference {ref_id!r}")

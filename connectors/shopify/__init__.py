@@ -74,7 +74,8 @@ ShopifyConfig = Schema.from_dict({
                                              validate=validate.Range(1, MAX_DELAY_MINUTES), metadata={
         "description": "chase an unpaid non-COD order (manual payment) with a link after this long; empty: off"}),
     "payment_provider": fields.String(load_default=None, allow_none=True, metadata={
-        "description": "the payment connector to create links with (stripe, razorpay…); empty: the installed one"}),
+        "description": "the payment connector to create links with (stripe, razorpay…); empty: the oldest installed one "
+                       "that can"}),
     "abandoned_cart_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(1, MAX_DELAY_MINUTES),
                                                    metadata={"description": "1 minute to 30 days"}),
     "second_reminder_delay_minutes": fields.Integer(load_default=None, allow_none=True,

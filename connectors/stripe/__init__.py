@@ -161,7 +161,9 @@ class Stripe(Connector):
 
     # -- payments ------------------------------------------------------------------------------
     def _receipt(self, ctx, payload: dict, obj: dict, payment_id: str, amount_field: str,
-                 reference: str) -> list:
+                 reference: str, revenue: bool = True) -> list:
+        """Receipt for one payment (idempotency key per PaymentIntent). ``revenue`` False for a
+        hub payment link's payment: the store that asked for the link credits its order."""
         amount, currency, shown = _amount(ctx, obj, amount_field)
         to, lookup = self._phone(ctx, payload, obj)
         if lookup:
@@ -171,7 +173,7 @@ class Stripe(Connector):
         first, full = _name(obj, payload)
         actions: list = [UpsertContact(wa_id=to, name=full),
                          CancelScheduled(cancel_key=_key(ctx, "failed", payment_id))]
-        if amount is not None:
+        if amount is not None and revenue:
             actions.append(RecordRevenue(to=to, order_id=payment_id, amount=amount, currency=currency))
         template, language = template_for(ctx, "receipt")
         if not template:
@@ -201,8 +203,9 @@ class Stripe(Connector):
             # the first invoice's PaymentIntent (payment_intent.succeeded) is the payment: one receipt, from there
             return [*actions, Skip(f"subscription checkout {session_id}: the receipt follows with the first "
                                    "invoice's payment_intent.succeeded")]
-        label = text(obj.get("client_reference_id")) or reference or session_id
-        return [*actions, *self._receipt(ctx, payload, obj, payment_id, "amount_total", label)]
+        label = text(dig(obj, f"metadata.{api.LABEL_KEY}")) or text(obj.get("client_reference_id")) or \
+            reference or session_id
+        return [*actions, *self._receipt(ctx, payload, obj, payment_id, "amount_total", label, revenue=not reference)]
 
     @on_webhook("payment_intent.succeeded")
     def payment_succeeded(self, payload, ctx):
@@ -211,8 +214,9 @@ class Stripe(Connector):
         if not payment_id:
             return [Skip("payment intent without id")]
         field = "amount_received" if isinstance(obj.get("amount_received"), int) and obj["amount_received"] else "amount"
-        label = text(obj.get("description")) or text(dig(obj, f"metadata.{api.REFERENCE_KEY}")) or payment_id
-        return self._receipt(ctx, payload, obj, payment_id, field, label)
+        reference = text(dig(obj, f"metadata.{api.REFERENCE_KEY}"))
+        label = text(obj.get("description")) or text(dig(obj, f"metadata.{api.LABEL_KEY}")) or reference or payment_id
+        return self._receipt(ctx, payload, obj, payment_id, field, label, revenue=not reference)
 
     @on_webhook("payment_intent.payment_failed")
     def payment_failed(self, payload, ctx):

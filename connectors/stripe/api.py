@@ -8,6 +8,7 @@ retried by the hub (outbox backoff), with the same idempotency key.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from typing import Any
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 API_BASE = "https://api.stripe.com"
 TIMEOUT = 10.0
 REFERENCE_KEY = "coexhub_reference"  # metadata key carrying a SendPaymentLink's reference
+LABEL_KEY = "coexhub_label"  # metadata key carrying the asking connector's description ("Order #1001")
+EXPIRY_STEP = 15 * 60  # seconds expires_at is rounded down to (Stripe wants it 30 min to 24 h ahead)
 
 
 class StripeNotConfigured(RuntimeError):
@@ -41,8 +44,13 @@ def client(config: dict[str, Any]) -> stripe.StripeClient:
 def create_payment_link(ctx, *, amount: str, currency: str, reference: str, customer: dict | None,
                         description: str = "") -> PaymentLink:
     """A single-use Checkout Session for ``amount`` (major units) with ``reference`` in its metadata
-    and its PaymentIntent's; the idempotency key is derived from the reference, so a retried job
-    gets the same session back instead of a second one."""
+    and its PaymentIntent's (``description``, the store's label such as "Order #1001", beside it).
+
+    The idempotency key is a hash of the request's parameters, whose ``expires_at`` is rounded down
+    to ``EXPIRY_STEP``: a job retried soon after a lost answer gets the same session back, while
+    the same order asking again later (a COD offer, then a chase) gets a new session that is still
+    open — never Stripe's replay of an older one, nor an idempotency error for changed parameters
+    (Stripe refuses a reused key with different parameters)."""
     customer = customer or {}
     minor = to_minor(amount, currency)
     hours = int(ctx.config.get("link_expires_hours") or 24)
@@ -55,17 +63,26 @@ def create_payment_link(ctx, *, amount: str, currency: str, reference: str, cust
         "payment_intent_data": {"metadata": {REFERENCE_KEY: reference}},
         "client_reference_id": reference[:200],
         "phone_number_collection": {"enabled": True},  # the receipt then finds the buyer's number
-        "expires_at": int((dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=hours)).timestamp()),
+        "expires_at": int((dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=hours)).timestamp())
+        // EXPIRY_STEP * EXPIRY_STEP,
     }
+    if description:
+        params["metadata"][LABEL_KEY] = params["payment_intent_data"]["metadata"][LABEL_KEY] = description[:500]
     if customer.get("email"):
         params["customer_email"] = customer["email"]
     if ctx.config.get("link_success_url"):
         params["success_url"] = ctx.config["link_success_url"]
     session = client(ctx.config).v1.checkout.sessions.create(
-        params, options={"idempotency_key": f"coexhub-{ctx.workspace_id}-{reference}"[:255]})
+        params, options={"idempotency_key": idempotency_key(ctx.workspace_id, params)})
     log.info("stripe checkout session %s created for reference %s (installation %s)",
              session.id, reference, ctx.installation_id)
     return PaymentLink(url=session.url, provider="stripe", link_id=session.id)
+
+
+def idempotency_key(workspace_id: str, params: dict[str, Any]) -> str:
+    """``coexhub-<workspace>-<sha256 of the parameters>``: equal requests share a key, others never."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:40]
+    return f"coexhub-{workspace_id}-{digest}"
 
 
 def lookup_customer(ctx, customer: str, event: dict) -> None:

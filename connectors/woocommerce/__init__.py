@@ -40,6 +40,7 @@ OFFLINE = ("cod", "bacs", "cheque")  # payments that leave an order on-hold (or 
 STATUS_USES = {"processing": "processing", "completed": "completed", "cancelled": "cancelled",
                "refunded": "refunded"}
 OVERLAP = dt.timedelta(seconds=1)
+PAID_BY_LINK_KEPT = 500  # order ids paid by a hub payment link, remembered per installation
 
 
 WooCommerceConfig = Schema.from_dict({
@@ -72,7 +73,8 @@ WooCommerceConfig = Schema.from_dict({
                                              metadata={"description": "chase a pending / on-hold (unpaid) order with "
                                                                       "a link after this long; empty: off"}),
     "payment_provider": fields.String(load_default=None, allow_none=True, metadata={
-        "description": "the payment connector to create links with (stripe, razorpay…); empty: the installed one"}),
+        "description": "the payment connector to create links with (stripe, razorpay…); empty: the oldest installed one "
+                       "that can"}),
     "cod_cancel_order": fields.Boolean(load_default=False, metadata={
         "description": "set the order to cancelled when the buyer taps Cancel (else only a note)"}),
     "order_notes": fields.Boolean(load_default=True, metadata={
@@ -180,6 +182,9 @@ class WooCommerce(Connector):
                      when=after_order(int(ctx.config.get("pay_link_cod_delay_minutes") or 0)) if offered else None)
             elif status == "on-hold" and method in OFFLINE:
                 send("on-hold", "on_hold", [first, number, total])
+            elif status == "processing" and order_id in (ctx.state.get("paid_by_link") or []):
+                # the payment connector's receipt told the buyer; set_paid's order.updated says nothing more
+                actions.append(Skip(f"order {order_id} was paid by a WhatsApp payment link: the receipt was sent"))
             elif status == "processing":
                 send("confirmation", "order_confirmation", [first, number, total])
             else:
@@ -217,6 +222,8 @@ class WooCommerce(Connector):
         amount = money(payment.amount, payment.currency, ctx.config.get("locale")) or \
             f"{payment.amount} {payment.currency}"
         marker = f"wc-paid-by-link:{payment.provider}:{payment.payment_id}"
+        paid = [o for o in (ctx.state.get("paid_by_link") or []) if o != order_id]
+        ctx.state = {**ctx.state, "paid_by_link": [*paid, order_id][-PAID_BY_LINK_KEPT:]}
         return [CancelScheduled(group=f"wc:{ctx.installation_id}:{order_id}:unpaid"),  # COD confirmation, chase
                 WriteBack(writeback.add_order_note, order_id=order_id, marker=marker,
                           note=f"Paid {amount} through a WhatsApp payment link ({payment.provider}, "

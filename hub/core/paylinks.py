@@ -2,9 +2,10 @@
 
 ``SendPaymentLink`` is stored first, as an outbox row of kind ``paylink`` (at-least-once,
 retried with the outbox's backoff, dead-lettered and replayable like a write-back). Its job,
-when the row is due, asks the payment connectors for a link (``coexhub_payment_link``, the
-first answer wins), keeps the link on the row, and creates the send with the link's URL in the
-template's URL button (or as the last body parameter when the template has no URL button).
+when the row is due, asks the payment connectors for a link (``coexhub_payment_link``: the
+provider the action names, else each installed connector by name, oldest installation first),
+keeps the link on the row, and creates the send with the link's URL in the template's URL
+button (or as the last body parameter when the template has no URL button).
 The send's idempotency key is the action's, else ``paylink:<row id>``: a retried or doubled job
 never creates two sends, and the link stored on the row is reused by every later attempt.
 
@@ -72,7 +73,8 @@ def store(ex: "Executor", action: SendPaymentLink) -> None:
                "cancel_key": action.cancel_key, "group": action.group,
                "amount": str(Decimal(str(action.amount))), "currency": action.currency.strip().upper(),
                "payment_reference": reference_for(ex.installation.id, action.payment_reference),
-               "description": action.description, "provider": action.provider,
+               "description": action.description,
+               "provider": str(action.provider or "").strip().lower() or None,  # "Stripe " names stripe
                "customer": {"phone": action.to, "name": action.name, "email": action.email}}
     key = action.idempotency_key
     existing = ex.session.scalars(select(OutboundDelivery).where(
@@ -166,11 +168,29 @@ def deliver(delivery_id: int) -> str:
     return status
 
 
+def providers(rt, workspace_id: str) -> list[str]:
+    """Connector names of the workspace's enabled installations, oldest installation first: the
+    order in which payment connectors are asked for a link when the store names none."""
+    with rt.db.session() as session:
+        names = session.scalars(select(Installation.connector).where(
+            Installation.workspace_id == workspace_id, Installation.enabled.is_(True))
+            .order_by(Installation.created_at, Installation.id)).all()
+    return list(dict.fromkeys(names))
+
+
 def _create_link(rt, workspace_id: str, payload: dict) -> dict:
-    result = rt.plugins.hook.coexhub_payment_link(
-        workspace_id=workspace_id, amount=payload["amount"], currency=payload["currency"],
-        reference=payload["payment_reference"], customer=dict(payload.get("customer") or {}),
-        description=payload.get("description") or "", provider=payload.get("provider"))
+    ask = dict(workspace_id=workspace_id, amount=payload["amount"], currency=payload["currency"],
+               reference=payload["payment_reference"], customer=dict(payload.get("customer") or {}),
+               description=payload.get("description") or "")
+    # A named provider is asked alone. Without one, each installed connector is asked by name,
+    # oldest installation first (deterministic, whatever order the plugins were registered in);
+    # then, for a plugin that answers without an installation of its own name, unnamed.
+    names = [payload["provider"]] if payload.get("provider") else [*providers(rt, workspace_id), None]
+    result = None
+    for name in names:
+        result = rt.plugins.hook.coexhub_payment_link(**ask, provider=name)
+        if result is not None:
+            break
     if result is None:
         wanted = f" named {payload['provider']!r}" if payload.get("provider") else ""
         raise Refused(f"no payment connector{wanted} is installed and enabled in this workspace")

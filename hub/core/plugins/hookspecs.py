@@ -47,5 +47,6 @@ def coexhub_payment_link(workspace_id, amount, currency, reference, customer, de
     retry of one link request; ``customer`` is ``{"phone", "name", "email"}`` (any may be None).
     An exception is retried with backoff (then dead-lettered). Return a ``PaymentLink``,
     or None when this plugin has no enabled installation in the workspace (or ``provider`` names
-    another one).
+    another one). Without a provider chosen by the store, the hub calls this with
+    ``provider=<connector name>`` for each enabled installation, oldest first, then with None.
     """
