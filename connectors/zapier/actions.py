@@ -15,7 +15,7 @@ from flask import g
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import select
 
-from hub.api import owned, runtime, workspace_blueprint
+from hub.api import ids, owned, runtime, workspace_blueprint
 from hub.api.auth import bearer, hash_key
 from hub.api.contacts import ContactOut, ContactPatch, _with_windows, apply_patch
 from hub.api.errors import ApiError
@@ -33,7 +33,8 @@ bp = workspace_blueprint("zapier_actions", "Zapier: auth test, actions keyed by 
 
 class SendTemplateIn(Schema):
     to = fields.String(required=True, metadata={"description": "E.164 number"})
-    template_id = fields.Integer(load_default=None, metadata={"description": "from GET /api/v1/zapier/templates"})
+    template_id = ids.PublicId("tpl", load_default=None, allow_none=True,
+                               metadata={"description": "from GET /api/v1/zapier/templates"})
     template = fields.String(load_default=None, metadata={"description": "template name (with language)"})
     language = fields.String(load_default=None)
     params = fields.List(fields.Raw(), load_default=list, metadata={"description": "body parameters, in order"})
@@ -55,7 +56,7 @@ class ContactIn(ContactPatch):
 
 
 class TemplateChoice(Schema):
-    id = fields.Integer()
+    id = ids.PublicId("tpl")
     name = fields.String()
     language = fields.String()
     category = fields.String(allow_none=True)

@@ -32,8 +32,8 @@ class MessageIn(Schema):
     to_user_id = fields.String(load_default=None, validate=validate.Length(1, 160), metadata={
         "description": "a business-scoped user ID (BSUID, e.g. US.13491208655302741918): for users "
                        "known without a phone number"})
-    contact_id = fields.Integer(load_default=None, strict=True, metadata={
-        "description": "a contact of this workspace: its phone number if known, else its BSUID"})
+    contact_id = ids.PublicId("ct", load_default=None, allow_none=True, metadata={
+        "description": "a contact of this workspace (ct_…): its phone number if known, else its BSUID"})
     connection_id = fields.String(load_default=None)
     text = fields.String(load_default=None, validate=validate.Length(1, 4096))
     template = fields.String(load_default=None)

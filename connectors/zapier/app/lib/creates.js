@@ -54,7 +54,7 @@ const sendTemplate = async (z, bundle) => {
     .filter((k) => /^param_\d+$/.test(k))
     .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)))
     .map((k) => bundle.inputData[k]);
-  const body = { to: number, template_id: Number(templateId), params };
+  const body = { to: number, template_id: String(templateId), params };
   if (connectionId) body.connection_id = connectionId;
   return (await z.request({ url: api(bundle, '/actions/send-template'), method: 'POST', body })).data;
 };
