@@ -43,7 +43,7 @@ def test_signature_malformed_and_empty(client, coexistence):
     for garbage in (b"{not json " + nonce, b"[1, 2, " + nonce + b"]"):  # signed: kept as rejected, answered 200
         kept = post(client, garbage)
         assert kept.status_code == 200 and kept.json["rejected"]
-    empty = post(client, {"object": "whatsapp_business_account", "entry": []})
+    empty = post(client, {"object": "whatsapp_business_account", "entry": [], "nonce": nonce.decode()})
     assert empty.status_code == 200 and empty.json["duplicate"] is False
 
 
