@@ -122,3 +122,13 @@ def quality_update(session, conns: list[Connection], value: dict, out: list[Doma
             portfolio.apply_limit(conn, limit, source=f"phone_number_quality_update {value.get('event')}")
         out.append(DomainEvent("account.updated", conn.workspace_id, conn.id,
                                {"event": "QUALITY_" + str(value.get("event")), "quality": conn.quality}))
+
+
+def capability_update(session, conns: list[Connection], value: dict, out: list[DomainEvent]) -> None:
+    """``business_capability_update``: the portfolio's messaging limit
+    (``max_daily_conversations_per_business``; -1 unlimited) for every number of the WABA."""
+    limit = portfolio.limit_of_webhook(value)
+    for conn in conns:
+        if limit is not None and portfolio.apply_limit(conn, limit, source="business_capability_update"):
+            out.append(DomainEvent("account.updated", conn.workspace_id, conn.id,
+                                   {"event": "MESSAGING_LIMIT", "messaging_limit": portfolio.tier_name(limit)}))
