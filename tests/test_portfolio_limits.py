@@ -137,7 +137,7 @@ def test_two_workers_racing_for_the_last_slot(client):
         assert reach.take(conn, "first", "utility", now).granted
         barrier, results = threading.Barrier(2), []
 
-        def take(who):
+        def take(who, barrier=barrier, results=results, conn=conn):
             barrier.wait()
             results.append(reach.take(conn, who, "utility", now))
         threads = [threading.Thread(target=take, args=(w,)) for w in ("a", "b")]
@@ -232,3 +232,18 @@ def test_broadcast_larger_than_the_headroom_says_how_many_windows(client, tier3,
     held = [s for s in mine(client, conn.workspace.id, broadcast_id=bc.json["id"]) if s.status == "scheduled"]
     assert all(s.hold_reason.startswith("portfolio limit 3/24h reached") for s in held)
     assert not refused_by_meta(simulator, conn.phone_number_id)
+
+
+def test_simulator_cli_sets_the_portfolio_limit(runner, simulator):
+    waba = str(secrets.randbelow(10**15) + 10**14)
+    simulator.add_number(str(secrets.randbelow(10**15) + 10**14), waba, "EAAcli")
+    url = ["--url", simulator.base_url]
+    try:
+        assert runner.invoke(["simulator", "portfolio-limit", waba, "lots", *url]).exit_code == 2
+        on = runner.invoke(["simulator", "portfolio-limit", waba, "2000", "--quiet", *url])
+        assert on.exit_code == 0 and f"portfolio {simulator.portfolio_of(waba)}: messaging limit TIER_2K" in on.output, \
+            on.output
+        assert simulator.portfolio_tier(waba) == "TIER_2K"
+    finally:
+        off = runner.invoke(["simulator", "portfolio-limit", waba, "unlimited", "--quiet", *url])
+    assert off.exit_code == 0 and "TIER_UNLIMITED" in off.output

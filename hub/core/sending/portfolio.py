@@ -93,7 +93,7 @@ def cap(conn: Connection, category: str | None) -> int:
     if category != "marketing":
         return limit
     share = MARKETING_SHARE * (LOW_QUALITY_FACTOR if low_quality(conn) else 1.0)
-    return int(math.floor(limit * share))
+    return math.floor(limit * share)
 
 
 def low_quality(conn: Connection) -> bool:
@@ -137,11 +137,11 @@ def refresh(conn: Connection, graph) -> None:
 
 
 def _ms(when: dt.datetime) -> int:
-    return int(when.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+    return int(when.replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def _at(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).replace(tzinfo=None)
 
 
 class Reach:
