@@ -180,6 +180,23 @@ def register(group: click.Group) -> None:
         _show(data, as_json, "no per-user marketing limit" if limit is None else
               f"per-user marketing limit: {limit['max']} per {limit['window_hours']:g} h, then 131049")
 
+    @group.command("portfolio-limit")
+    @_common
+    @click.argument("waba_id")
+    @click.argument("limit")
+    @click.option("--portfolio-id", default=None, help="move the WABA into this business portfolio first")
+    @click.option("--quiet", is_flag=True, help="no phone_number_quality_update webhook")
+    def portfolio_limit(url: str, as_json: bool, waba_id: str, limit: str, portfolio_id: str | None,
+                        quiet: bool) -> None:
+        """The messaging limit of WABA_ID's business portfolio (LIMIT unique users per 24 h outside the
+        service window, or ``unlimited``). Past it the simulator refuses templates with 131048."""
+        if limit.lower() != "unlimited" and not limit.isdigit():
+            raise click.BadParameter("a number of users, or unlimited", param_hint="LIMIT")
+        data = call(url, "POST", "/_sim/portfolio-limit", {"waba_id": waba_id,
+                                                          "limit": None if limit.lower() == "unlimited" else int(limit),
+                                                          "portfolio_id": portfolio_id, "notify": not quiet})
+        _show(data, as_json, f"portfolio {data['portfolio_id']}: messaging limit {data['limit']}")
+
     @group.command("reads")
     @_common
     def reads(url: str, as_json: bool) -> None:

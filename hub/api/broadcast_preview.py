@@ -5,7 +5,7 @@ recipient is priced by the rate card for the template's category and the recipie
 (``core/pricing``), at the in-window price when their customer service window is open on the
 number that would send. Recipients under the owner's echo hold are still recipients (they get
 the broadcast when the hold ends) and are counted in ``held``. The portfolio tier headroom and
-the windows a broadcast would take are not reported yet (no governor of portfolio limits).
+the windows a broadcast would take are added by ``broadcasts.limit_eta`` (``portfolio``).
 """
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ from hub.api.broadcast_preview import dry_run_report
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.logs import event
-from hub.core.models import Broadcast, Connection, Contact, Send, Workspace, utcnow
+from hub.core.models import Broadcast, Connection, Contact, Send, Template, Workspace, utcnow
 from hub.core.processing import enqueue_all
-from hub.core.sending import checks, routing
+from hub.core.sending import checks, portfolio, routing
 from hub.core.sending import marketing as frequency
 from hub.core.sending.pipeline import delivery_job
 from hub.core.sending.sends import create_send, sending_connection
@@ -66,7 +66,11 @@ class BroadcastOut(Schema):
     exclusions = fields.List(fields.Dict(), metadata={
         "description": "who was left out and why ({contact_id, reason}; the first 500)"})
     progress = fields.Dict()
-    eta_seconds = fields.Float()
+    eta_seconds = fields.Float(metadata={"description": "pacing, plus 24 h for each further window of the "
+                                                         "portfolio messaging limit the rest needs"})
+    portfolio = fields.Dict(metadata={"description": "the portfolio messaging limit: limit, used (recipients "
+                                                     "in the rolling 24 h), headroom, windows (further 24 h "
+                                                     "windows the remaining business-initiated sends need)"})
 
 
 MAX_LISTED = 500  # exclusions listed one by one on a broadcast (the counts cover them all)
@@ -105,7 +109,27 @@ def present(session, bc: Broadcast) -> dict:
             "status": "done" if total and not remaining else ("empty" if not total else "sending"),
             "recipients": total, "excluded": (bc.audience or {}).get("excluded", {}),
             "exclusions": (bc.audience or {}).get("exclusions", []), "progress": counts,
-            "eta_seconds": round(remaining / max(conn.messages_per_second * 0.98, 1), 1)}
+            **limit_eta(conn, _category(session, conn, bc), remaining)}
+
+
+def _category(session, conn: Connection, bc: Broadcast) -> str | None:
+    found = session.scalars(select(Template.category).where(
+        Template.workspace_id == bc.workspace_id, Template.waba_id == conn.waba_id,
+        Template.name == bc.template_name, Template.language == bc.template_language)).first()
+    return found.lower() if found else None
+
+
+def limit_eta(conn: Connection, category: str | None, remaining: int) -> dict:
+    """``eta_seconds`` (pacing, plus 24 h per further window of the portfolio messaging limit;
+    every remaining recipient counted as business-initiated, an upper bound) and ``portfolio``."""
+    pacing = remaining / max(conn.messages_per_second * 0.98, 1)
+    try:
+        used = portfolio.Reach(runtime().redis, runtime().settings.key_prefix).used(conn)
+    except Exception as exc:  # Redis away: the ETA is pacing only
+        log.warning("portfolio usage unreadable: %s", exc)
+        used = 0
+    plan = portfolio.plan(conn, used, remaining, category)
+    return {"eta_seconds": round(pacing + plan["windows"] * portfolio.WINDOW.total_seconds(), 1), "portfolio": plan}
 
 
 @bp.route("/broadcasts", methods=["POST"])
@@ -126,7 +150,8 @@ def create_broadcast(body):
         conn, template, routes, plan, excluded, exclusions = _plan(session, body)
         if dry_run:
             return jsonify({**dry_run_report(session, g.workspace_id, template, routes, plan, excluded),
-                            "exclusions": exclusions})
+                            "exclusions": exclusions,
+                            **limit_eta(conn, checks.category_of(template), len(plan))})
         bc = Broadcast(workspace_id=g.workspace_id, connection_id=conn.id, name=body["name"],
                        template_name=template.name, template_language=template.language, params=body["params"],
                        audience={**body["audience"]})

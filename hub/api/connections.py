@@ -11,6 +11,7 @@ from hub.api import owned, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.models import Connection, Workspace, utcnow
+from hub.core.sending import portfolio
 from hub.core.sending.templates import upsert_templates
 from hub.core.whatsapp import reads
 from hub.core.whatsapp.account import pause, resume
@@ -72,6 +73,12 @@ class ConnectionOut(Schema):
     app_inactivity_warning = fields.Method("inactivity", metadata={
         "description": "Meta may disconnect a Coexistence number whose Business app was not opened for 14 days; "
                        "set when the hub has seen no app activity (echoes, contact syncs) for 10 days"})
+    portfolio_id = fields.String(allow_none=True, metadata={"description": "the Meta business portfolio of the number"})
+    messaging_limit = fields.Function(lambda c: portfolio.tier_name(c.messaging_limit), metadata={
+        "description": "the portfolio's messaging limit (unique users reached by business-initiated messages per "
+                       "rolling 24 h, shared by its numbers): TIER_250, TIER_2K, TIER_10K, TIER_100K, "
+                       "TIER_UNLIMITED; null while unknown (not governed)"})
+    limit_updated_at = UtcDateTime(allow_none=True)
     created_at = UtcDateTime()
 
     def inactivity(self, conn) -> str | None:
@@ -175,6 +182,20 @@ def sync_connection(connection_id):
             upsert_templates(session, conn.workspace_id, conn.waba_id, graph.templates(conn.waba_id, conn.access_token))
         except (OnboardingError, GraphError) as exc:
             raise ApiError(502, "sync_failed", str(exc)) from exc
+        return conn
+
+
+@bp.route("/connections/<connection_id>/refresh-limits", methods=["POST"])
+@bp.response(200, ConnectionOut)
+def refresh_limits(connection_id):
+    """Read the number's business portfolio and the portfolio's messaging limit from Meta again."""
+    with runtime().db.session() as session:
+        conn = owned(session, Connection, connection_id)
+        try:
+            found = _graph().messaging_limit(conn.waba_id, conn.phone_number_id, conn.access_token)
+        except GraphError as exc:
+            raise ApiError(502, "refresh_failed", f"could not read the messaging limit: {exc}") from exc
+        portfolio.apply_limit(conn, found[1], portfolio_id=found[0], source="refresh")
         return conn
 
 

@@ -107,6 +107,9 @@ class Connection(Base):
     last_app_activity_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     inactivity_warned_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # connection.inactivity_warning
     read_receipts: Mapped[str | None] = mapped_column(String(16))  # off|on|agent_replied; None: by mode
+    portfolio_id: Mapped[str | None] = mapped_column(String(64))  # the business portfolio (Meta business id)
+    messaging_limit: Mapped[int | None] = mapped_column(Integer)  # portfolio tier; -1 unlimited, None unknown
+    limit_updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -297,7 +300,7 @@ class Send(Base):
     reference: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     not_before: Mapped[dt.datetime | None] = mapped_column(DateTime)
     status: Mapped[str] = mapped_column(String(16), default="queued")
-    hold_reason: Mapped[str | None] = mapped_column(String(64))
+    hold_reason: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)

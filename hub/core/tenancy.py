@@ -16,7 +16,8 @@ from sqlalchemy import exists, or_, select
 from hub.core.models import Connection, InboundEvent, InboundEventWorkspace
 
 WABA_FIELDS = frozenset({"account_update", "message_template_status_update", "phone_number_quality_update",
-                         "message_template_quality_update", "template_category_update"})
+                         "message_template_quality_update", "template_category_update",
+                         "business_capability_update"})
 NUMBER_FIELDS = frozenset({"messages", "smb_message_echoes", "smb_app_state_sync", "history", "user_preferences"})
 
 

@@ -11,6 +11,7 @@
 | ``POST /_sim/numbers/<id>/contact-sync`` | ``{contacts: [{phone, full_name?, first_name?, action?}]}`` | the app's contacts (``smb_app_state_sync``) |
 | ``POST /_sim/recipients/<wa_id>/failure`` | ``{code?}`` | sends to that customer are accepted, then a ``failed`` status arrives; ``DELETE`` clears |
 | ``POST /_sim/marketing-limit`` | ``{max, window_hours?}`` | Meta's per-user marketing limit: a customer who got ``max`` marketing templates in ``window_hours`` (default 24) gets 131049; ``DELETE`` turns it off |
+| ``POST /_sim/portfolio-limit`` | ``{waba_id, limit, portfolio_id?, notify?}`` | the messaging limit of the WABA's business portfolio (``null``/-1: unlimited): templates to more unique users outside the window in 24 h get 131048; ``notify`` (default true) sends ``phone_number_quality_update`` with the new ``current_limit`` |
 | ``GET /_sim/reads`` | | the mark-as-read / typing-indicator calls received |
 
 Webhooks the plays cause are signed and posted to the hub the simulator serves; the answer
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, jsonify, request
 
 from hub.core.bsuid import is_bsuid
+from hub.core.sending.portfolio import parse_limit
 from hub.testing import payloads
 
 if TYPE_CHECKING:
@@ -222,11 +224,37 @@ def register_control(app: Flask, sim: GraphSimulator) -> None:
         sim.set_marketing_limit(most, hours * 3600)
         return jsonify({"marketing_limit": _marketing_limit(sim)})
 
+    @bp.route("/portfolio-limit", methods=["POST"])
+    def portfolio_limit():
+        body = _body("waba_id")
+        waba, limit = str(body["waba_id"]), body.get("limit")
+        if not any(n["waba_id"] == waba for n in sim.numbers.values()):
+            raise ControlError(404, "unknown_waba", f"no number of WABA {waba}")
+        try:
+            limit = None if limit is None else int(limit)
+        except (TypeError, ValueError) as exc:
+            raise ControlError(400, "bad_request", "limit: an integer (-1 or null: unlimited)") from exc
+        old = sim.portfolio_tier(waba)
+        pid = sim.set_portfolio_limit(waba, limit, portfolio_id=body.get("portfolio_id"))
+        tier, statuses = sim.portfolio_tier(waba), []
+        if body.get("notify", True) and tier != old:
+            event = "UPGRADE" if _rank(tier) > _rank(old) else "DOWNGRADE"
+            for n in [n for n in sim.numbers.values() if n["waba_id"] == waba]:
+                answer = sim.deliver(payloads.quality_update(waba, n["display_phone_number"], event, tier,
+                                                             old_limit=old))
+                statuses.append(getattr(answer, "status_code", None))
+        return jsonify({"waba_id": waba, "portfolio_id": pid, "limit": tier, "webhook_statuses": statuses})
+
     @bp.get("/reads")
     def reads():
         return jsonify({"reads": sim.read_marks()})
 
     app.register_blueprint(bp)
+
+
+def _rank(tier: str) -> float:
+    limit = parse_limit(tier)
+    return float("inf") if limit is None or limit < 0 else float(limit)
 
 
 def _marketing_limit(sim: GraphSimulator) -> dict | None:

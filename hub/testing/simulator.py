@@ -5,7 +5,10 @@ app at ``sim.app`` (usable through ``httpx.WSGITransport`` or live via ``sim.ser
 delivers signed webhooks to the hub (``sim.hub_url`` or ``sim.hub_client``). It enforces what
 Meta enforces: bearer tokens (190), per-number throughput (130429), the customer service window
 (131047), template existence/parameters/status (132001/132000/132015/132016) and, when set
-(``set_marketing_limit``), the per-user marketing limit (a ``failed`` status with 131049). It
+(``set_marketing_limit``), the per-user marketing limit (a ``failed`` status with 131049) and,
+when set (``set_portfolio_limit``), the business portfolio's messaging limit: unique users
+reached by templates outside the service window in a rolling 24 h, refused beyond it with
+131048 (served as ``whatsapp_business_manager_messaging_limit``). It
 records mark-as-read calls (``read_marks``) so tests can assert that none happened.
 
 Statuses of accepted sends (sent, delivered, read — or failed for recipients set up with
@@ -91,6 +94,9 @@ class GraphSimulator:
         self._send_times: dict[str, deque] = {}
         self.marketing_limit: dict | None = None  # {"max": K, "window_seconds": W}: Meta's per-user limit
         self._marketing_received: dict[str, deque] = {}
+        self.portfolios: dict[str, str] = {}  # waba_id -> business portfolio id
+        self.portfolio_limits: dict[str, int] = {}  # portfolio id -> tier (absent: unlimited)
+        self._portfolio_reach: dict[str, dict[str, float]] = {}  # portfolio -> user -> last reached
         self._server = self._thread = None
         self.app = self._build_app()
 
@@ -199,6 +205,43 @@ class GraphSimulator:
                 return True
             times.append(now)
             return False
+
+    def portfolio_of(self, waba_id: str) -> str:
+        """The business portfolio owning ``waba_id`` (by default one per WABA)."""
+        return self.portfolios.get(str(waba_id)) or "9" + str(waba_id)[-14:]
+
+    def set_portfolio_limit(self, waba_id: str, limit: int | None, *, portfolio_id: str | None = None) -> str:
+        """The messaging limit of the portfolio owning ``waba_id`` (``None`` or -1: unlimited);
+        ``portfolio_id`` moves the WABA into that portfolio first. Returns the portfolio id."""
+        with self.lock:
+            if portfolio_id:
+                self.portfolios[str(waba_id)] = str(portfolio_id)
+            pid = self.portfolio_of(waba_id)
+            if limit is None or int(limit) < 0:
+                self.portfolio_limits.pop(pid, None)
+            else:
+                self.portfolio_limits[pid] = int(limit)
+            return pid
+
+    def portfolio_tier(self, waba_id: str) -> str:
+        limit = self.portfolio_limits.get(self.portfolio_of(waba_id))
+        names = {250: "TIER_250", 2000: "TIER_2K", 10000: "TIER_10K", 100000: "TIER_100K"}
+        return "TIER_UNLIMITED" if limit is None else names.get(limit, str(limit))
+
+    def _reach(self, number: dict, to: str) -> None:
+        """A template outside the window counts its user for the portfolio (unique, rolling
+        24 h); past the limit Meta refuses it (131048)."""
+        if self.window_open(number["id"], to):
+            return
+        with self.lock:
+            pid = self.portfolio_of(number["waba_id"])
+            limit, now = self.portfolio_limits.get(pid), self.clock()
+            reached = self._portfolio_reach.setdefault(pid, {})
+            for user in [u for u, at in reached.items() if at <= now - WINDOW_SECONDS]:
+                del reached[user]
+            if limit is not None and _key(to) not in reached and len(reached) >= limit:
+                raise GraphError(131048, 400)
+            reached[_key(to)] = now
 
     def read_marks(self, phone_number_id: str | None = None) -> list[dict]:
         """Mark-as-read (and typing indicator) calls the hub made: their request bodies."""
@@ -369,6 +412,7 @@ class GraphSimulator:
             found = self._check_template(number, body["template"])
             if is_bsuid(to) and found["template"]["category"].upper() == "AUTHENTICATION":
                 raise GraphError(131062)  # authentication templates need a phone number
+            self._reach(number, to)
             return found
         if not self.window_open(number["id"], to):
             raise GraphError(131047)
@@ -507,6 +551,10 @@ class GraphSimulator:
         def node(version, object_id):
             self._record()
             number = self.numbers.get(object_id)
+            if number is None and any(n["waba_id"] == object_id for n in self.numbers.values()):
+                self._check_token(None)  # a WABA: its owner (the business portfolio)
+                return jsonify({"id": object_id, "owner_business_info": {
+                    "id": self.portfolio_of(object_id), "name": "Test Shop portfolio"}})
             if number is None:
                 raise GraphError(100, 400, f"Object with ID '{object_id}' does not exist")
             self._check_token(number)
@@ -582,7 +630,8 @@ class GraphSimulator:
     def _number_view(self, n: dict) -> dict:
         return {"verified_name": n["verified_name"], "display_phone_number": n["display_phone_number"],
                 "id": n["id"], "quality_rating": n["quality_rating"], "platform_type": "CLOUD_API",
-                "throughput": {"level": "STANDARD"}}
+                "throughput": {"level": "STANDARD"},
+                "whatsapp_business_manager_messaging_limit": self.portfolio_tier(n["waba_id"])}
 
     # --- serving -------------------------------------------------------------------------------
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:

@@ -28,7 +28,7 @@ from hub.core.metrics import count
 from hub.core.models import Connection, Contact, Send, utcnow
 from hub.core.patience import DB_AWAY, patiently
 from hub.core.runtime import current
-from hub.core.sending import checks, errors, marketing, windows
+from hub.core.sending import checks, errors, marketing, portfolio, windows
 from hub.core.sending.governor import Governor
 from hub.core.sending.results import RECORD_PATIENCE, Attempt, callback_data, record_sent, start_call
 from hub.core.sending.templates import find_template
@@ -110,10 +110,11 @@ def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number:
         return sorted(result.scalars())
 
 
-def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
+def run(rt, send_ids: list[int], claim_token: str | None = None, now: dt.datetime | None = None) -> int:
     """Check, pace and send claimed sends, writing each result as it comes; returns how many
-    Meta accepted."""
+    Meta accepted. ``now`` (naive UTC) is the clock of the portfolio limit (tests move it)."""
     governor, outcomes = Governor(rt.redis, rt.settings.key_prefix), Counter()
+    reach = portfolio.Reach(rt.redis, rt.settings.key_prefix)
     work, reads_by_send = [], {}
     with rt.db.session() as session:
         templates: dict = {}
@@ -143,6 +144,13 @@ def run(rt, send_ids: list[int], claim_token: str | None = None) -> int:
                 send.status, send.last_error = "failed", f"cannot be prepared: {type(exc).__name__}: {exc}"[:2000]
                 emit.send_ended(send)
                 outcomes["refused"] += 1
+                continue
+            held = _portfolio_hold(session, reach, templates, conn, send, now)
+            if held:
+                send.status, send.hold_reason, send.not_before = "scheduled", held[0], held[1]
+                event(log, "send held", send_id=send.id, reason="portfolio_limit", until=held[1],
+                      portfolio=portfolio.key_of(conn), limit=conn.messaging_limit)
+                outcomes["held"] += 1
                 continue
             payload.setdefault("biz_opaque_callback_data", callback_data(send.id))  # echoed in its statuses
             if send.reply_to:
@@ -310,6 +318,26 @@ def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connect
     if held:
         raise Hold("human_took_over", held)
     return conn, payload
+
+
+def _portfolio_hold(session, reach: portfolio.Reach, cache: dict, conn: Connection, send: Send,
+                    now: dt.datetime | None) -> tuple[str, dt.datetime] | None:
+    """A business-initiated send (a template outside the customer's open window on this number)
+    takes a slot of the portfolio's messaging limit; ``(hold_reason, not_before)`` when none is
+    free. Replies inside the window and portfolios of unknown or unlimited tier cost nothing."""
+    if send.kind != "template" or not portfolio.governed(conn):
+        return None
+    now = now or utcnow()
+    if windows.is_open(_window(session, cache, conn.id, send.contact_id), now):
+        return None
+    try:
+        slot = reach.take(conn, send.to, send.category, now)
+    except Exception as exc:  # Redis is away: Meta has not seen this send, so it simply waits
+        log.warning("send %s: portfolio limit unavailable (%s); deferred %ss", send.id, exc, REDIS_DEFER)
+        return "portfolio limit unavailable (Redis)", now + dt.timedelta(seconds=REDIS_DEFER)
+    if slot.granted:
+        return None
+    return portfolio.hold_reason(conn, send.category, slot.free_at), slot.free_at
 
 
 def _readdress(send: Send, contact: Contact | None) -> None:

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from hub.core import contacts
 from hub.core.events import emit
 from hub.core.models import Connection, Template, iso_utc, utcnow
+from hub.core.sending import portfolio
 from hub.core.whatsapp.events import DomainEvent
 from hub.core.whatsapp.items import Items, text
 
@@ -23,6 +24,9 @@ def account_update(session, conns: list[Connection], value: dict, out: list[Doma
             pause(conn, f"{event}: {reason}")  # its queue is kept; sends wait for reconnection
         elif event in RESUMING_EVENTS and conn.status != "active":
             resume(conn, f"{event}: {reason}")
+        limit = portfolio.limit_of_webhook(value)
+        if limit is not None:  # a tier change (UPGRADE/DOWNGRADE) for the number's portfolio
+            portfolio.apply_limit(conn, limit, source=f"account_update {event}")
         out.append(DomainEvent("account.updated", conn.workspace_id, conn.id,
                                {"event": event, "reason": reason, "status": conn.status, "raw": value}))
 
@@ -113,5 +117,18 @@ def quality_update(session, conns: list[Connection], value: dict, out: list[Doma
             continue
         conn.quality = {"event": value.get("event"), "current_limit": value.get("current_limit"),
                         "at": iso_utc(utcnow())}
+        limit = portfolio.limit_of_webhook(value)
+        if limit is not None:  # the portfolio's tier (shared by its numbers)
+            portfolio.apply_limit(conn, limit, source=f"phone_number_quality_update {value.get('event')}")
         out.append(DomainEvent("account.updated", conn.workspace_id, conn.id,
                                {"event": "QUALITY_" + str(value.get("event")), "quality": conn.quality}))
+
+
+def capability_update(session, conns: list[Connection], value: dict, out: list[DomainEvent]) -> None:
+    """``business_capability_update``: the portfolio's messaging limit
+    (``max_daily_conversations_per_business``; -1 unlimited) for every number of the WABA."""
+    limit = portfolio.limit_of_webhook(value)
+    for conn in conns:
+        if limit is not None and portfolio.apply_limit(conn, limit, source="business_capability_update"):
+            out.append(DomainEvent("account.updated", conn.workspace_id, conn.id,
+                                   {"event": "MESSAGING_LIMIT", "messaging_limit": portfolio.tier_name(limit)}))

@@ -84,6 +84,15 @@ class Graph:
                             params={"fields": "display_phone_number,verified_name,quality_rating,"
                                               "platform_type,throughput"})
 
+    def messaging_limit(self, waba_id: str, phone_number_id: str, token: str) -> tuple[str | None, str | None]:
+        """The business portfolio owning the WABA (``owner_business_info``) and the portfolio's
+        messaging limit (``whatsapp_business_manager_messaging_limit``, e.g. ``TIER_2K``)."""
+        owner = self.request("GET", waba_id, token, params={"fields": "owner_business_info"}).get("owner_business_info")
+        number = self.request("GET", phone_number_id, token,
+                              params={"fields": "whatsapp_business_manager_messaging_limit"})
+        portfolio = str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None
+        return portfolio, number.get("whatsapp_business_manager_messaging_limit")
+
     def request_sync(self, phone_number_id: str, token: str, sync_type: str) -> str | None:
         data = self.request("POST", f"{phone_number_id}/smb_app_data", token,
                             json={"messaging_product": "whatsapp", "sync_type": sync_type})

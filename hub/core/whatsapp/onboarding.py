@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from hub.core.logs import event, mask_phone
 from hub.core.models import Connection, Send, iso_utc, utcnow
+from hub.core.sending import portfolio
 from hub.core.sending.templates import upsert_templates
 from hub.core.whatsapp.account import resume
 from hub.core.whatsapp.graph import Graph, GraphError
@@ -95,6 +96,7 @@ def connect(session, graph: Graph, workspace_id: str, *, token: str, waba_id: st
     resume(conn, "connected again")
     conn.history_opt_in = conn.history_opt_in or history
     session.flush()
+    portfolio.refresh(conn, graph)  # the business portfolio and its messaging limit (best effort)
     if mode == "coexistence":
         request_syncs(conn, graph)
     upsert_templates(session, workspace_id, waba_id, _step("list templates", graph.templates, waba_id, token))
@@ -149,3 +151,4 @@ def hand_over(session, conn: Connection, workspace_id: str) -> None:
     conn.workspace_id = workspace_id
     conn.contact_sync_request_id = conn.history_request_id = None
     conn.history_opt_in, conn.history_status, conn.quality, conn.last_app_activity_at = False, {}, {}, None
+    conn.portfolio_id = conn.messaging_limit = None  # read again for the new owner

@@ -30,7 +30,7 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 BY_NUMBER = {"smb_message_echoes": messages.echoes, "smb_app_state_sync": sync.state_sync,
              "history": sync.history, "user_preferences": account.user_preferences}
 BY_WABA = {"account_update", "message_template_status_update", "phone_number_quality_update",
-           "message_template_quality_update", "template_category_update"}
+           "message_template_quality_update", "template_category_update", "business_capability_update"}
 
 
 def process_whatsapp(rt, session, event: InboundEvent):
@@ -127,6 +127,8 @@ def _apply(session, field: str, value: dict, conns: list[Connection], outcome: d
             account.template_status(session, conns, conns[0].waba_id, value, domain)
         elif field == "phone_number_quality_update":
             account.quality_update(session, conns, value, domain)
+        elif field == "business_capability_update":
+            account.capability_update(session, conns, value, domain)
         else:
             outcome["ignored_fields"].append(field)
         return
