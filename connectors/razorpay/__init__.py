@@ -16,7 +16,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from connectors import money, template_fields, template_for, text
+from connectors import attribution_field, money, money_text, names, template_fields, template_for, text
 from connectors.razorpay import api
 from hub.connector import (
     CancelScheduled,
@@ -71,9 +71,7 @@ RazorpayConfig = Schema.from_dict({
     "link_expiry_minutes": fields.Integer(load_default=1440, validate=validate.Range(16, 180 * 24 * 60), metadata={
         "description": "how long the links the hub creates stay payable"}),
     "connection_id": fields.String(load_default=None, allow_none=True),
-    "attribution_window_days": fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 366),
-                                              metadata={"description": "days a payment after a message is "
-                                                                       "attributed to it; empty: the workspace's"}),
+    "attribution_window_days": attribution_field("a payment"),
 }, name="RazorpayConfig")
 
 
@@ -143,13 +141,13 @@ def _amount(ctx, minor: Any, currency: str) -> tuple[str | None, str]:
     major = api.to_major(minor, currency)
     if major is None:
         return None, "-"
-    return str(major), money(major, currency, ctx.config.get("locale")) or f"{major} {currency}"
+    return str(major), money_text(major, currency, ctx.config.get("locale"))
 
 
 def _name(payload: Any, notes: dict) -> tuple[str, str | None]:
     full = text(dig(payload, "payload.payment_link.entity.customer.name")) or text(notes.get("name")) \
         or text(notes.get("customer_name"))
-    return (full.split()[0] if full else "there"), (full or None)
+    return names(full)
 
 
 def _reference(payload: Any, order_id: str | None, payment_id: str | None) -> str:
