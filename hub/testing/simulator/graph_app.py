@@ -20,6 +20,15 @@ class AppMixin:
         with self.lock:
             self.calls.append((request.method, request.path, params))
 
+    def _called_number(self, object_id: str) -> dict:
+        """Record the call, then the number it names, its token checked (Graph's errors otherwise)."""
+        self._record()
+        number = self.numbers.get(object_id)
+        if number is None:
+            raise GraphError(100, 400, f"Object with ID '{object_id}' does not exist")
+        self._check_token(number)
+        return number
+
     def _build_app(self) -> Flask:
         app = Flask("coexhub-graph-simulator", static_folder=None)
         app.url_map.converters["ver"] = _Version
@@ -56,11 +65,7 @@ class AppMixin:
 
         @app.get("/<ver:version>/<object_id>")
         def node(version, object_id):
-            self._record()
-            number = self.numbers.get(object_id)
-            if number is None:
-                raise GraphError(100, 400, f"Object with ID '{object_id}' does not exist")
-            self._check_token(number)
+            number = self._called_number(object_id)
             return jsonify(self._number_view(number))
 
         @app.get("/<ver:version>/<waba_id>/phone_numbers")
@@ -97,11 +102,7 @@ class AppMixin:
 
         @app.post("/<ver:version>/<phone_number_id>/smb_app_data")
         def smb_app_data(version, phone_number_id):
-            self._record()
-            number = self.numbers.get(phone_number_id)
-            if number is None:
-                raise GraphError(100, 400, f"Object with ID '{phone_number_id}' does not exist")
-            self._check_token(number)
+            self._called_number(phone_number_id)
             body = request.get_json(silent=True) or dict(request.values)
             sync_type = body.get("sync_type")
             if sync_type not in SYNC_TYPES:
