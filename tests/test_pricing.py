@@ -116,7 +116,7 @@ def test_broadcast_dry_run_counts_excludes_and_prices_without_sending(client, co
     plan = r.json
     assert (plan["dry_run"], plan["category"], plan["recipients"]) == (True, "utility", 5)
     assert plan["excluded"] == {"opted_out": 1, "marketing_opted_out": 0, "no_marketing_consent": 0,
-                                "missing_value": 0}
+                                "missing_value": 0, "marketing_limited": 0, "marketing_cap": 0}
     assert plan["recipients_by_connection"] == {coexistence.id: 5}
     estimate = plan["estimate"]
     assert (estimate["currency"], estimate["cost"], estimate["unpriced"]) == ("USD", "0.0513", 1)
