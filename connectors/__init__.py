@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
 
 def decimal_amount(value: Any) -> Decimal | None:
@@ -48,6 +48,11 @@ def money(value: Any, currency: Any, locale: Any = None) -> str | None:
         return f"{amount} {code}"
 
 
+def money_text(value: Any, currency: Any, locale: Any = None) -> str:
+    """``money`` for a message: ``"<value> <currency>"`` as it came when it cannot be formatted."""
+    return money(value, currency, locale) or f"{value} {currency}"
+
+
 def truthy(value: Any) -> bool:
     """Consent flags arrive as ``true``, ``"true"``, ``"TRUE"``, ``"subscribed"``, ``1``…"""
     if isinstance(value, bool):
@@ -64,6 +69,18 @@ def text(value: Any, default: str = "") -> str:
     if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
         return str(value).strip()
     return default
+
+
+def names(full: str) -> tuple[str, str | None]:
+    """(first name for the greeting — ``"there"`` without one —, full name for the contact or None)."""
+    return (full.split()[0] if full else "there"), (full or None)
+
+
+def attribution_field(noun: str) -> fields.Field:
+    """Config field ``attribution_window_days``: how long after a message a ``noun`` is credited to it."""
+    return fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 366),
+                          metadata={"description": f"days {noun} after a message is attributed to it; "
+                                                   "empty: the workspace's"})
 
 
 def template_fields(use: str, default: str | None, description: str) -> dict[str, fields.Field]:
@@ -87,3 +104,10 @@ def order_in_reply(event, ctx) -> str | None:
     if installation and installation != ctx.installation_id:
         return None
     return order_id if order_id.isdigit() else None
+
+
+def paid_order(payment) -> str | None:
+    """The order id of a ``PaymentReceived`` for a store's ``payment_reference`` ``order:<id>``; None
+    for any other reference."""
+    kind, _, order_id = payment.reference.partition(":")
+    return order_id if kind == "order" and order_id else None

@@ -29,7 +29,6 @@ from hub.connector import (
     UpsertContact,
     dig,
     hookimpl,
-    normalize_phone,
     on_webhook,
     secret,
 )
@@ -100,16 +99,8 @@ def find_phone(ctx, payload: Any) -> str | None:
     for item in answers if isinstance(answers, list) else []:
         if isinstance(item, dict) and PHONE_QUESTION.search(text(item.get("question"))):
             candidates.append(item.get("answer"))
-    seen = False
-    for raw in candidates:
-        if not isinstance(raw, (str, int)) or isinstance(raw, bool) or not str(raw).strip():
-            continue
-        seen = True
-        number = normalize_phone(str(raw), region)
-        if number:
-            return number
-    ctx.notes.append("invalid phone number" if seen else "no phone number (text_reminder_number or a phone answer)")
-    return None
+    return ctx.first_phone([raw for raw in candidates if not isinstance(raw, bool)], region,
+                           missing="no phone number (text_reminder_number or a phone answer)")
 
 
 def _names(payload: Any) -> tuple[str, str | None]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from connectors import money, template_fields, template_for, text
+from connectors import attribution_field, money, money_text, names, template_fields, template_for, text
 from connectors.razorpay import api
 from hub.connector import (
     CancelScheduled,
@@ -29,10 +29,10 @@ from hub.connector import (
     RecordRevenue,
     Rejected,
     ScheduleSend,
+    SendPaymentLink,
     SendTemplate,
     Skip,
     Verifier,
-    WriteBack,
     dig,
     hookimpl,
     installed,
@@ -41,6 +41,8 @@ from hub.connector import (
 )
 
 NAME = "razorpay"
+KNOWN_RENEWALS = 200  # expired links whose notes wait for their successor (created within seconds)
+RENEWAL_PREFIX = "renewal:"  # payment_reference of an expired link's successor: renewal:<expired link id>
 KNOWN_PAID = 1000  # captured order ids remembered per installation (a late payment.failed is then ignored)
 MAX_GRACE = 24 * 60
 PHONE_PATHS = ("payload.payment.entity.contact", "payload.payment_link.entity.customer.contact",
@@ -71,9 +73,7 @@ RazorpayConfig = Schema.from_dict({
     "link_expiry_minutes": fields.Integer(load_default=1440, validate=validate.Range(16, 180 * 24 * 60), metadata={
         "description": "how long the links the hub creates stay payable"}),
     "connection_id": fields.String(load_default=None, allow_none=True),
-    "attribution_window_days": fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 366),
-                                              metadata={"description": "days a payment after a message is "
-                                                                       "attributed to it; empty: the workspace's"}),
+    "attribution_window_days": attribution_field("a payment"),
 }, name="RazorpayConfig")
 
 
@@ -143,13 +143,13 @@ def _amount(ctx, minor: Any, currency: str) -> tuple[str | None, str]:
     major = api.to_major(minor, currency)
     if major is None:
         return None, "-"
-    return str(major), money(major, currency, ctx.config.get("locale")) or f"{major} {currency}"
+    return str(major), money_text(major, currency, ctx.config.get("locale"))
 
 
 def _name(payload: Any, notes: dict) -> tuple[str, str | None]:
     full = text(dig(payload, "payload.payment_link.entity.customer.name")) or text(notes.get("name")) \
         or text(notes.get("customer_name"))
-    return (full.split()[0] if full else "there"), (full or None)
+    return names(full)
 
 
 def _reference(payload: Any, order_id: str | None, payment_id: str | None) -> str:
@@ -294,15 +294,22 @@ class Razorpay(Connector):
             return []
         first, full = _name(payload, notes)
         customer = link.get("customer") if isinstance(link.get("customer"), dict) else {}
-        return [WriteBack(api.renew_link, expired_link_id=link_id, amount_minor=api.to_minor(remaining, currency),
-                          currency=currency, description=text(link.get("description"), "Payment"),
-                          customer={"name": text(customer.get("name")) or None, "contact": "+" + to,
-                                    "email": text(customer.get("email")) or None},
-                          notes={k: str(v) for k, v in notes.items() if isinstance(v, (str, int, float))},
-                          to=to, name=full, template=template, language=language,
-                          params=[first, money(remaining, currency, ctx.config.get("locale")) or str(remaining)],
-                          idempotency_key=_key(ctx, "link", link_id) + ":reminder",
-                          reference={"expired_link_id": link_id, "kind": "link_reminder", "attributable": True})]
+        # the fresh link is the hub's pay-by-link (hub.core.paylinks), asked of this installation;
+        # the hook knows a renewal by its reference and gives it the expired link's notes, kept here
+        self._remember_renewal(ctx, link_id, {k: str(v) for k, v in notes.items() if isinstance(v, (str, int, float))})
+        return [SendPaymentLink(to=to, template=template, language=language, name=full,
+                                params=[first, money(remaining, currency, ctx.config.get("locale")) or str(remaining)],
+                                amount=str(remaining), currency=currency, provider=NAME,
+                                payment_reference=RENEWAL_PREFIX + link_id,
+                                description=text(link.get("description"), "Payment"),
+                                email=text(customer.get("email")) or None,
+                                idempotency_key=_key(ctx, "link", link_id) + ":reminder",
+                                reference={"expired_link_id": link_id, "kind": "link_reminder", "attributable": True})]
+
+    @staticmethod
+    def _remember_renewal(ctx, link_id: str, notes: dict[str, str]) -> None:
+        kept = {k: v for k, v in (ctx.state.get("renewal_notes") or {}).items() if k != link_id}
+        ctx.state = {**ctx.state, "renewal_notes": dict([*kept.items(), (link_id, notes)][-KNOWN_RENEWALS:])}
 
     # -- money out --------------------------------------------------------------------------
     @on_webhook("refund.processed")
@@ -337,8 +344,10 @@ def payment_link(workspace_id: str, amount: str, currency: str, reference: str, 
     installation with an API key, or ``provider`` names another connector."""
     if provider and provider != NAME:
         return None
-    ctx = next((c for c in installed(workspace_id, NAME) if c.config.get("key_id") and c.config.get("key_secret")),
-               None)
+    installation_id, _, key = (reference or "").partition(":")
+    renewal = key.removeprefix(RENEWAL_PREFIX) if key.startswith(RENEWAL_PREFIX) else None
+    ctx = next((c for c in installed(workspace_id, NAME) if c.config.get("key_id") and c.config.get("key_secret")
+                and (renewal is None or c.installation_id == installation_id)), None)
     if ctx is None:
         return None
     if not reference or len(reference) > api.NOTE_MAX:
@@ -346,13 +355,21 @@ def payment_link(workspace_id: str, amount: str, currency: str, reference: str, 
     currency = (currency or "INR").upper()
     customer = customer or {}
     phone = text(customer.get("phone"))
+    if renewal:  # an expired link's successor: its own reference_id and the expired link's notes
+        ref_id = api.reference_id(f"{renewal}:renewal")
+        notes = {**((ctx.state.get("renewal_notes") or {}).get(renewal) or {}), api.RENEWAL_NOTE: renewal}
+    else:
+        ref_id, notes = api.reference_id(reference), {api.REFERENCE_NOTE: reference, "whatsapp": phone.lstrip("+") or None}
     link = api.create_link(
-        ctx, amount_minor=api.to_minor(amount, currency), currency=currency, ref_id=api.reference_id(reference),
+        ctx, amount_minor=api.to_minor(amount, currency), currency=currency, ref_id=ref_id,
         description=description or f"Payment {reference}"[:2048],
         customer={"name": text(customer.get("name")) or None, "email": text(customer.get("email")) or None,
                   "contact": ("+" + phone.lstrip("+")) if phone else None},
-        notes={api.REFERENCE_NOTE: reference, "whatsapp": phone.lstrip("+") or None},
-        expire_minutes=int(ctx.config.get("link_expiry_minutes") or 1440))
+        notes=notes, expire_minutes=int(ctx.config.get("link_expiry_minutes") or 1440))
+    if link.get("status") not in api.PAYABLE and renewal:
+        from hub.core.paylinks import Refused  # final: the row fails with the reason, nothing is sent
+
+        raise Refused(f"the renewed payment link {link.get('id')} is {link.get('status')}: no reminder")
     if link.get("status") not in api.PAYABLE:
         # paid already (its payment_link.paid is on its way and will cancel this message): an error,
         # retried with backoff, never None — None would let another payment connector take the ask

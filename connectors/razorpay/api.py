@@ -1,9 +1,9 @@
-"""Razorpay Payment Links API calls, made in workers only: the ``coexhub_payment_link`` hook and
-the ``renew_link`` write-back (a fresh link for an expired one, then the reminder send).
+"""Razorpay Payment Links API calls, made in workers only, by the ``coexhub_payment_link`` hook (the
+hub's pay-by-link, and the fresh link that replaces an expired one).
 
 Uses the official ``razorpay`` client (``client.payment_link.create`` / ``.all``) with its base URL
 taken from the installation (``api_base``, for a local stand-in in tests) and a timeout on every
-call (the client sets none by itself). Failures raise, so a write-back is retried with backoff.
+call (the client sets none by itself). Failures raise, so the hub's paylink job is retried with backoff.
 
 Creating a link is idempotent: Razorpay refuses a second link with the same ``reference_id``, so
 each link's ``reference_id`` is derived from what it is for, looked up first, and reused while it
@@ -129,25 +129,3 @@ def create_link(ctx, *, amount_minor: int, currency: str, ref_id: str, descripti
         raise RazorpayApiError(f"unexpected payment link answer: {str(link)[:200]}")
     log.info("razorpay payment link %s created for reference_id %s", link["id"], ref_id)
     return link
-
-
-def renew_link(ctx, *, expired_link_id: str, amount_minor: int, currency: str, description: str,
-               customer: dict[str, Any], notes: dict[str, str], to: str, name: str | None,
-               template: str, language: str, params: list[str], idempotency_key: str,
-               reference: dict[str, Any]) -> None:
-    """Write-back for ``payment_link.expired``: create a fresh link, then send the reminder with its
-    URL as the last parameter. Retried as a whole; both steps are idempotent (the link by its
-    ``reference_id``, the send by ``idempotency_key``)."""
-    from hub.connector import SendTemplate
-    from hub.core.followup import run_actions
-
-    link = create_link(ctx, amount_minor=amount_minor, currency=currency,
-                       ref_id=reference_id(f"{expired_link_id}:renewal"), description=description,
-                       customer=customer, notes={**notes, RENEWAL_NOTE: expired_link_id},
-                       expire_minutes=int(ctx.config.get("link_expiry_minutes") or 1440))
-    if link.get("status") not in PAYABLE:  # the renewed link was paid already: no reminder
-        log.info("razorpay link %s is %s: no reminder", link.get("id"), link.get("status"))
-        return
-    run_actions(ctx, [SendTemplate(to=to, template=template, language=language, params=[*params, link["short_url"]],
-                                   name=name, idempotency_key=idempotency_key,
-                                   reference={**reference, "link_id": link["id"]})])

@@ -11,7 +11,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from connectors import decimal_amount, money, order_in_reply, template_fields, template_for, text, truthy
+from connectors import (attribution_field, decimal_amount, money, money_text, order_in_reply, paid_order,
+                        template_fields, template_for, text, truthy)
 from connectors.shopify import writeback
 from hub.connector import (
     BodyHash,
@@ -90,9 +91,7 @@ ShopifyConfig = Schema.from_dict({
     "admin_api_url": fields.String(load_default=None, allow_none=True, metadata={
         "description": "override of https://{shop}/admin/api/2026-04/graphql.json"}),
     "connection_id": fields.String(load_default=None, allow_none=True),
-    "attribution_window_days": fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 366),
-                                              metadata={"description": "days an order after a message is "
-                                                                       "attributed to it; empty: the workspace's"}),
+    "attribution_window_days": attribution_field("an order"),
 }, name="ShopifyConfig")
 
 
@@ -357,11 +356,10 @@ class Shopify(Connector):
 
     # -- a payment link this installation sent was paid (hub.core.paylinks) -------------------
     def on_payment(self, payment, ctx):
-        kind, _, order_id = payment.reference.partition(":")
-        if kind != "order" or not order_id:
+        order_id = paid_order(payment)
+        if not order_id:
             return [Skip(f"payment for an unknown reference {payment.reference!r}")]
-        amount = money(payment.amount, payment.currency, ctx.config.get("locale")) or \
-            f"{payment.amount} {payment.currency}"
+        amount = money_text(payment.amount, payment.currency, ctx.config.get("locale"))
         revenue = [RecordRevenue(to=payment.phone, order_id=order_id, amount=payment.amount,
                                  currency=payment.currency.upper())] if payment.phone else []
         return [CancelScheduled(group=_key(ctx, order_id, "unpaid")),  # the COD confirmation, the chase

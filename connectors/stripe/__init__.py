@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from connectors import money, template_fields, template_for, text
+from connectors import attribution_field, money, names, template_fields, template_for, text
 from connectors.stripe import api
 from connectors.stripe.amounts import from_minor
 from connectors.stripe.verify import StripeSignature
@@ -63,9 +63,7 @@ StripeConfig = Schema.from_dict({
         "description": "where payment-link buyers land after paying; empty: Stripe's page"}),
     "link_expires_hours": fields.Integer(load_default=24, validate=validate.Range(1, 24), metadata={
         "description": "payment links (Checkout Sessions) expire after 1-24 hours"}),
-    "attribution_window_days": fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 366),
-                                              metadata={"description": "days a payment after a message is "
-                                                                       "attributed to it; empty: the workspace's"}),
+    "attribution_window_days": attribution_field("a payment"),
 }, name="StripeConfig")
 
 
@@ -93,7 +91,7 @@ def _name(obj: dict, payload: Any) -> tuple[str, str | None]:
     full = text(dig(obj, "customer_details.name")) or text(obj.get("customer_name")) or \
         text(dig(obj, "billing_details.name")) or text(dig(obj, "shipping.name")) or \
         text(dig(payload, "coexhub_customer.name"))
-    return (full.split()[0] if full else "there"), (full or None)
+    return names(full)
 
 
 def _key(ctx, *parts: Any) -> str:

@@ -12,15 +12,16 @@ import re
 
 from marshmallow import Schema, fields, validate
 
-from connectors import decimal_amount, money, order_in_reply, template_fields, template_for, text
+from connectors import (attribution_field, decimal_amount, money, money_text, order_in_reply, paid_order,
+                        template_fields, template_for, text)
 from connectors.woocommerce import writeback
 from hub.connector import (
+    CancelScheduled,
     Connector,
     Fields,
     Header,
     HmacHeader,
     JsonField,
-    CancelScheduled,
     PolledEvent,
     RecordRevenue,
     ScheduleSend,
@@ -80,9 +81,7 @@ WooCommerceConfig = Schema.from_dict({
     "order_notes": fields.Boolean(load_default=True, metadata={
         "description": "add a private order note for each WhatsApp message (needs the REST API key)"}),
     "connection_id": fields.String(load_default=None, allow_none=True),
-    "attribution_window_days": fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 366),
-                                              metadata={"description": "days an order after a message is "
-                                                                       "attributed to it; empty: the workspace's"}),
+    "attribution_window_days": attribution_field("an order"),
 }, name="WooCommerceConfig")
 
 
@@ -204,7 +203,7 @@ class WooCommerce(Connector):
             return []  # no REST API key: webhooks only
         cursor = ctx.state.get("modified_after")
         if not cursor:  # first poll: start from now, never replay the store's history
-            start = (ctx.now - OVERLAP).astimezone(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
+            start = (ctx.now - OVERLAP).astimezone(dt.UTC).replace(microsecond=0, tzinfo=None)
             ctx.state["modified_after"] = start.isoformat()  # naive UTC, like date_modified_gmt
             return []
         orders = writeback.orders_modified_after(ctx, cursor)
@@ -216,11 +215,10 @@ class WooCommerce(Connector):
 
     # -- a payment link this installation sent was paid (hub.core.paylinks) -----------------------
     def on_payment(self, payment, ctx):
-        kind, _, order_id = payment.reference.partition(":")
-        if kind != "order" or not order_id:
+        order_id = paid_order(payment)
+        if not order_id:
             return [Skip(f"payment for an unknown reference {payment.reference!r}")]
-        amount = money(payment.amount, payment.currency, ctx.config.get("locale")) or \
-            f"{payment.amount} {payment.currency}"
+        amount = money_text(payment.amount, payment.currency, ctx.config.get("locale"))
         marker = f"wc-paid-by-link:{payment.provider}:{payment.payment_id}"
         paid = [o for o in (ctx.state.get("paid_by_link") or []) if o != order_id]
         ctx.state = {**ctx.state, "paid_by_link": [*paid, order_id][-PAID_BY_LINK_KEPT:]}

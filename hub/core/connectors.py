@@ -183,16 +183,20 @@ class Context:
         """
         region = (dig(payload, country) if country and "." in country else country) or None
         region = region or self.config.get("default_country") or self.config.get("country")
+        return self.first_phone([dig(payload, path) for path in paths], region)
+
+    def first_phone(self, values: list[Any], region: str | None, missing: str = "no phone number") -> str | None:
+        """The first of ``values`` that is a valid phone (national ones in ``region``) as WhatsApp
+        digits, or None; then ``notes`` says "invalid phone number", or ``missing`` when none was given."""
         seen = False
-        for path in paths:
-            raw = dig(payload, path)
+        for raw in values:
             if not isinstance(raw, (str, int)) or not str(raw).strip():
                 continue
             seen = True
             number = normalize_phone(str(raw), region)
             if number:
                 return number
-        self.notes.append("invalid phone number" if seen else "no phone number")
+        self.notes.append("invalid phone number" if seen else missing)
         return None
 
 

@@ -6,6 +6,7 @@ are read at scrape time.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -15,6 +16,7 @@ REQUESTS = Counter("coexhub_http_requests", "HTTP requests", ["method", "endpoin
                    registry=None)
 LATENCY = Histogram("coexhub_http_request_seconds", "HTTP request latency", ["endpoint"], registry=None,
                     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+log = logging.getLogger(__name__)
 SHARED = {"ingest": ("coexhub_ingest", "Webhooks received", ["provider", "result"]),
           "jobs": ("coexhub_jobs", "Jobs run", ["job", "outcome"])}
 
@@ -23,6 +25,15 @@ def count(redis, prefix: str, family: str, pipeline=None, amount: int = 1, **lab
     """Add to a shared counter (``family`` is a key of ``SHARED``)."""
     field = ",".join(f"{k}={labels[k]}" for k in SHARED[family][2])
     (pipeline or redis).hincrby(f"{prefix}:metrics:{family}", field, amount)
+
+
+def count_job(rt, job: str, outcome: str) -> None:
+    """Count one run of a job by outcome, best effort: a Redis failure is logged, never raised
+    (the job's own result is already written)."""
+    try:
+        count(rt.redis, rt.settings.key_prefix, "jobs", job=job, outcome=outcome)
+    except Exception as exc:  # metrics are best effort
+        log.warning("could not count %s: %s", job, exc)
 
 
 class SharedCollector:

@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from hub.core.actions import PaymentLink, PaymentReceived, SendPaymentLink, SendTemplate
 from hub.core.connectors import Context, _collect
 from hub.core.logs import event
-from hub.core.metrics import count
+from hub.core.metrics import count_job
 from hub.core.models import Installation, OutboundDelivery, Send, utcnow
 from hub.core.outbox import RETRY_SECONDS, outbox_job
 from hub.core.public_errors import public_error
@@ -161,10 +161,7 @@ def deliver(delivery_id: int) -> str:
     from hub.core.processing import enqueue_all  # (processing imports the executor, which imports us)
 
     enqueue_all(rt, jobs)
-    try:
-        count(rt.redis, rt.settings.key_prefix, "jobs", job="paylink", outcome=status)
-    except Exception as exc:  # metrics are best effort
-        log.warning("could not count paylink: %s", exc)
+    count_job(rt, "paylink", status)
     return status
 
 

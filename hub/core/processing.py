@@ -15,7 +15,7 @@ from sqlalchemy import select
 from hub.core.connectors import Context
 from hub.core.execute import Executor
 from hub.core.logs import event
-from hub.core.metrics import count
+from hub.core.metrics import count_job
 from hub.core.models import InboundEvent, Installation, utcnow
 from hub.core.public_errors import public_error
 from hub.core.patience import DB_AWAY, patiently
@@ -41,10 +41,7 @@ def process_event(event_id: int) -> str:
     rt = current()
     status, jobs = patiently(f"inbound event {event_id}", lambda: _process(rt, event_id), patience=DB_PATIENCE)
     enqueue_all(rt, jobs)
-    try:
-        count(rt.redis, rt.settings.key_prefix, "jobs", job="process_event", outcome=status)
-    except Exception as exc:  # metrics are best effort
-        log.warning("could not count process_event: %s", exc)
+    count_job(rt, "process_event", status)
     return status
 
 
