@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 
-from hub.connector import outbound_url
+from hub.connector import outbound_client
 
 API_VERSION = "2026-04"
 TIMEOUT = 10.0
@@ -58,8 +57,9 @@ def graphql(ctx, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     token = ctx.config.get("admin_api_token")
     if not token:
         raise ShopifyAdminError("no admin_api_token configured for this installation")
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-        response = client.post(outbound_url(admin_url(ctx.config)), json={"query": query, "variables": variables},
+    url = admin_url(ctx.config)
+    with outbound_client(url, timeout=TIMEOUT) as client:  # pinned to the address it checked: no second lookup
+        response = client.post(url, json={"query": query, "variables": variables},
                                headers={"X-Shopify-Access-Token": token, "Accept": "application/json"})
     response.raise_for_status()
     body = response.json()

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from hub.connector import outbound_url
+from hub.connector import outbound_client
 
 TIMEOUT = 15.0
 PAGE_SIZE = 100
@@ -28,8 +28,9 @@ def client(ctx) -> httpx.Client:
     key, secret_ = ctx.config.get("consumer_key"), ctx.config.get("consumer_secret")
     if not (key and secret_ and ctx.config.get("store_url")):
         raise WooCommerceError("store_url, consumer_key and consumer_secret are required for the REST API")
-    return httpx.Client(base_url=outbound_url(api_base(ctx.config)), auth=(key, secret_), timeout=TIMEOUT,
-                        follow_redirects=False, headers={"Accept": "application/json"})
+    base = api_base(ctx.config)  # pinned to the address it checked: no second lookup, no redirects
+    return outbound_client(base, base_url=base, auth=(key, secret_), timeout=TIMEOUT,
+                           headers={"Accept": "application/json"})
 
 
 def _json(response: httpx.Response) -> Any:

@@ -189,7 +189,9 @@ def test_recovery_is_sent_after_the_delay_and_the_payment_it_brings_is_attribute
     deliver(client, stripe_inst, event("checkout.session.expired", no_consent))
     deliver(client, stripe_inst, event("checkout.session.expired", expired))
     run_jobs()
-    assert tick(client.rt, now=utcnow() + dt.timedelta(minutes=30))["sends"] == 0
+    tick(client.rt, now=utcnow() + dt.timedelta(minutes=30))  # before the delay: still waiting
+    run_jobs()
+    assert [s.status for s in rows(client, Send, workspace_id=coexistence.workspace.id)] == ["scheduled"]
     tick(client.rt, now=utcnow() + dt.timedelta(minutes=61))
     run_jobs()
     [body] = sent(simulator, coexistence, "checkout_recovery")
