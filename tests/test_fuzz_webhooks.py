@@ -140,9 +140,10 @@ def stored(client, provider: str, response) -> InboundEvent:
 
 def settle(client, run_jobs, row: InboundEvent | None) -> InboundEvent | None:
     """Run the ingest jobs in-process; no job may fail in RQ (an exception escaping process_event)."""
-    run_jobs(queues=("ingest",))
     failed = client.rt.queues["ingest"].failed_job_registry
-    assert failed.count == 0, failed.get_job_ids()
+    before = set(failed.get_job_ids())  # other tests of this worker share the queue
+    run_jobs(queues=("ingest",))
+    assert set(failed.get_job_ids()) <= before, set(failed.get_job_ids()) - before
     if row is None:
         return None
     with client.rt.db.session() as s:

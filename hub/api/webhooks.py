@@ -84,7 +84,7 @@ def _read(connector, incoming: IncomingRequest) -> tuple[str, str | None, str | 
     """``(dedupe_key, topic, None)``, or ``(body hash, topic if known, reason)`` for an unreadable body."""
     fallback = ingest.body_hash(incoming.body)
     try:
-        connector.parse(incoming.body)
+        connector.read(incoming)
     except RecursionError:
         return fallback, None, "the body is nested too deeply"
     except (ValueError, UnicodeDecodeError) as exc:

@@ -128,9 +128,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None, now: dt.datetim
             try:
                 conn, payload = prepare(session, send, templates)
             except Hold as hold:
-                send.status, send.hold_reason, send.not_before = "scheduled", hold.reason, hold.until
-                event(log, "send held", send_id=send.id, reason=hold.reason, until=hold.until)
-                outcomes["held"] += 1
+                _hold(send, hold.reason, hold.until, outcomes)
                 continue
             except Refuse as refuse:
                 send.status, send.last_error = "failed", str(refuse)
@@ -147,12 +145,9 @@ def run(rt, send_ids: list[int], claim_token: str | None = None, now: dt.datetim
                 continue
             held = _portfolio_hold(session, reach, templates, conn, send, now)
             if held:
-                send.status, send.hold_reason, send.not_before = "scheduled", held[0], held[1]
-                event(log, "send held", send_id=send.id, reason="portfolio_limit", until=held[1],
-                      portfolio=portfolio.key_of(conn), limit=conn.messaging_limit)
-                outcomes["held"] += 1
+                _hold(send, *held, outcomes, portfolio=portfolio.key_of(conn), limit=conn.messaging_limit)
                 continue
-            payload.setdefault("biz_opaque_callback_data", callback_data(send.id))  # echoed in its statuses
+            payload["biz_opaque_callback_data"] = callback_data(send.id)  # echoed in its statuses
             if send.reply_to:
                 payload["context"] = {"message_id": send.reply_to}
             reads_by_send[send.id] = reads.before_reply(send, conn)
@@ -162,10 +157,7 @@ def run(rt, send_ids: list[int], claim_token: str | None = None, now: dt.datetim
             if pair.granted:
                 send.attempts, send.hold_reason = send.attempts + 1, None
             else:
-                send.status, send.hold_reason = "scheduled", "pair_rate"
-                send.not_before = utcnow() + dt.timedelta(seconds=pair.wait)
-                event(log, "send held", send_id=send.id, reason="pair_rate", until=send.not_before)
-                outcomes["held"] += 1
+                _hold(send, "pair_rate", utcnow() + dt.timedelta(seconds=pair.wait), outcomes)
         work = [(Attempt(send.id, send.workspace_id, send.connection_id, send.contact_id,
                          claim_token or "", payload, reads_by_send.get(send.id)), number, rate, token)
                 for (send, number, rate, token, payload), pair in zip(work, pair_rate) if pair.granted]
@@ -181,6 +173,13 @@ def run(rt, send_ids: list[int], claim_token: str | None = None, now: dt.datetim
             break
     _count(rt, outcomes)
     return outcomes["sent"]
+
+
+def _hold(send: Send, reason: str, until: dt.datetime | None, outcomes: Counter, **fields) -> None:
+    """Back to ``scheduled`` until ``until``, with the reason visible on the send (and logged)."""
+    send.status, send.hold_reason, send.not_before = "scheduled", reason, until
+    event(log, "send held", send_id=send.id, reason=reason, until=until, **fields)
+    outcomes["held"] += 1
 
 
 def _record(rt, attempt: Attempt, result) -> str:
@@ -306,7 +305,7 @@ def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connect
         except checks.SendProblem as problem:
             raise Refuse(problem.message) from problem
         payload = {"messaging_product": "whatsapp", **bsuid.address(send.to), "type": "template",
-                   "biz_opaque_callback_data": f"send:{send.id}", "template": component_payload}
+                   "template": component_payload}
     window = _window(session, cache, conn.id, send.contact_id)
     if send.kind != "template":
         problem = checks.window_problem(window, now)
