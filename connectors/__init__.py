@@ -91,6 +91,22 @@ def template_fields(use: str, default: str | None, description: str) -> dict[str
                                              metadata={"description": "template language; default: language"})}
 
 
+def pay_link_fields(template_description: str, chase: fields.Field) -> dict[str, fields.Field]:
+    """A store's payment-link config: ``pay_link_template``/``_language``, ``pay_link_cod``,
+    ``pay_link_cod_delay_minutes``, ``pay_link_chase_minutes`` (``chase``, per store) and ``payment_provider``."""
+    return {**template_fields("pay_link", None, template_description),
+            "pay_link_cod": fields.Boolean(load_default=True, metadata={
+                "description": "offer cash-on-delivery buyers a payment link (needs pay_link_template)"}),
+            "pay_link_cod_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(0, 30 * 24 * 60),
+                                                         metadata={"description": "with the pay-now offer, the COD "
+                                                                   "confirmation waits this long (cancelled if the "
+                                                                   "link is paid)"}),
+            "pay_link_chase_minutes": chase,
+            "payment_provider": fields.String(load_default=None, allow_none=True, metadata={
+                "description": "the payment connector to create links with (stripe, razorpay…); empty: the oldest "
+                               "installed one that can"})}
+
+
 def template_for(ctx, use: str) -> tuple[str | None, str]:
     """(template name or None when that message is off, language) from the installation's config."""
     return (ctx.config.get(f"{use}_template") or None,

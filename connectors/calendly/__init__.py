@@ -15,7 +15,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from connectors import template_fields, template_for, text, truthy
+from connectors import names, template_fields, template_for, text, truthy
 from connectors.calendly.when import format_when, parse_start
 from hub.connector import (
     CancelScheduled,
@@ -107,8 +107,8 @@ def _names(payload: Any) -> tuple[str, str | None]:
     """(first name for the greeting, full name for the contact)."""
     full = text(dig(payload, "name")) or " ".join(
         p for p in (text(dig(payload, "first_name")), text(dig(payload, "last_name"))) if p)
-    first = text(dig(payload, "first_name")) or (full.split()[0] if full else "")
-    return first or "there", full or None
+    first, full_name = names(full)
+    return text(dig(payload, "first_name")) or first, full_name
 
 
 def _offsets(ctx) -> list[int]:

@@ -12,7 +12,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from connectors import (attribution_field, decimal_amount, money, money_text, order_in_reply, paid_order,
-                        template_fields, template_for, text, truthy)
+                        pay_link_fields, template_fields, template_for, text, truthy)
 from connectors.shopify import writeback
 from hub.connector import (
     BodyHash,
@@ -65,18 +65,11 @@ ShopifyConfig = Schema.from_dict({
     **template_fields("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
     **template_fields("cod_confirmation", "cod_confirmation",
                 "{{1}} name, {{2}} order, {{3}} total; quick replies Confirm / Cancel"),
-    **template_fields("pay_link", None, "pay-now offer / unpaid-order chase: {{1}} name, {{2}} order, {{3}} total; "
-                      "a URL button https://<payment provider's link prefix>{{1}} (docs/payment-links.md)"),
-    "pay_link_cod": fields.Boolean(load_default=True, metadata={
-        "description": "offer cash-on-delivery buyers a payment link (needs pay_link_template)"}),
-    "pay_link_cod_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(0, MAX_DELAY_MINUTES), metadata={
-        "description": "with the pay-now offer, the COD confirmation waits this long (cancelled if the link is paid)"}),
-    "pay_link_chase_minutes": fields.Integer(load_default=None, allow_none=True,
-                                             validate=validate.Range(1, MAX_DELAY_MINUTES), metadata={
-        "description": "chase an unpaid non-COD order (manual payment) with a link after this long; empty: off"}),
-    "payment_provider": fields.String(load_default=None, allow_none=True, metadata={
-        "description": "the payment connector to create links with (stripe, razorpay…); empty: the oldest installed one "
-                       "that can"}),
+    **pay_link_fields("pay-now offer / unpaid-order chase: {{1}} name, {{2}} order, {{3}} total; "
+                      "a URL button https://<payment provider's link prefix>{{1}} (docs/payment-links.md)",
+                      fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, MAX_DELAY_MINUTES),
+                                     metadata={"description": "chase an unpaid non-COD order (manual payment) with a "
+                                                              "link after this long; empty: off"})),
     "abandoned_cart_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(1, MAX_DELAY_MINUTES),
                                                    metadata={"description": "1 minute to 30 days"}),
     "second_reminder_delay_minutes": fields.Integer(load_default=None, allow_none=True,

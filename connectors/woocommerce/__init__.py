@@ -13,7 +13,7 @@ import re
 from marshmallow import Schema, fields, validate
 
 from connectors import (attribution_field, decimal_amount, money, money_text, order_in_reply, paid_order,
-                        template_fields, template_for, text)
+                        pay_link_fields, template_fields, template_for, text)
 from connectors.woocommerce import writeback
 from hub.connector import (
     CancelScheduled,
@@ -64,18 +64,11 @@ WooCommerceConfig = Schema.from_dict({
     **template_fields("cancelled", "order_cancelled", "{{1}} name, {{2}} order number"),
     **template_fields("refunded", "order_refunded", "{{1}} name, {{2}} order number"),
     "cod_confirmation": fields.Boolean(load_default=True),
-    **template_fields("pay_link", None, "pay-now offer / unpaid-order chase: {{1}} name, {{2}} order number, "
-                      "{{3}} total; a URL button https://<payment provider's link prefix>{{1}} (docs/payment-links.md)"),
-    "pay_link_cod": fields.Boolean(load_default=True, metadata={
-        "description": "offer cash-on-delivery buyers a payment link (needs pay_link_template)"}),
-    "pay_link_cod_delay_minutes": fields.Integer(load_default=60, validate=validate.Range(0, 30 * 24 * 60), metadata={
-        "description": "with the pay-now offer, the COD confirmation waits this long (cancelled if the link is paid)"}),
-    "pay_link_chase_minutes": fields.Integer(load_default=60, allow_none=True, validate=validate.Range(1, 30 * 24 * 60),
-                                             metadata={"description": "chase a pending / on-hold (unpaid) order with "
-                                                                      "a link after this long; empty: off"}),
-    "payment_provider": fields.String(load_default=None, allow_none=True, metadata={
-        "description": "the payment connector to create links with (stripe, razorpay…); empty: the oldest installed one "
-                       "that can"}),
+    **pay_link_fields("pay-now offer / unpaid-order chase: {{1}} name, {{2}} order number, "
+                      "{{3}} total; a URL button https://<payment provider's link prefix>{{1}} (docs/payment-links.md)",
+                      fields.Integer(load_default=60, allow_none=True, validate=validate.Range(1, 30 * 24 * 60),
+                                     metadata={"description": "chase a pending / on-hold (unpaid) order with a link "
+                                                              "after this long; empty: off"})),
     "cod_cancel_order": fields.Boolean(load_default=False, metadata={
         "description": "set the order to cancelled when the buyer taps Cancel (else only a note)"}),
     "order_notes": fields.Boolean(load_default=True, metadata={
