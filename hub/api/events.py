@@ -178,11 +178,16 @@ def replay_event(event_id):
 @bp.response(200, DeliveryOut(many=True))
 def list_deliveries():
     limit, offset = page_args()
-    query = select(OutboundDelivery).where(OutboundDelivery.workspace_id == g.workspace_id)
+    with runtime().db.session() as session:
+        return deliveries_page(session, limit, offset)
+
+
+def deliveries_page(session, limit: int, offset: int, *where) -> list[OutboundDelivery]:
+    """The workspace's deliveries matching ``where`` and ``?status=``, newest first, one page."""
+    query = select(OutboundDelivery).where(OutboundDelivery.workspace_id == g.workspace_id, *where)
     if request.args.get("status"):
         query = query.where(OutboundDelivery.status == request.args["status"])
-    with runtime().db.session() as session:
-        return session.scalars(query.order_by(OutboundDelivery.id.desc()).limit(limit).offset(offset)).all()
+    return session.scalars(query.order_by(OutboundDelivery.id.desc()).limit(limit).offset(offset)).all()
 
 
 @bp.route("/deliveries/<pid(dlv):delivery_id>", methods=["GET"])

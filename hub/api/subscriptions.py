@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from hub.api import ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
-from hub.api.events import DeliveryOut
+from hub.api.events import DeliveryOut, deliveries_page
 from hub.api.schema_fields import UtcDateTime
 from hub.core.events import catalogue, record
 from hub.core.models import OutboundDelivery, Subscription, utcnow
@@ -226,11 +226,8 @@ def list_subscription_deliveries(sub_id):
     limit, offset = page_args()
     with runtime().db.session() as session:
         owned(session, Subscription, sub_id)
-        query = select(OutboundDelivery).where(OutboundDelivery.workspace_id == g.workspace_id,
-                                               OutboundDelivery.kind == "webhook", OutboundDelivery.target == sub_id)
-        if request.args.get("status"):
-            query = query.where(OutboundDelivery.status == request.args["status"])
-        return session.scalars(query.order_by(OutboundDelivery.id.desc()).limit(limit).offset(offset)).all()
+        return deliveries_page(session, limit, offset,
+                               OutboundDelivery.kind == "webhook", OutboundDelivery.target == sub_id)
 
 
 @bp.route("/subscriptions/<sub_id>/replay", methods=["POST"])
