@@ -72,13 +72,9 @@ def deliver(delivery_id: int) -> str:
         row.response_status, row.enqueued_at = response_status, None
         sub = session.get(Subscription, row.target) if row.kind == "webhook" else None
         if response_status == 410:
-            if sub is not None and sub.kind == "zapier":  # the Zap is gone: so is its REST hook
-                session.delete(sub)
-                sub, error = None, PermanentError("410 Gone: Zapier hook removed")
-            else:
-                error = PermanentError("410 Gone: subscription disabled")
-                if sub is not None and sub.enabled:
-                    disable(session, sub, "410 Gone from the target")
+            gone = sub is not None and sub.enabled and disable(session, sub, "410 Gone from the target") is None
+            sub, error = (None, PermanentError("410 Gone: Zapier hook removed")) if gone else \
+                (sub, PermanentError("410 Gone: subscription disabled"))
         elif response_status is not None and not 200 <= response_status < 300:
             error = RuntimeError(f"HTTP {response_status}" + (" (redirects are not followed)"
                                                               if 300 <= response_status < 400 else ""))
@@ -113,15 +109,22 @@ def _failed(session, row: OutboundDelivery, sub: Subscription | None, error: Exc
             disable(session, sub, f"every delivery failed for {DISABLE_AFTER.days} days")
 
 
-def disable(session, sub: Subscription, reason: str) -> None:
-    """Turn a subscription off and publish ``subscription.disabled`` (to the others)."""
+def disable(session, sub: Subscription, reason: str) -> Subscription | None:
+    """Turn a subscription off and publish ``subscription.disabled`` (to the others). A Zapier
+    REST hook is removed instead (None): nobody re-enables it, Zapier subscribes again when the
+    Zap is turned back on."""
     from hub.core.events import publish
 
+    if sub.kind == "zapier":
+        event(log, "zapier hook removed", level=logging.WARNING, subscription_id=sub.id, reason=reason)
+        session.delete(sub)
+        return None
     sub.enabled, sub.disabled_reason, sub.disabled_at = False, reason[:200], utcnow()
     event(log, "subscription disabled", level=logging.WARNING, subscription_id=sub.id, reason=reason)
     session.flush()
     publish(session, sub.workspace_id, "subscription.disabled",
             {"subscription_id": sub.id, "url": sub.target_url, "reason": reason})
+    return sub
 
 
 def _writeback(session, row: OutboundDelivery) -> Callable[[], None]:
