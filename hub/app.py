@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         MAX_CONTENT_LENGTH=rt.settings.max_body_bytes, JSON_SORT_KEYS=False,
         API_TITLE="coexhub", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1", OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs", OPENAPI_SWAGGER_UI_URL="/api/v1/docs/assets/",  # hub.web.apidocs
         API_SPEC_OPTIONS={"components": {"securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer", "description": "workspace API key"}}},
             "security": [{"apiKey": []}]})
@@ -43,8 +44,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for batch in rt.plugins.hook.coexhub_blueprints(app=app):
         for blueprint in batch or ():  # a plugin's flask-smorest blueprints join the OpenAPI document
             (api if isinstance(blueprint, ApiBlueprint) else app).register_blueprint(blueprint)
+    from hub import web
     from hub.api import errors, guards
 
+    web.install(app)  # the console: session cookie, CSRF, pages
     errors.register(app)  # after Api(): our JSON error shape wins over flask-smorest's
 
     @app.before_request

@@ -43,8 +43,45 @@ def require_admin() -> None:
                                          "not a workspace API key")
 
 
+# What a console agent may change through the API (blueprint names); reading is open to every role,
+# other changes need an admin or owner of the workspace.
+AGENT_WRITES = frozenset({"sending", "contacts", "reads"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def console_workspace() -> str | None:
+    """The workspace of a console session calling the API (cookie + ``X-CSRFToken`` on changes),
+    after the role check; None when the request carries no console session."""
+    from flask import session
+
+    if "uid" not in session or request.headers.get("Authorization"):
+        return None
+    from hub.web.access import load_viewer
+
+    viewer = load_viewer()
+    if viewer is None or viewer.workspace_id is None:
+        raise ApiError(401, "unauthorized", "the console session has ended: sign in again")
+    if request.method not in SAFE_METHODS:
+        from flask_wtf.csrf import validate_csrf
+        from wtforms.validators import ValidationError
+
+        try:
+            validate_csrf(request.headers.get("X-CSRFToken"))
+        except ValidationError as exc:  # missing or wrong token
+            raise ApiError(403, "csrf_failed", f"CSRF check failed: {exc}") from exc
+        if not viewer.can("admin") and request.blueprint not in AGENT_WRITES:
+            raise ApiError(403, "forbidden", f"an agent cannot change this; ask an admin of {viewer.workspace_name}")
+    g.user_id = viewer.user_id
+    return viewer.workspace_id
+
+
 def require_workspace() -> str:
-    """Authenticate the request's API key; sets and returns ``g.workspace_id``."""
+    """Authenticate the request's API key (or a console session: ``console_workspace``); sets and
+    returns ``g.workspace_id``."""
+    from_console = console_workspace()
+    if from_console is not None:
+        g.workspace_id = from_console
+        return from_console
     token = bearer()
     rt = current_app.extensions["coexhub"]
     with rt.db.session() as session:

@@ -71,6 +71,44 @@ class Workspace(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class User(Base):
+    """A person who signs in to the console (``hub.web``); machines use API keys instead."""
+    __tablename__ = "users"
+    id: Mapped[str] = _id("usr")
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    instance_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    session_version: Mapped[int] = mapped_column(Integer, default=1)  # bumped to sign every session out
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Membership(Base):
+    """A user's role in one workspace: ``owner``, ``admin`` or ``agent``."""
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "workspace_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(40), ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    role: Mapped[str] = mapped_column(String(16), default="agent")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Invitation(Base):
+    """An owner's invitation to a workspace; only the token's SHA-256 is stored."""
+    __tablename__ = "invitations"
+    id: Mapped[str] = _id("inv")
+    workspace_id: Mapped[str] = _workspace_fk()
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(16), default="agent")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class ApiKey(Base):
     """A workspace API key; only its SHA-256 is stored, the key is shown once."""
     __tablename__ = "api_keys"

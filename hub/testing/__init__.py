@@ -85,6 +85,24 @@ class HubClient:
         assert response.status_code == 201, response.json
         return Workspace(response.json["id"], response.json["api_key"])
 
+    def console(self, workspace: Workspace | None = None, role: str = "owner", *, email: str | None = None,
+                password: str = "correct horse battery", instance_admin: bool = False) -> "ConsoleUser":
+        """A person signed in to the web console: a new user with ``role`` in ``workspace``
+        (its own cookie jar). ``.get``/``.post`` fetch pages; ``.api(method, url, json=…)`` calls
+        the JSON API with the session cookie and CSRF header, as the console's pages do."""
+        import secrets as _secrets
+
+        from hub.core import users
+
+        email = email or f"user-{_secrets.token_hex(4)}@example.com"
+        with self.rt.db.session() as s:
+            user = users.create_user(s, email, password, name=email.split("@")[0], instance_admin=instance_admin)
+            if workspace is not None:
+                users.add_member(s, user, workspace.id, role)
+        person = ConsoleUser(self.app, email, password)
+        person.sign_in()
+        return person
+
     def install(self, workspace: Workspace, connector: str, config: dict[str, Any], **extra) -> dict:
         response = self.http.post("/api/v1/installations", headers=workspace.headers,
                                   json={"connector": connector, "config": config, **extra})
@@ -98,6 +116,40 @@ class HubClient:
         signed = sign(self.rt.plugins.connectors[connector], body, secrets, **sign_options)
         return self.http.post(f"/webhooks/{connector}/{installation_id}", data=body,
                               headers={"Content-Type": "application/json", **signed, **(headers or {})})
+
+
+class ConsoleUser:
+    """A browser-like session on the console (see ``HubClient.console``)."""
+
+    def __init__(self, app, email: str, password: str):
+        self.app, self.email, self.password = app, email, password
+        self.http = app.test_client()
+
+    def __getattr__(self, name):  # get/post… of its own test client (its own cookies)
+        return getattr(self.http, name)
+
+    def csrf_token(self) -> str:
+        import re
+
+        page = self.http.get("/login").get_data(as_text=True)
+        match = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        assert match, "no CSRF token on the page"
+        return match.group(1)
+
+    def sign_in(self):
+        response = self.http.post("/login", data={"email": self.email, "password": self.password,
+                                                  "csrf_token": self.csrf_token()})
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return response
+
+    def form(self, url: str, data: dict[str, Any] | None = None, **kwargs):
+        """POST a console form with the CSRF token, as the browser would."""
+        return self.http.post(url, data={"csrf_token": self.csrf_token(), **(data or {})}, **kwargs)
+
+    def api(self, method: str, url: str, **kwargs):
+        """Call ``/api/v1`` the way the console's JS does: session cookie + ``X-CSRFToken``."""
+        headers = {"X-CSRFToken": self.csrf_token(), **kwargs.pop("headers", {})}
+        return self.http.open(url, method=method.upper(), headers=headers, **kwargs)
 
 
 def sign(connector_cls, body: bytes, secrets: dict[str, Any], **options) -> dict[str, str]:

@@ -1,0 +1,38 @@
+"""The web console: server-rendered pages (Jinja + htmx, no build step) over the same core as
+``/api/v1``. Pages read through the core; actions go through the JSON API with the session
+cookie and a CSRF header (``hub.api.auth``), so the console and machines share every check.
+"""
+from __future__ import annotations
+
+import importlib
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+csrf = CSRFProtect()
+BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp")
+
+
+def _session_key(secret: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"coexhub console sessions v1").derive(secret.encode())
+
+
+def install(app: Flask) -> None:
+    """Session cookie, CSRF and the console's blueprints on ``app``."""
+    settings = app.extensions["coexhub"].settings
+    keys = [_session_key(k) for k in settings.secret_keys] or [_session_key(settings.admin_token or "dev")]
+    app.config.update(
+        SECRET_KEY=keys[0], SECRET_KEY_FALLBACKS=keys[1:],  # rotation: old cookies stay valid
+        SESSION_COOKIE_NAME="coexhub_session", SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked by the console's blueprints and session-authenticated API calls
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        WTF_CSRF_SSL_STRICT=False)
+    csrf.init_app(app)
+    for path in BLUEPRINTS:
+        module, _, attr = path.partition(":")
+        app.register_blueprint(getattr(importlib.import_module(module), attr))

@@ -1,0 +1,97 @@
+"""Browser tests: the console in Debian's Chromium driven by Playwright for Python.
+
+``live_hub`` serves this test's app on a loopback port (threaded werkzeug); ``browser_page``
+is a fresh Chromium page (``/usr/bin/chromium``, or ``COEXHUB_CHROMIUM``). Without Chromium or
+Playwright these tests are skipped locally; CI installs both (``.ci/run``) and sets
+``COEXHUB_REQUIRE_BROWSER=1``, which turns the skip into a failure.
+``shot(page, name)`` saves ``docs/screenshots/<name>.png`` (the README shows them).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def _chromium() -> str | None:
+    return os.environ.get("COEXHUB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _unavailable(reason: str):
+    if os.environ.get("COEXHUB_REQUIRE_BROWSER"):
+        pytest.fail(f"browser tests required but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    executable = _chromium()
+    if executable is None:
+        _unavailable("Chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+class LiveHub:
+    def __init__(self, app):
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_hub(app):
+    """This test's app on a loopback port: ``live_hub.url``."""
+    hub = LiveHub(app)
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+def browser_page(chromium_browser):
+    """A fresh browser context and page (phone-sized with ``browser_page.set_viewport_size``)."""
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def sign_in(client, live_hub):
+    """``sign_in(page, workspace, role="owner")``: a new console user, signed in through the form."""
+    def _sign_in(page, workspace, role: str = "owner", **kwargs):
+        person = client.console(workspace, role=role, **kwargs)
+        page.goto(f"{live_hub.url}/login")
+        page.get_by_label("Email").fill(person.email)
+        page.get_by_label("Password").fill(person.password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{live_hub.url}/")
+        return person
+    return _sign_in
+
+
+def shot(page, name: str) -> Path:
+    """Save a screenshot of the page under docs/screenshots/ (for the README)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    return path
