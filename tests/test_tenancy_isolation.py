@@ -28,7 +28,8 @@ B_OBJECT = {"connection_id": "connection", "contact_id": "contact", "send_id": "
 # path parameters naming a kind of thing rather than one of B's objects: such routes are listings
 NAMES = {"event_type": "message.received"}
 # routes that take no workspace key (the instance admin's, the OpenAPI document)
-NOT_WORKSPACE_ROUTES = {("GET", "/api/v1/workspaces"), ("POST", "/api/v1/workspaces"), ("GET", "/api/v1/openapi.json")}
+NOT_WORKSPACE_ROUTES = {("GET", "/api/v1/workspaces"), ("POST", "/api/v1/workspaces"), ("GET", "/api/v1/openapi.json"),
+                        ("GET", "/api/v1/docs"), ("GET", "/api/v1/docs/assets/<path:filename>")}  # Swagger UI, public
 # bodies that pass validation, so the ownership check is what answers; ``{B:kind}`` is replaced
 BODIES = {("POST", "/api/v1/messages"): {"to": "14155552671", "text": "hi", "connection_id": "{B:connection}"},
           ("POST", "/api/v1/broadcasts"): {"template": "iso_tpl", "connection_id": "{B:connection}",
@@ -67,7 +68,7 @@ def named(rule: str) -> str:
 
 
 ROUTES = _api_routes()
-ID_ROUTES = [r for r in ROUTES if "<" in named(r[1])]
+ID_ROUTES = [r for r in ROUTES if "<" in named(r[1]) and r not in NOT_WORKSPACE_ROUTES]
 PLAIN_ROUTES = [(m, named(r)) for m, r in ROUTES if "<" not in named(r) and (m, r) not in NOT_WORKSPACE_ROUTES]
 
 
