@@ -251,3 +251,43 @@ def test_console_errors_are_pages_and_the_api_keeps_json(client, workspace):
     assert client.get("/nothing-here").json["error"]["code"] == "not_found"  # no Accept: JSON as before
     refused = person.http.post("/api/v1/subscriptions", json={})
     assert refused.status_code == 403 and refused.json["error"]["code"] == "csrf_failed"
+
+
+def test_cli_creates_users_and_sets_passwords(client, workspace, runner):
+    email = f"cli-{secrets.token_hex(3)}@example.com"
+    made = runner.invoke(["user", "create", email, "--workspace", workspace.id, "--role", "agent",
+                          "--password-stdin"], input="a password from stdin\n")
+    assert made.exit_code == 0, made.output
+    assert "a password from stdin" not in made.output and member_role(client, workspace.id, email) == "agent"
+    person = ConsoleUser(client.app, email, "a password from stdin")
+    person.sign_in()
+    assert person.get("/team").status_code == 200
+
+    prompted = runner.invoke(["user", "create", "Boss-" + email, "--instance-admin"],
+                             input="typed at the prompt\ntyped at the prompt\n")
+    assert prompted.exit_code == 0, prompted.output
+    with client.rt.db.session() as s:
+        assert users.user_by_email(s, "boss-" + email).instance_admin
+    again = runner.invoke(["user", "create", email, "--generate"])
+    assert again.exit_code != 0 and "already has an account" in again.output
+    weak = runner.invoke(["user", "create", "w-" + email, "--password-stdin"], input="short\n")
+    assert weak.exit_code != 0 and "at least 10 characters" in weak.output
+    unknown = runner.invoke(["user", "create", "u-" + email, "--workspace", "ws_nope", "--generate"])
+    assert unknown.exit_code != 0 and "no workspace ws_nope" in unknown.output
+
+    changed = runner.invoke(["user", "passwd", email, "--generate"])
+    assert changed.exit_code == 0, changed.output
+    new = re.search(r"password \(shown once\): (\S+)", changed.output).group(1)
+    assert person.get("/team").headers["Location"].startswith("/login")  # signed out everywhere
+    assert ConsoleUser(client.app, email, new).sign_in().status_code == 302
+    assert runner.invoke(["user", "passwd", "nobody@example.com", "--generate"]).exit_code != 0
+
+
+def test_the_development_server_log_shows_no_invitation_token(client):
+    import logging
+
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '%s - - [%s] %s %s %s',
+                               ("127.0.0.1", "now", '"GET /invite/inv_SECRETtoken-x_1 HTTP/1.1"', "200", "-"), None)
+    for f in logging.getLogger("werkzeug").filters:
+        f.filter(record)
+    assert "SECRET" not in record.getMessage() and "/invite/inv_[redacted]" in record.getMessage()
