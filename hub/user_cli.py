@@ -75,6 +75,22 @@ def make_owner_of(rt, workspace_id: str) -> bool:
     return True
 
 
+def _workspace(session, wanted: str) -> str:
+    """A workspace id from its id or its exact name (a name two workspaces share is refused)."""
+    from sqlalchemy import select
+
+    from hub.core.models import Workspace
+
+    if session.get(Workspace, wanted) is not None:
+        return wanted
+    ids = session.scalars(select(Workspace.id).where(Workspace.name == wanted)).all()
+    if len(ids) == 1:
+        return ids[0]
+    if ids:
+        raise click.ClickException(f"{len(ids)} workspaces are named {wanted!r} ({', '.join(ids)}): give the id")
+    raise click.ClickException(f"no workspace {wanted}")
+
+
 def register(cli: click.Group) -> None:
     @cli.group()
     def user() -> None:
@@ -82,7 +98,7 @@ def register(cli: click.Group) -> None:
 
     @user.command("create")
     @click.argument("email")
-    @click.option("--workspace", "workspace_id", default=None, help="add to this workspace (ws_…)")
+    @click.option("--workspace", "workspace_id", default=None, help="add to this workspace (its ws_… id or exact name)")
     @click.option("--role", type=click.Choice(["owner", "admin", "agent"]), default="owner", show_default=True,
                   help="the role in --workspace")
     @click.option("--name", default="", help="the person's name")
@@ -92,13 +108,12 @@ def register(cli: click.Group) -> None:
     def user_create(email, workspace_id, role, name, instance_admin, password_stdin, generate) -> None:
         """Create a console user (the password is prompted unless --password-stdin or --generate)."""
         from hub.core import users
-        from hub.core.models import Workspace
 
         password, show = _password(password_stdin, generate)
         rt = _runtime()
         with rt.db.session() as session:
-            if workspace_id and session.get(Workspace, workspace_id) is None:
-                raise click.ClickException(f"no workspace {workspace_id}")
+            if workspace_id:
+                workspace_id = _workspace(session, workspace_id)
             try:
                 created = users.create_user(session, email, password, name=name, instance_admin=instance_admin)
             except users.UserError as exc:
