@@ -174,9 +174,21 @@ def login():
         else:
             throttle.succeeded(rt(), email)
             log.info("console sign-in: user %s", user.id)
-            target = request.args.get("next") or ""
-            return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("access.home"))
+            return redirect(same_site_path(request.args.get("next")) or url_for("access.home"))
     return render_template("console/login.html", error=error), (401 if error else 200)
+
+
+def same_site_path(target: str | None) -> str | None:
+    """``target`` if it is a path of this site (``/team?x=1``), else None: no scheme, no host, and
+    nothing a browser reads as another host (``//evil``, ``/\\evil``, control characters)."""
+    from urllib.parse import urlsplit
+
+    target = target or ""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
 
 
 def _minutes(seconds: int) -> str:

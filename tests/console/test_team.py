@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from urllib.parse import urlencode
 
 from sqlalchemy import select
 
@@ -291,3 +292,14 @@ def test_the_development_server_log_shows_no_invitation_token(client):
     for f in logging.getLogger("werkzeug").filters:
         f.filter(record)
     assert "SECRET" not in record.getMessage() and "/invite/inv_[redacted]" in record.getMessage()
+
+
+def test_sign_in_follows_next_only_to_paths_of_this_site(client, workspace):
+    person = client.console(workspace)
+    for target, expected in (("/team?tab=1", "/team?tab=1"), ("//evil.example/x", "/"),
+                             ("/\\evil.example", "/"), ("https://evil.example/", "/"),
+                             ("/%0d%0aSet-Cookie:x", "/%0d%0aSet-Cookie:x"), ("javascript:alert(1)", "/")):
+        response = person.http.post("/login?" + urlencode({"next": target}),
+                                    data={"email": person.email, "password": person.password,
+                                          "csrf_token": person.csrf_token()})
+        assert response.status_code == 302 and response.headers["Location"] == expected, (target, response.headers)
