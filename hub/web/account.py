@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import func, select
 
 from hub.core import users
@@ -77,4 +77,5 @@ def create_workspace():
         created = {"id": workspace.id, "name": workspace.name, "api_key": key}
     log.info("instance: %s created workspace %s and owns it", viewer.user_id, created["id"])
     session["wid"] = created["id"]  # the new workspace is the one on screen now
+    g.pop("viewer", None)  # this very page shows it in the header already
     return _workspaces_page(201, created=created)

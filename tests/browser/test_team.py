@@ -79,3 +79,19 @@ def test_an_agency_user_switches_workspace_from_the_header(client, workspace, li
     assert page.get_by_role("button", name="Create invitation link").count() == 0  # an agent there
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "team-phone")
+
+
+def test_the_instance_admin_creates_a_workspace(client, workspace, live_hub, browser_page, sign_in):
+    page = browser_page
+    sign_in(page, None, instance_admin=True)
+    page.get_by_role("link", name="Workspaces").click()
+    page.get_by_label("Name").fill("Agency client D")
+    page.get_by_role("button", name="Create workspace").click()
+    assert page.get_by_label("API key of Agency client D").input_value().startswith("chk_")
+    assert page.get_by_role("combobox", name="Workspace").input_value() == page.locator("tbody tr", has_text="Agency client D") \
+        .locator("code").inner_text()  # the new workspace is on screen
+    page.get_by_role("link", name="Invite its team").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Team of Agency client D"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_role("heading", name="Invite someone").scroll_into_view_if_needed()
+    shot(page, "team-owner-phone")
