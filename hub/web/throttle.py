@@ -1,10 +1,14 @@
 """Failed sign-ins are counted in Redis per email and per client address; past ``LIMIT`` in
 ``WINDOW`` seconds the login form answers 429 until the window ends (fixed windows, so the
-time to wait is exact). Emails are hashed in the key names; nothing else is stored."""
+time to wait is exact). Emails are hashed in the key names; nothing else is stored. While Redis
+is unreachable sign-in is not throttled (logged as a warning) rather than impossible."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 LIMIT = 10
@@ -16,6 +20,18 @@ def _keys(rt, email: str, ip: str) -> list[str]:
     return [rt.key("login-fail", "email", digest), rt.key("login-fail", "ip", ip or "unknown")]
 
 
+def _fail_open(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except RedisError as exc:
+            log.warning("sign-in throttling skipped: Redis unavailable (%s)", type(exc).__name__)
+            return None
+    return wrapper
+
+
+@_fail_open
 def retry_after(rt, email: str, ip: str) -> int | None:
     """Seconds until sign-in may be tried again for this email or address, or None if allowed."""
     keys = _keys(rt, email, ip)
@@ -29,6 +45,7 @@ def retry_after(rt, email: str, ip: str) -> int | None:
     return max(waits) if waits else None
 
 
+@_fail_open
 def failed(rt, email: str, ip: str) -> None:
     """Count a failed sign-in (the window starts at the first failure)."""
     pipe = rt.redis.pipeline()
@@ -38,6 +55,7 @@ def failed(rt, email: str, ip: str) -> None:
     pipe.execute()
 
 
+@_fail_open
 def succeeded(rt, email: str) -> None:
     """A right password clears the email's count (the address keeps its own)."""
     rt.redis.delete(_keys(rt, email, "")[0])

@@ -303,3 +303,22 @@ def test_sign_in_follows_next_only_to_paths_of_this_site(client, workspace):
                                     data={"email": person.email, "password": person.password,
                                           "csrf_token": person.csrf_token()})
         assert response.status_code == 302 and response.headers["Location"] == expected, (target, response.headers)
+
+
+def test_sign_in_is_not_throttled_while_redis_is_unreachable(client, caplog):
+    import dataclasses
+    import socket
+
+    from hub.core.runtime import Runtime
+    from hub.web import throttle
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rt = Runtime(dataclasses.replace(client.rt.settings, redis_url=f"redis://127.0.0.1:{port}/0"))
+    try:
+        throttle.failed(rt, "a@example.com", "192.0.2.1")
+        assert throttle.retry_after(rt, "a@example.com", "192.0.2.1") is None
+    finally:
+        rt.close(stop_redis=False)
+    assert "sign-in throttling skipped: Redis unavailable" in caplog.text
