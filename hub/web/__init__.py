@@ -20,12 +20,12 @@ BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp", "hub.web.team:bp", "hub
 
 class RedactInviteLinks(logging.Filter):
     """The development server logs request lines: an invitation link's token becomes ``[redacted]``."""
-    TOKEN = re.compile(r"/invite/inv_[A-Za-z0-9_-]+")
+    TOKEN = re.compile(r"(/|%2F)invite(/|%2F)inv_[A-Za-z0-9_-]+", re.IGNORECASE)  # also in ?next=
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if "/invite/inv_" in text:
-            record.msg, record.args = self.TOKEN.sub("/invite/inv_[redacted]", text), ()
+        if "inv_" in text:
+            record.msg, record.args = self.TOKEN.sub(r"\1invite\2inv_[redacted]", text), ()
         return True
 
 
