@@ -34,6 +34,7 @@ def test_owner_invites_and_the_new_person_joins(client, workspace, live_hub, bro
         phone.get_by_label("Your name").fill("Ravi Kumar")
         phone.get_by_label("Choose a password").fill("ravi's long password")
         phone.get_by_label("Password again").fill("ravi's long password")
+        shot(phone, "team-accept")
         phone.get_by_role("button", name="Create my account and join").click()
         phone.wait_for_url(f"{live_hub.url}/")
         assert "you joined as agent" in phone.get_by_role("status").first.inner_text()
