@@ -10,7 +10,7 @@ import time
 
 import click
 
-from hub import sdk_cli, sim_cli
+from hub import sdk_cli, sim_cli, user_cli
 from hub.config import Settings
 
 log = logging.getLogger("hub.cli")
@@ -58,7 +58,8 @@ def _close_runtime(preinstalled) -> None:
 @cli.command()
 @click.option("--workspace", "workspace_name", default="Default", show_default=True)
 def init(workspace_name: str) -> None:
-    """Run migrations and create the first workspace (its API key is printed once)."""
+    """Run migrations, create the first workspace (its API key is printed once) and the console's
+    instance admin admin@localhost (password saved in $COEXHUB_DATA_DIR/admin.password)."""
     from sqlalchemy import select
 
     from hub.api.workspaces import create_workspace
@@ -67,6 +68,7 @@ def init(workspace_name: str) -> None:
     rt = runtime()
     rt.db.migrate()
     click.echo(f"database ready: {rt.db.engine.url.render_as_string(hide_password=True)}")
+    created = None
     with rt.db.session() as session:
         existing = session.scalars(select(Workspace).order_by(Workspace.created_at)).all()
         if existing:
@@ -74,8 +76,10 @@ def init(workspace_name: str) -> None:
             click.echo(f"workspaces exist already ({names}); none created")
         else:
             workspace, key = create_workspace(session, workspace_name)
+            created = workspace.id
             click.echo(f"workspace {workspace.id} ({workspace_name!r}) created")
             click.echo(f"workspace {workspace.id} ({workspace_name!r}) — API key (shown once): {key}")
+    user_cli.first_admin(rt, created)
     if "admin.token" in rt.settings.generated:
         click.echo(f"admin token (saved in {rt.settings.data_dir / 'admin.token'}): {rt.settings.admin_token}")
 
@@ -207,7 +211,9 @@ def up(host: str, port: int, workers: int, simulator_port: int | None) -> None:
     children.append(subprocess.Popen(base + ["scheduler"], env=env))
     children.append(subprocess.Popen(base + ["serve", "--host", host, "--port", str(port)], env=env))
     click.echo(f"coexhub up on http://{host}:{port} ({workers} workers, scheduler); Ctrl-C stops")
-    click.echo(f"admin token: {rt.settings.data_dir / 'admin.token'}; API docs: http://{host}:{port}/api/v1/openapi.json")
+    click.echo(f"admin token: {rt.settings.data_dir / 'admin.token'}; API docs: http://{host}:{port}/api/v1/docs")
+    click.echo(f"console: http://{host}:{port}/ — sign in as admin@localhost, password in "
+               f"{user_cli.password_file(rt.settings)} (or `coexhub user passwd admin@localhost`)")
     stop_children_on_exit(children)
 
 
@@ -379,6 +385,7 @@ def simulator(ctx, host: str, port: int, hub_url: str | None, app_secret: str | 
 
 sim_cli.register(simulator)  # numbers, add-number, customer-message, owner-reply, contact-sync, ...
 sdk_cli.register(cli)  # connectors, new-connector
+user_cli.register(cli)  # user create, user passwd
 
 
 def stop_children_on_exit(children: list[subprocess.Popen]) -> None:

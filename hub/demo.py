@@ -101,6 +101,10 @@ def _play(rt, sim, demo, echo) -> dict:
     h = {"Authorization": f"Bearer {key}"}
     echo(f"workspace {workspace_id} ({DEMO_WORKSPACE!r}) created")
     echo(f"workspace {workspace_id} ({DEMO_WORKSPACE!r}) — API key (shown once): {key}")
+    from hub.user_cli import make_owner_of
+
+    if make_owner_of(rt, workspace_id):
+        echo(f"console: admin@localhost is an owner of {DEMO_WORKSPACE!r}")
     echo(f"connected +{conn['display_phone_number']} ({conn['mode']}, {conn['messages_per_second']} msg/s); "
          f"contact sync requested: {conn['contact_sync_request_id']}")
     pn = demo["phone_number_id"]

@@ -35,6 +35,11 @@ def register(app) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        from hub.web.errors import for_unmatched
+
+        page = for_unmatched(exc)  # a browser on an unknown console address gets a page; the API keeps JSON
+        if page is not None:
+            return page
         data = getattr(exc, "data", None) or {}
         if exc.code in (400, 422) and "messages" in data:  # webargs: validation (422) or unreadable JSON (400)
             messages = data["messages"]

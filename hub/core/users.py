@@ -58,6 +58,10 @@ def set_password(user: User, password: str) -> None:
     user.session_version = (user.session_version or 1) + 1
 
 
+def password_matches(user: User, password: str) -> bool:
+    return check_password_hash(user.password_hash, password or "")
+
+
 def authenticate(session: Session, email: str, password: str) -> User | None:
     """The user with this email and password, else None (same work either way)."""
     try:
@@ -109,8 +113,13 @@ def invite(session: Session, workspace_id: str, email: str, role: str, invited_b
     """An invitation and its clear token (shown once, as a link); only the token's hash is kept."""
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
+    email = normalize_email(email)
+    joined = session.scalar(select(Membership.id).join(User, User.id == Membership.user_id)
+                            .where(User.email == email, Membership.workspace_id == workspace_id))
+    if joined is not None:
+        raise UserError(f"{email} is already a member of this workspace")
     token = "inv_" + secrets.token_urlsafe(24)
-    invitation = Invitation(workspace_id=workspace_id, email=normalize_email(email), role=role,
+    invitation = Invitation(workspace_id=workspace_id, email=email, role=role,
                             token_hash=_token_hash(token), invited_by=invited_by,
                             expires_at=utcnow() + dt.timedelta(days=INVITATION_DAYS))
     session.add(invitation)
@@ -136,3 +145,79 @@ def accept(session: Session, invitation: Invitation, user: User) -> Membership:
         raise UserError(f"this invitation is for {invitation.email}")
     invitation.accepted_at = utcnow()
     return add_member(session, user, invitation.workspace_id, invitation.role)
+
+
+# -- the team of a workspace (owner only, checked by the caller) -----------------------------------
+FIRST_ADMIN = "admin@localhost"  # the instance admin `coexhub init` creates
+
+
+def members(session: Session, workspace_id: str) -> list[tuple[Membership, User]]:
+    """The people of a workspace, owners first, then by email."""
+    rows = session.execute(select(Membership, User).join(User, User.id == Membership.user_id)
+                           .where(Membership.workspace_id == workspace_id).order_by(User.email))
+    return sorted(((m, u) for m, u in rows), key=lambda row: (ROLES.index(row[0].role), row[1].email))
+
+
+def pending_invitations(session: Session, workspace_id: str) -> list[Invitation]:
+    """Invitations of a workspace not accepted yet (expired ones included: ``expired``)."""
+    return list(session.scalars(select(Invitation).where(Invitation.workspace_id == workspace_id,
+                                                         Invitation.accepted_at.is_(None))
+                                .order_by(Invitation.created_at.desc())))
+
+
+def expired(invitation: Invitation) -> bool:
+    return invitation.expires_at < utcnow()
+
+
+def _membership(session: Session, workspace_id: str, user_id: str) -> Membership:
+    member = session.scalars(select(Membership).where(Membership.workspace_id == workspace_id,
+                                                      Membership.user_id == user_id)).first()
+    if member is None:
+        raise UserError("this person is not a member of this workspace")
+    return member
+
+
+def _keep_an_owner(session: Session, member: Membership) -> None:
+    if member.role != "owner":
+        return
+    owners = session.scalars(select(Membership.id).where(Membership.workspace_id == member.workspace_id,
+                                                         Membership.role == "owner").with_for_update()).all()
+    if len(owners) <= 1:
+        raise UserError("a workspace needs at least one owner: make someone else owner first")
+
+
+def change_role(session: Session, workspace_id: str, user_id: str, role: str) -> Membership:
+    """Set a member's role; the last owner cannot be demoted (``UserError``)."""
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    member = _membership(session, workspace_id, user_id)
+    if role != member.role:
+        _keep_an_owner(session, member)
+        member.role = role
+    return member
+
+
+def remove_member(session: Session, workspace_id: str, user_id: str) -> Membership:
+    """Take a person out of a workspace (their account stays); never the last owner."""
+    member = _membership(session, workspace_id, user_id)
+    _keep_an_owner(session, member)
+    session.delete(member)
+    session.flush()
+    return member
+
+
+def revoke_invitation(session: Session, workspace_id: str, invitation_id: str) -> Invitation:
+    """Delete a pending invitation of this workspace (its link stops working)."""
+    invitation = session.get(Invitation, invitation_id)
+    if invitation is None or invitation.workspace_id != workspace_id or invitation.accepted_at is not None:
+        raise UserError("no such pending invitation")
+    session.delete(invitation)
+    return invitation
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    try:
+        email = normalize_email(email)
+    except UserError:
+        return None
+    return session.scalars(select(User).where(User.email == email)).first()

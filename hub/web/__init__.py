@@ -5,6 +5,8 @@ cookie and a CSRF header (``hub.api.auth``), so the console and machines share e
 from __future__ import annotations
 
 import importlib
+import logging
+import re
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -12,7 +14,19 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
-BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp")
+BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp", "hub.web.team:bp", "hub.web.account:bp",
+              "hub.web.account:instance")
+
+
+class RedactInviteLinks(logging.Filter):
+    """The development server logs request lines: an invitation link's token becomes ``[redacted]``."""
+    TOKEN = re.compile(r"(/|%2F)invite(/|%2F)inv_[A-Za-z0-9_-]+", re.IGNORECASE)  # also in ?next=
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "inv_" in text:
+            record.msg, record.args = self.TOKEN.sub(r"\1invite\2inv_[redacted]", text), ()
+        return True
 
 
 def _session_key(secret: str) -> bytes:
@@ -33,6 +47,9 @@ def install(app: Flask) -> None:
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         WTF_CSRF_SSL_STRICT=False)
     csrf.init_app(app)
+    access_log = logging.getLogger("werkzeug")
+    if not any(isinstance(f, RedactInviteLinks) for f in access_log.filters):
+        access_log.addFilter(RedactInviteLinks())
     for path in BLUEPRINTS:
         module, _, attr = path.partition(":")
         app.register_blueprint(getattr(importlib.import_module(module), attr))

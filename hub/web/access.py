@@ -7,6 +7,7 @@ are what page modules use.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import logging
 from typing import Callable
@@ -14,9 +15,11 @@ from typing import Callable
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
 from sqlalchemy import select
+from werkzeug.exceptions import TooManyRequests
 
 from hub.core import users
 from hub.core.models import Membership, User, Workspace
+from hub.web import throttle
 
 log = logging.getLogger(__name__)
 RANK = {"agent": 1, "admin": 2, "owner": 3}
@@ -96,8 +99,11 @@ def current() -> Viewer:
 
 def console_blueprint(name: str, import_name: str, **options) -> Blueprint:
     """A blueprint for console pages: its POST forms must carry the session's CSRF token."""
+    from hub.web.errors import on_console_error
+
     blueprint = Blueprint(name, import_name, **options)
     blueprint.before_request(_csrf_on_forms)
+    blueprint.register_error_handler(Exception, on_console_error)  # HTML pages, not the API's JSON
     return blueprint
 
 
@@ -145,6 +151,12 @@ def login():
     error = None
     if request.method == "POST":
         email, password = request.form.get("email", ""), request.form.get("password", "")
+        ip = request.remote_addr or ""
+        wait = throttle.retry_after(rt(), email, ip)
+        if wait is not None:
+            log.warning("console sign-in throttled for %s from %s (%d s left)", users_email_hint(email), ip, wait)
+            raise TooManyRequests(f"Too many failed sign-ins for this email or from this address. "
+                                  f"Try again in {_minutes(wait)} (after {_clock(wait)} UTC).", retry_after=wait)
         with rt().db.session() as s:
             user = users.authenticate(s, email, password)
             if user is not None:
@@ -156,13 +168,36 @@ def login():
                 if first:
                     session["wid"] = first
         if user is None:
+            throttle.failed(rt(), email, ip)
             log.warning("console sign-in refused for %s", users_email_hint(email))
             error = "Wrong email or password."
         else:
+            throttle.succeeded(rt(), email)
             log.info("console sign-in: user %s", user.id)
-            target = request.args.get("next") or ""
-            return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("access.home"))
+            return redirect(same_site_path(request.args.get("next")) or url_for("access.home"))
     return render_template("console/login.html", error=error), (401 if error else 200)
+
+
+def same_site_path(target: str | None) -> str | None:
+    """``target`` if it is a path of this site (``/team?x=1``), else None: no scheme, no host, and
+    nothing a browser reads as another host (``//evil``, ``/\\evil``, control characters)."""
+    from urllib.parse import urlsplit
+
+    target = target or ""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
+
+
+def _minutes(seconds: int) -> str:
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def _clock(seconds: int) -> str:
+    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)).strftime("%H:%M")
 
 
 def users_email_hint(email: str) -> str:
