@@ -126,7 +126,9 @@ def thread(session: Session, conv: Conversation, limit: int = 200) -> list[Messa
     rows = session.scalars(select(Message).where(Message.contact_id == conv.contact_id,
                                                   Message.connection_id == conv.connection_id)
                            .order_by(Message.timestamp.desc(), Message.id.desc()).limit(limit)).all()
-    return rows[::-1]
+    # Meta stamps whole seconds, the hub's own sends microseconds: within one second, the order
+    # the hub recorded them in
+    return sorted(rows, key=lambda m: (m.timestamp.replace(microsecond=0), m.id))
 
 
 def mark_read(conv: Conversation) -> None:

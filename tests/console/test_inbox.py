@@ -210,3 +210,19 @@ def test_another_workspaces_conversation_does_not_exist(client, coexistence, sim
 def test_the_inbox_needs_a_sign_in(client):
     assert client.get("/inbox").headers["Location"].startswith("/login")
     assert client.get("/inbox/stream").headers["Location"].startswith("/login")
+
+
+def test_a_failed_send_shows_its_reason(client, coexistence, simulator, run_jobs):
+    to = customer()
+    simulator.customer_message(coexistence.phone_number_id, to, "Ping")
+    run_jobs()
+    simulator.fail_delivery_to(to, 131026)
+    agent = client.console(coexistence.workspace, role="agent")
+    conv = conversation_of(agent, to)
+    fields = dict(re.findall(r'name="(contact_id|connection_id)" value="([^"]+)"', thread_of(agent, conv)))
+    assert agent.api("POST", "/api/v1/messages", json={**fields, "text": "Pong"}).status_code == 202
+    run_jobs()
+    simulator.flush_statuses()
+    run_jobs()
+    bubble = thread_of(agent, conv).split("Pong", 1)[1][:900]
+    assert "tick-failed" in bubble and "failed</span>" in bubble and "131026" in bubble
