@@ -59,5 +59,21 @@ def test_live_inbox_reply_and_phone_echo(coexistence, simulator, run_jobs, live_
     assert page.get_by_role("link", name="← All conversations").is_visible()
     assert not page.locator(".inbox-list").is_visible()  # list, then thread, at phone width
     assert page.evaluate("document.documentElement.scrollWidth <= 390")
-    page.locator("#thread .bubble.echo").scroll_into_view_if_needed()
+    page.locator("#thread").scroll_into_view_if_needed()
     shot(page, "inbox-phone")
+
+
+def test_without_eventsource_the_inbox_polls(coexistence, simulator, run_jobs, live_hub, browser_page, sign_in):
+    page, to = browser_page, customer()
+    page.add_init_script("delete window.EventSource")  # a browser (or proxy) without server-sent events
+    simulator.customer_message(coexistence.phone_number_id, to, "First", name="Ravi Kumar")
+    run_jobs()
+    sign_in(page, coexistence.workspace, role="agent")
+    page.goto(f"{live_hub.url}/inbox")
+    page.get_by_text("Updating every 5 s").wait_for()
+    page.evaluate("window.__sameDocument = true")
+    other = customer()
+    simulator.customer_message(coexistence.phone_number_id, other, "Polling works", name="Lata Menon")
+    run_jobs()
+    page.get_by_role("link", name="Lata Menon").wait_for()  # the list refreshed by polling
+    assert page.evaluate("window.__sameDocument === true")

@@ -53,6 +53,8 @@ def test_a_thread_shows_customer_api_and_phone_app_messages_with_ticks(client, c
     listing = page(agent, "/inbox")
     assert "Asha Rao" in listing and "Phone app: " in listing and "Unread" in listing
     conv = conversation_of(agent, to)
+    assert [c["id"] for c in agent.api("GET", "/api/v1/conversations?q=asha").json] == [conv["id"]]
+    assert "Asha Rao" in page(agent, "/inbox?show=all&q=ASHA") and "Asha Rao" not in page(agent, "/inbox?q=nobody")
     assert conv["status"] == "open" and conv["unread"] and conv["connection_id"] == coexistence.id
     thread = thread_of(agent, conv)
     for text in ("Is my order shipped?", "Yes, it left today.", "Call me if it is late - Priya"):
@@ -192,6 +194,24 @@ def test_the_stream_yields_a_new_message_event(client, coexistence, simulator, r
     response.close()
 
 
+def test_a_reconnecting_stream_resumes_from_its_last_event_id(client, coexistence, simulator, run_jobs):
+    from hub.web import inbox_stream
+
+    to = customer()
+    simulator.customer_message(coexistence.phone_number_id, to, "Sent while the browser reconnected")
+    run_jobs()
+    agent = client.console(coexistence.workspace, role="agent")
+    response = agent.get("/inbox/stream", headers={"Last-Event-ID": "m0.t0"}, buffered=False)
+    chunks = iter(response.response)
+    next(chunks)
+    assert "event: message" in next(chunks).decode()  # older than the stream, newer than its cursor
+    response.close()
+    assert inbox_stream.parse_cursor("m12.t1700000000000")[0] == 12
+    assert inbox_stream.parse_cursor("garbage") is None and inbox_stream.parse_cursor("m1.t" + "9" * 15) is None
+    ended = "".join(inbox_stream.events(client.rt.db, coexistence.workspace.id, None, max_seconds=0))
+    assert ended.startswith("retry:") and re.search(r"id: m\d+\.t\d+\nevent: bye", ended)  # capped: reconnects
+
+
 def test_another_workspaces_conversation_does_not_exist(client, coexistence, simulator, run_jobs):
     to = customer()
     simulator.customer_message(coexistence.phone_number_id, to, "Private")
@@ -226,3 +246,29 @@ def test_a_failed_send_shows_its_reason(client, coexistence, simulator, run_jobs
     run_jobs()
     bubble = thread_of(agent, conv).split("Pong", 1)[1][:900]
     assert "tick-failed" in bubble and "failed</span>" in bubble and "131026" in bubble
+
+
+def test_a_connector_send_is_named_by_its_installation(client, coexistence, simulator, run_jobs):
+    from hub.core.models import Contact, Installation, Message, Send, utcnow
+
+    to = customer()
+    simulator.customer_message(coexistence.phone_number_id, to, "Where is my parcel?")
+    run_jobs()
+    with client.rt.db.session() as s:  # what a connector's action leaves behind once sent
+        contact = s.scalars(select(Contact).where(Contact.wa_id == to)).one()
+        install = Installation(workspace_id=coexistence.workspace.id, connector="shopify", name="Kurta House store")
+        s.add(install)
+        s.flush()
+        send = Send(workspace_id=coexistence.workspace.id, connection_id=coexistence.id, contact_id=contact.id,
+                    to=to, kind="template", template_name="order_update", template_language="en_US",
+                    params=["#77"], origin="connector", installation_id=install.id, status="sent", wamid="wamid.c1")
+        s.add(send)
+        s.flush()
+        s.add(Message(workspace_id=coexistence.workspace.id, connection_id=coexistence.id, contact_id=contact.id,
+                      wamid="wamid.c1", direction="out", origin="api", type="template", status="delivered",
+                      body={"template": {"name": "order_update", "language": {"code": "en_US"}, "components": [
+                          {"type": "body", "parameters": [{"type": "text", "text": "#77"}]}]}},
+                      timestamp=utcnow(), send_id=send.id))
+    agent = client.console(coexistence.workspace, role="agent")
+    bubble = thread_of(agent, conversation_of(agent, to)).split("Connector Kurta House store", 1)[1][:700]
+    assert "order_update" in bubble and "#77" in bubble and "tick-delivered" in bubble
