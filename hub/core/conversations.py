@@ -40,9 +40,12 @@ def sync(session: Session, workspace_id: str) -> int:
         .group_by(Message.contact_id, Message.connection_id)).all()
     if not rows:
         return 0
-    existing = {(c.contact_id, c.connection_id): c for c in session.scalars(select(Conversation).where(
-        Conversation.workspace_id == workspace_id,
-        Conversation.contact_id.in_({r[0] for r in rows})))}
+    contact_ids = sorted({r[0] for r in rows})
+    existing = {(c.contact_id, c.connection_id): c
+                for chunk in range(0, len(contact_ids), 500)  # bounded IN lists (a first sync sees everything)
+                for c in session.scalars(select(Conversation).where(
+                    Conversation.workspace_id == workspace_id,
+                    Conversation.contact_id.in_(contact_ids[chunk:chunk + 500])))}
     changed = 0
     for contact_id, connection_id, last_id, last_at, last_in in rows:
         conv = existing.get((contact_id, connection_id))

@@ -56,9 +56,11 @@ def _frame(event: str, data: dict, cursor: str) -> str:
     return f"id: {cursor}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def poll(db, workspace_id: str, message_id: int, at: dt.datetime, seen: set[str]
+def poll(db, workspace_id: str, message_id: int, at: dt.datetime, seen: set[str], codec=None
          ) -> tuple[list[tuple[str, dict]], int, dt.datetime]:
-    """One look at the database: the events newer than the cursor, and the cursor after them."""
+    """One look at the database: the events newer than the cursor, and the cursor after them
+    (``codec``: the public ids' codec, taken while the app context exists)."""
+    codec = codec or ids.codec()
     out: list[tuple[str, dict]] = []
     now = utcnow()
     with db.session() as session:
@@ -73,7 +75,7 @@ def poll(db, workspace_id: str, message_id: int, at: dt.datetime, seen: set[str]
                 continue
             seen.add(key)
             message_id = max(message_id, row.id)
-            out.append(("message", {"id": ids.encode("msg", row.id), "contact_id": ids.encode("ct", row.contact_id)
+            out.append(("message", {"id": codec.encode("msg", row.id), "contact_id": codec.encode("ct", row.contact_id)
                                     if row.contact_id else None, "connection_id": row.connection_id,
                                     "direction": row.direction, "origin": row.origin}))
         events = session.scalars(select(OutboundEvent).where(
@@ -92,8 +94,9 @@ def poll(db, workspace_id: str, message_id: int, at: dt.datetime, seen: set[str]
 
 
 def events(db, workspace_id: str, cursor: tuple[int, dt.datetime] | None, *, max_seconds: float = MAX_SECONDS,
-           tick: float = TICK) -> Iterator[str]:
+           tick: float = TICK, codec=None) -> Iterator[str]:
     """The stream's text, until ``max_seconds`` have passed or the client has gone."""
+    codec = codec or ids.codec()
     if cursor is None:  # a new stream starts from now
         with db.session() as session:
             start = session.scalar(select(func.max(Message.id)).where(Message.workspace_id == workspace_id)) or 0
@@ -104,7 +107,7 @@ def events(db, workspace_id: str, cursor: tuple[int, dt.datetime] | None, *, max
     yield "retry: 2000\n: coexhub inbox stream\n\n"
     try:
         while time.monotonic() - begun < max_seconds:
-            found, message_id, at = poll(db, workspace_id, message_id, at, seen)
+            found, message_id, at = poll(db, workspace_id, message_id, at, seen, codec)
             position = format_cursor(message_id, at)
             for name, data in found:
                 yield _frame(name, data, position)
@@ -128,5 +131,5 @@ def stream():
     workspace_id = current().workspace_id
     cursor = parse_cursor(request.headers.get("Last-Event-ID") or request.args.get("after"))
     log.info("inbox stream opened for workspace %s", workspace_id)
-    return Response(events(rt().db, workspace_id, cursor), mimetype="text/event-stream",
+    return Response(events(rt().db, workspace_id, cursor, codec=ids.codec()), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
