@@ -16,7 +16,7 @@ def test_live_inbox_reply_and_phone_echo(coexistence, simulator, run_jobs, live_
     simulator.customer_message(coexistence.phone_number_id, to, "Hi, is the blue kurta back in stock?",
                                name="Meera Iyer")
     run_jobs()
-    sign_in(page, coexistence.workspace, role="agent")
+    person = sign_in(page, coexistence.workspace, role="agent")
     page.goto(f"{live_hub.url}/inbox")
     page.get_by_role("link", name="Meera Iyer").click()
     page.wait_for_selector("text=Hi, is the blue kurta back in stock?")
@@ -52,9 +52,20 @@ def test_live_inbox_reply_and_phone_echo(coexistence, simulator, run_jobs, live_
     page.get_by_role("button", name="Resume automations").click()
     page.get_by_text("Running (no hold on this number).").wait_for()
 
+    page.get_by_label("Assignee").select_option(label=page.locator("#assignee option", has_text="(me)").inner_text())
+    page.get_by_role("button", name="Assign").click()
+    page.locator(".conversation.current .badge", has_text=person.email.split("@")[0]).wait_for()
+    page.get_by_label("Add a note").fill("Wants the blue one only")
+    page.get_by_role("button", name="Add note").click()
+    page.locator(".notes", has_text="Wants the blue one only").wait_for()
+    page.get_by_role("button", name="Close conversation").click()
+    page.get_by_role("button", name="Reopen").wait_for()
+
     page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(f"{live_hub.url}/inbox")
+    page.goto(f"{live_hub.url}/inbox?show=all")
     assert page.get_by_role("link", name="Meera Iyer").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= 390")
+    shot(page, "inbox-phone-list")
     page.get_by_role("link", name="Meera Iyer").click()
     assert page.get_by_role("link", name="← All conversations").is_visible()
     assert not page.locator(".inbox-list").is_visible()  # list, then thread, at phone width

@@ -192,6 +192,7 @@ def test_the_stream_yields_a_new_message_event(client, coexistence, simulator, r
     frame = next(chunks).decode()
     assert "event: message" in frame and '"direction":"in"' in frame and re.search(r"^id: m\d+\.t\d+$", frame, re.M)
     response.close()
+    assert next(chunks, None) is None  # the client went away: the generator is closed, no more polling
 
 
 def test_a_reconnecting_stream_resumes_from_its_last_event_id(client, coexistence, simulator, run_jobs):
