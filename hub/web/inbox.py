@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from hub.api import ids
 from hub.core import conversations
-from hub.core.models import (Connection, Contact, ContactWindow, Conversation, Installation, Message,
+from hub.core.models import (Connection, Contact, Conversation, Installation, Message,
                              OutboundEvent, Send, Template, utcnow)
 from hub.core.sending import windows
 from hub.core.sending.templates import placeholders
@@ -99,6 +99,22 @@ def messages_fragment(conversation_id: str):
         conversations.sync(session, current().workspace_id)
         conv = _conversation(session, conversation_id)
         return render_template("console/inbox/_messages.html", conv=conv, **_thread(session, conv))
+
+
+@bp.get("/inbox/c/<conversation_id>/hold")
+@console_page("agent")
+def hold_fragment(conversation_id: str):
+    """The contact's echo-aware hold on this number alone (htmx refresh)."""
+    with rt().db.session() as session:
+        conv = _conversation(session, conversation_id)
+        return render_template("console/inbox/_hold.html", conv=conv, hold_until=_hold_until(session, conv),
+                               contact_pid=ids.encode("ct", conv.contact_id))
+
+
+def _hold_until(session, conv: Conversation) -> dt.datetime | None:
+    window = windows.window(session, conv.connection_id, conv.contact_id)
+    now = utcnow()
+    return window.hold_until if window is not None and window.hold_until and window.hold_until > now else None
 
 
 @dataclasses.dataclass
@@ -187,9 +203,7 @@ def body_params(template: Template) -> int:
 def _panel(session, conv: Conversation) -> dict[str, Any]:
     contact = session.get(Contact, conv.contact_id)
     connection = session.get(Connection, conv.connection_id)
-    window: ContactWindow | None = windows.window(session, conv.connection_id, conv.contact_id)
-    now = utcnow()
-    hold_until = window.hold_until if window is not None and window.hold_until and window.hold_until > now else None
+    hold_until = _hold_until(session, conv)
     templates = list(session.scalars(select(Template).where(
         Template.workspace_id == conv.workspace_id, Template.waba_id == connection.waba_id,
         Template.status == "APPROVED").order_by(Template.name, Template.language)))

@@ -47,8 +47,8 @@ def test_live_inbox_reply_and_phone_echo(coexistence, simulator, run_jobs, live_
     assert page.evaluate("window.__sameDocument === true")
     shot(page, "inbox")
 
-    page.reload()  # the hold the echo started shows on the contact, with its resume button
-    assert page.get_by_text("Human took over").is_visible()
+    page.get_by_text("Human took over").wait_for()  # the hold the echo started, live on the contact panel
+    assert page.evaluate("window.__sameDocument === true")
     page.get_by_role("button", name="Resume automations").click()
     page.get_by_text("Running (no hold on this number).").wait_for()
 
@@ -88,3 +88,22 @@ def test_without_eventsource_the_inbox_polls(coexistence, simulator, run_jobs, l
     run_jobs()
     page.get_by_role("link", name="Lata Menon").wait_for()  # the list refreshed by polling
     assert page.evaluate("window.__sameDocument === true")
+
+
+def test_the_reply_box_follows_the_24_hour_window(coexistence, simulator, run_jobs, live_hub, browser_page,
+                                                 sign_in):
+    page, to = browser_page, customer()
+    simulator.echo(coexistence.phone_number_id, to, "Your order is ready for pickup")  # no window yet
+    run_jobs()
+    sign_in(page, coexistence.workspace, role="agent")
+    page.goto(f"{live_hub.url}/inbox")
+    page.locator(".conversation a").first.click()
+    page.get_by_text("24-hour window closed").wait_for()
+    assert page.locator("#reply-text").count() == 0
+    page.get_by_label("Parameter {{1}}").first.fill("#5521")
+    page.get_by_role("button", name="Send order_update").click()
+    page.locator("#thread .bubble.out", has_text="order_update").wait_for()
+    simulator.customer_message(coexistence.phone_number_id, to, "Coming at 6")
+    run_jobs()
+    page.locator("#reply-text").wait_for()  # the window opened: free text is offered
+    assert page.get_by_text("24-hour window open until").is_visible()
