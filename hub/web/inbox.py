@@ -152,8 +152,9 @@ def _media(message: Message) -> dict[str, Any] | None:
     if message.type not in conversations.MEDIA:
         return None
     part = conversations.part(message)
+    link = part.get("link") if isinstance(part.get("link"), str) and part["link"].startswith("https://") else None
     return {"kind": message.type, "label": conversations.LABELS[message.type], "id": part.get("id"),
-            "link": part.get("link"), "mime_type": part.get("mime_type"), "filename": part.get("filename")}
+            "link": link, "mime_type": part.get("mime_type"), "filename": part.get("filename")}
 
 
 def _error(message: Message | None, send: Send | None = None) -> str | None:

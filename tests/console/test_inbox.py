@@ -79,9 +79,16 @@ def test_media_is_shown_by_type_caption_and_id(client, coexistence, simulator, r
     run_jobs()
     agent = client.console(coexistence.workspace, role="agent")
     conv = conversation_of(agent, to)
-    thread = page(agent, f"/inbox/c/{conv['id']}")
+    thread = thread_of(agent, conv)
     assert "Document" in thread and "invoice-42.pdf" in thread and "media id 998877" in thread
     assert "my invoice" in thread and "Document: my invoice" in page(agent, "/inbox")
+    for link, caption in (("https://cdn.example.com/kurta.jpg", "the blue one"), ("javascript:alert(1)", "nope")):
+        simulator.deliver(p._echo(coexistence.waba_id, coexistence.phone_number_id, coexistence.display, to,
+                                  "image", {"link": link, "caption": caption}))
+    run_jobs()
+    thread = thread_of(agent, conv)
+    assert '<img src="https://cdn.example.com/kurta.jpg" alt="the blue one"' in thread
+    assert "javascript:" not in thread and "nope" in thread
 
 
 def test_assign_close_note_and_a_customer_message_reopens(client, coexistence, simulator, run_jobs):
