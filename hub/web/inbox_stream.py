@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 from flask import Response, request
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.api import ids
 from hub.core.models import Message, OutboundEvent, utcnow
@@ -107,7 +108,11 @@ def events(db, workspace_id: str, cursor: tuple[int, dt.datetime] | None, *, max
     yield "retry: 2000\n: coexhub inbox stream\n\n"
     try:
         while time.monotonic() - begun < max_seconds:
-            found, message_id, at = poll(db, workspace_id, message_id, at, seen, codec)
+            try:
+                found, message_id, at = poll(db, workspace_id, message_id, at, seen, codec)
+            except SQLAlchemyError as exc:  # the database is away: end; the browser retries (or polls)
+                log.warning("inbox stream of %s ended: database error %s", workspace_id, type(exc).__name__)
+                return
             position = format_cursor(message_id, at)
             for name, data in found:
                 yield _frame(name, data, position)
