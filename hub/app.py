@@ -15,7 +15,7 @@ from hub.core.runtime import Runtime, install
 API_BLUEPRINTS = ("hub.api.workspaces:admin", "hub.api.workspaces:own", "hub.api.installations:bp",
                   "hub.api.events:bp", "hub.api.connections:bp", "hub.api.contacts:bp", "hub.api.sending:bp",
                   "hub.api.broadcasts:bp", "hub.api.analytics:bp", "hub.api.pricing:bp",
-                  "hub.api.subscriptions:bp", "hub.api.reads:bp")
+                  "hub.api.subscriptions:bp", "hub.api.reads:bp", "hub.api.conversations:bp")
 PLAIN_BLUEPRINTS = ("hub.api.health:bp", "hub.core.whatsapp.webhook:bp", "hub.api.webhooks:bp")
 
 

@@ -24,7 +24,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 B_OBJECT = {"connection_id": "connection", "contact_id": "contact", "send_id": "send", "event_id": "event",
             "delivery_id": "delivery", "installation_id": "installation", "broadcast_id": "broadcast",
             "key_id": "key", "hook_id": "hook", "sub_id": "subscription",
-            "message_id": "message"}
+            "message_id": "message", "conversation_id": "conversation"}
 # path parameters naming a kind of thing rather than one of B's objects: such routes are listings
 NAMES = {"event_type": "message.received"}
 # routes that take no workspace key (the instance admin's, the OpenAPI document)
@@ -37,7 +37,9 @@ BODIES = {("POST", "/api/v1/messages"): {"to": "14155552671", "text": "hi", "con
           ("POST", "/api/v1/subscriptions/<sub_id>/replay"): {"since": "2026-01-01T00:00:00Z"},
           ("POST", "/api/v1/actions/send-text"): {"to": "14155552671", "text": "hi", "connection_id": "{B:connection}"},
           ("POST", "/api/v1/actions/send-template"): {"to": "14155552671", "template": "iso_tpl",
-                                                      "connection_id": "{B:connection}"}}
+                                                      "connection_id": "{B:connection}"},
+          ("PATCH", "/api/v1/conversations/<conversation_id>"): {"status": "closed"},
+          ("POST", "/api/v1/conversations/<conversation_id>/notes"): {"text": "intrusion"}}
 
 
 def _api_routes() -> list[tuple[str, str]]:
@@ -111,12 +113,16 @@ class World:
         hook = client.post("/api/v1/hooks", headers=b, json={"target_url": "http://127.0.0.1:9/b-hook",
                                                               "event": "connection.resumed"}).json
         [message] = [m for m in client.get("/api/v1/messages", headers=b).json if m["direction"] == "in"]
+        [conversation] = client.get("/api/v1/conversations", headers=b).json
+        assert client.post(f"/api/v1/conversations/{conversation['id']}/notes", headers=b,
+                           json={"text": self.text + "-note"}).status_code == 201
         self.objects = {"connection": conn.id, "contact": contact["id"], "send": send["id"], "event": event["id"],
                         "message": message["id"], "delivery": client.public_id("dlv", delivery.id),
                         "installation": installation["id"], "broadcast": broadcast["id"], "key": key["id"],
-                        "subscription": subscription["id"], "hook": hook["id"]}
+                        "subscription": subscription["id"], "hook": hook["id"], "conversation": conversation["id"]}
         self.markers = [self.hook, conn.id, conn.phone_number_id, conn.waba_id, self.wa_id, self.text, "Bertha",
-                        installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b", "b-hook"]
+                        installation["id"], installation["name"], broadcast["id"], key["id"], "iso_tpl", "sub_b", "b-hook",
+                        conversation["id"]]
         self.before = self.snapshot()
 
     def snapshot(self) -> dict:
@@ -135,6 +141,8 @@ class World:
                 "key": keys[o["key"]],
                 "message": next(m["read_at"] for m in get("/api/v1/messages").json if m["id"] == o["message"]),
                 "hook": [h["id"] for h in get("/api/v1/subscriptions?kind=zapier").json],
+                "conversation": (get(f"/api/v1/conversations/{o['conversation']}").json["status"],
+                                 len(get(f"/api/v1/conversations/{o['conversation']}/notes").json)),
                 "subscription": {k: get(f"/api/v1/subscriptions/{o['subscription']}").json.get(k)
                                  for k in ("url", "events", "enabled", "previous_secret_expires_at")}}
 

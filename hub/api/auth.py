@@ -45,7 +45,7 @@ def require_admin() -> None:
 
 # What a console agent may change through the API (blueprint names); reading is open to every role,
 # other changes need an admin or owner of the workspace.
-AGENT_WRITES = frozenset({"sending", "contacts", "reads"})
+AGENT_WRITES = frozenset({"sending", "contacts", "reads", "conversations"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -438,3 +438,39 @@ class Attribution(Base):
     send_id: Mapped[int] = mapped_column(BigId)
     contact_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# --- Inbox (console, issue 13): conversation state and internal notes -------------------------
+class Conversation(Base):
+    """The console's state of one customer on one business number: open/closed, who handles it,
+    how far it was read. Its messages are the ``messages`` of that pair (``hub.core.conversations``
+    creates and moves these rows from the messages)."""
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("contact_id", "connection_id"),
+                      Index("ix_conversations_recent", "workspace_id", "last_message_at"))
+    id: Mapped[str] = _id("cnv")
+    workspace_id: Mapped[str] = mapped_column(String(40), ForeignKey("workspaces.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(BigId, ForeignKey("contacts.id", ondelete="CASCADE"))
+    connection_id: Mapped[str] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open|closed
+    assignee_user_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("users.id", ondelete="SET NULL"))
+    last_message_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_message_id: Mapped[int | None] = mapped_column(BigId)
+    last_inbound_id: Mapped[int | None] = mapped_column(BigId)  # the customer's latest message
+    read_up_to_id: Mapped[int | None] = mapped_column(BigId)  # opened in the console up to this message
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ConversationNote(Base):
+    """An internal note on a conversation: seen in the console only, never sent."""
+    __tablename__ = "conversation_notes"
+    id: Mapped[str] = _id("note")
+    conversation_id: Mapped[str] = mapped_column(String(40), ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 index=True)
+    workspace_id: Mapped[str] = _workspace_fk()
+    author_user_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("users.id", ondelete="SET NULL"))
+    author_name: Mapped[str] = mapped_column(String(254), default="")  # kept if the user is deleted
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

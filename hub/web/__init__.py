@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
 BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp", "hub.web.team:bp", "hub.web.account:bp",
-              "hub.web.account:instance")
+              "hub.web.account:instance", "hub.web.inbox:bp")
 
 
 class RedactInviteLinks(logging.Filter):
