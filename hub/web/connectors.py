@@ -71,11 +71,20 @@ def form_fields(schema: dict[str, Any]) -> list[Field]:
             kind = "json"
         elif spec.get("format") in ("uri", "email"):
             kind = "url" if spec["format"] == "uri" else "email"
-        out.append(Field(name=name, label=name.replace("_", " ").capitalize(), kind=kind,
+        out.append(Field(name=name, label=label(name), kind=kind,
                          required=name in schema.get("required", []), default=spec.get("default"),
                          description=spec.get("description"), choices=tuple(spec.get("enum") or ()),
                          number_step=step, secret=bool(spec.get("x-secret"))))
     return out
+
+
+ACRONYMS = {"api": "API", "url": "URL", "id": "ID", "cod": "COD", "utm": "UTM", "sms": "SMS", "hmac": "HMAC"}
+
+
+def label(name: str) -> str:
+    """A field name as a label: ``api_token`` → "API token"."""
+    words = [ACRONYMS.get(w, w) for w in name.split("_")]
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]]) if words else name
 
 
 def _markdown(text: str) -> str:
@@ -129,7 +138,8 @@ def describe(cls) -> dict[str, Any]:
     import sys
 
     doc = cls.__doc__ or getattr(sys.modules.get(cls.__module__), "__doc__", None) or ""
-    doc = " ".join(doc.strip().split("\n\n")[0].split())
+    doc = " ".join(doc.strip().split("\n\n")[0].replace("``", "").split())
+    doc = doc if len(doc) <= 220 else doc[:219].rsplit(" ", 1)[0] + "…"
     return {"name": cls.name, "title": cls.title or cls.name.title(), "description": doc,
             "topics": sorted(t for t in cls._webhook_handlers if t != "*"), "schema": schema,
             "fields": form_fields(schema)}
