@@ -37,7 +37,9 @@ def test_replay_a_dead_send(client, coexistence, simulator, run_jobs, run_schedu
     page.set_viewport_size({"width": 390, "height": 844})
     page.get_by_role("link", name="Scheduled (1)").click()
     page.get_by_role("button", name="Cancel send").wait_for()
+    shot(page, "queue-phone")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width}px wide on a 390px screen"
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Cancel send").click()
     page.get_by_text("No scheduled sends.").wait_for()
-    shot(page, "queue-phone")

@@ -114,9 +114,11 @@ def test_a_failed_event_shows_its_error_and_replay_requeues_it(client, workspace
     inst = client.install(workspace, "acme", {**SECRETS})
     client.deliver("acme", inst["id"], {"x": 1}, SECRETS, acme_headers("explode", "e1"))
     client.deliver("acme", inst["id"], {"phone": "not a phone", "id": 5}, SECRETS, acme_headers("cart.updated", "c1"))
+    client.deliver("acme", inst["id"], b"{not json", SECRETS, acme_headers("order.created", "r1"))
     run_jobs()
     page = owner.get(f"/connectors/{inst['id']}").get_data(as_text=True)
     assert "RuntimeError: handler bug" in page and ">failed<" in page
+    assert ">rejected<" in page
     assert "skipped: cart without phone" in page or ">processed<" in page
     for _ in range(processing.MAX_ATTEMPTS):  # retried until dead
         with client.rt.db.session() as s:
@@ -129,7 +131,7 @@ def test_a_failed_event_shows_its_error_and_replay_requeues_it(client, workspace
         public = client.public_id("evt", event.id)
     page = owner.get(f"/connectors/{inst['id']}").get_data(as_text=True)
     assert ">dead<" in page and f'data-api="POST /api/v1/events/{public}/replay"' in page
-    assert "1 event need attention" in owner.get("/connectors").get_data(as_text=True)
+    assert "2 events need attention" in owner.get("/connectors").get_data(as_text=True)  # dead + rejected
     replayed = owner.api("POST", f"/api/v1/events/{public}/replay")
     assert replayed.status_code == 202 and replayed.json["status"] == "pending"
     with client.rt.db.session() as s:
