@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from flask import render_template, request
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from hub.api import ids
 from hub.api.connections import ConnectionOut
@@ -29,7 +29,7 @@ PAGE = 50
 TABS: dict[str, tuple[str, Any]] = {
     "scheduled": ("Scheduled", lambda: [Send.status == "scheduled", Send.hold_reason.is_(None)]),
     "held": ("Held", lambda: [Send.status.in_(("scheduled", "queued")), Send.hold_reason.is_not(None)]),
-    "queued": ("Queued", lambda: [Send.status.in_(("queued", "sending")), Send.hold_reason.is_(None)]),
+    "queued": ("Queued", lambda: [or_(Send.status == "sending", and_(Send.status == "queued", Send.hold_reason.is_(None)))]),
     "failed": ("Failed", lambda: [Send.status == "failed"]),
     "dead": ("Dead", lambda: [Send.status == "dead"]),
 }
@@ -43,7 +43,7 @@ def _counts(session, workspace_id: str) -> dict[str, int]:
     for status, held, n in rows:
         if held and status in ("scheduled", "queued"):
             counts["held"] += n
-        elif status == "sending":
+        elif status in ("queued", "sending"):
             counts["queued"] += n
         elif status in counts:
             counts[status] += n
