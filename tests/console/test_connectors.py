@@ -163,3 +163,19 @@ def test_another_workspaces_installation_is_not_found(client, workspace):
 def test_signed_out_visitors_go_to_the_login_page(client):
     response = client.get("/connectors")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_an_installation_whose_connector_is_gone_still_renders(client, workspace):
+    from hub.core.models import Installation
+
+    with client.rt.db.session() as s:
+        row = Installation(workspace_id=workspace.id, connector="retired", name="Old shop", config={},
+                           secrets={"token": "old-secret-value"}, state={})
+        s.add(row)
+        s.flush()
+        inst_id = row.id
+    owner = client.console(workspace, role="owner")
+    page = owner.get(f"/connectors/{inst_id}")
+    assert page.status_code == 200 and "Old shop" in page.get_data(as_text=True)
+    assert "old-secret-value" not in page.get_data(as_text=True)
+    assert "Old shop" in owner.get("/connectors").get_data(as_text=True)
