@@ -15,7 +15,8 @@ from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
 BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp", "hub.web.team:bp", "hub.web.account:bp",
-              "hub.web.account:instance", "hub.web.inbox:bp")
+              "hub.web.account:instance", "hub.web.inbox:bp",
+              "hub.web.connectors:bp", "hub.web.queue:bp")
 
 
 class RedactInviteLinks(logging.Filter):

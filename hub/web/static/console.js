@@ -64,9 +64,10 @@
     box.setAttribute("role", "alert");
     const error = (payload && payload.error) || {};
     const lines = [error.message || `Request failed (${status})`];
-    const fields = error.fields || {};
+    const fields = error.fields || (error.details && error.details.fields) || {};  // the API puts them in details
     for (const [name, problems] of Object.entries(fields)) lines.push(`${name}: ${[].concat(problems).join(", ")}`);
     box.replaceChildren(...lines.map((t) => Object.assign(document.createElement("p"), { textContent: t })));
+    form.dispatchEvent(new CustomEvent("api:error", { bubbles: true, detail: { status, fields, error } }));
   }
 
   async function submitApi(form, event) {
