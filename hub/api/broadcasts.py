@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validates_schema
 from sqlalchemy import func, or_, select
 
 from hub.api import ids, owned, runtime, workspace_blueprint
-from hub.api.broadcast_preview import dry_run_report
+from hub.api.broadcast_preview import dry_run_report, preview
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.logs import event
@@ -150,7 +150,7 @@ def create_broadcast(body):
         conn, template, routes, plan, excluded, exclusions = _plan(session, body)
         if dry_run:
             return jsonify({**dry_run_report(session, g.workspace_id, template, routes, plan, excluded),
-                            "exclusions": exclusions,
+                            "exclusions": exclusions, "preview": preview(session, template, routes, plan, exclusions),
                             **limit_eta(conn, checks.category_of(template), len(plan))})
         bc = Broadcast(workspace_id=g.workspace_id, connection_id=conn.id, name=body["name"],
                        template_name=template.name, template_language=template.language, params=body["params"],

@@ -12,7 +12,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
-BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp")
+BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp", "hub.web.broadcasts:bp", "hub.web.analytics:bp")
 
 
 def _session_key(secret: str) -> bytes:
