@@ -103,7 +103,7 @@ def test_the_page_embeds_the_series_with_tables_and_totals(client, workspace):
     assert page.status_code == 200
     assert 'id="analytics-data"' in html and "vendor/uPlot.iife.min.js" in html and "cdn" not in html.lower()
     assert html.count('data-chart="') == 4 and html.count("<details>") == 4
-    assert "5 messages sent by the hub · 60.0 % delivered · 40.0 % read · 1 failed" in html
+    assert "5 messages sent by the hub · 60.0\u00a0% delivered · 40.0\u00a0% read · 1 failed" in html
     assert f'<th scope="row">{days["earlier"]}</th><td>3</td><td>2</td><td>1</td><td>1</td>' in html
     assert "Phone app (echo): 1" in html and "60 EUR" in html and "acme 2" in html
     assert 'aria-current="true">7 days' in html

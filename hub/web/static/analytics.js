@@ -9,17 +9,24 @@
   function seriesOf(named, map, label) {
     return Object.entries(named).map(([name, values], i) => ({
       spec: { label: label ? label(name) : name, stroke: COLORS[i % COLORS.length], width: 2,
-              points: { show: true, size: 5 } },
+              spanGaps: true, points: { show: true, size: 6 } },
       values: values.map(map),
     }));
   }
 
-  function draw(el, xs, list, yLabel) {
+  const DAY = 86400;
+  const dayLabel = (v) => new Date(v * 1000).toISOString().slice(5, 10);
+
+  function draw(el, xs, list, yLabel, percent, counts) {
     if (!list.length) { el.textContent = "No data in this period."; el.classList.add("muted"); return; }
     const opts = {
       width: Math.max(el.clientWidth, 280), height: 240,
-      scales: { x: { time: true } },
-      axes: [{}, { label: yLabel, size: 60 }],
+      scales: { x: { time: true },
+                y: { range: percent ? [0, 100] : (u, min, max) => [0, Math.max(max * 1.1, 1)] } },
+      axes: [{ space: 50, incrs: [DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY],
+               values: (u, splits) => splits.map(dayLabel) },
+             { label: yLabel, size: 60,
+               incrs: counts ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000, 100000] : undefined }],
       series: [{ label: "Day", value: (u, v) => v == null ? "—" : new Date(v * 1000).toISOString().slice(0, 10) },
                ...list.map((s) => s.spec)],
     };
@@ -43,7 +50,7 @@
     };
     for (const el of document.querySelectorAll("[data-chart]")) {
       const [list, label] = charts[el.dataset.chart] || [[], ""];
-      draw(el, xs, list, label);
+      draw(el, xs, list, label, el.dataset.chart === "delivery", el.dataset.chart === "origins");
     }
   }
 

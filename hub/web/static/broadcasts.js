@@ -43,8 +43,8 @@
     if (!option) return;
     const count = Number(option.dataset.params || 0);
     form.querySelector("#bc-language").value = option.dataset.language;
-    form.querySelector("[data-category]").textContent = option.dataset.category || "no category";
-    form.querySelector("[data-body]").textContent = option.dataset.body || "";
+    form.querySelector("[data-info-category]").textContent = option.dataset.category || "no category";
+    form.querySelector("[data-info-body]").textContent = option.dataset.body || "";
     form.querySelectorAll("[data-param]").forEach((div) => {
       const on = Number(div.dataset.param) < count;
       div.hidden = !on;
@@ -115,7 +115,8 @@
     } else parts.push(el("p", "Nobody would receive it.", { class: "muted" }));
     target.replaceChildren(...parts);
     box.hidden = false;
-    box.focus();
+    box.focus({ preventScroll: true });
+    box.scrollIntoView({ block: "nearest" });
     send.disabled = !plan.recipients;
     send.textContent = plan.recipients ? `Send to ${plan.recipients}` : "Send";
   }
