@@ -4,7 +4,9 @@ The audience, routes and exclusions are the broadcast's own (``broadcasts._plan`
 recipient is priced by the rate card for the template's category and the recipient's country
 (``core/pricing``), at the in-window price when their customer service window is open on the
 number that would send. Recipients under the owner's echo hold are still recipients (they get
-the broadcast when the hold ends) and are counted in ``held``. The portfolio tier headroom and
+the broadcast when the hold ends) and are counted in ``held``. ``preview`` shows the first
+recipients with the body text each would read and the first exclusions with who they are
+(the console's Broadcasts page draws it before anything is sent). The portfolio tier headroom and
 the windows a broadcast would take are added by ``broadcasts.limit_eta`` (``portfolio``).
 """
 from __future__ import annotations

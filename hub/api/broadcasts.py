@@ -143,7 +143,8 @@ def create_broadcast(body):
     number they last wrote to (when its account has the template), else from the workspace's
     oldest active number; ``connection_id`` sends them all from one number. With
     ``?dry_run=true`` nothing is created: the answer (200) counts recipients and exclusions and
-    estimates the cost by category and country from the rate card."""
+    estimates the cost by category and country from the rate card; its ``preview`` lists the
+    first recipients with the text each would read and the first exclusions with names."""
     rt = runtime()
     dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
     with rt.db.session() as session:

@@ -110,10 +110,23 @@ def detail(broadcast_id: str):
             Template.workspace_id == bc.workspace_id, Template.waba_id == conn.waba_id,
             Template.name == bc.template_name, Template.language == bc.template_language)).first()
         progress = progress_of(session, bc.workspace_id, [bc.id])[bc.id]
+        people = _people(session, bc.workspace_id, (bc.audience or {}).get("exclusions", []))
         session.expunge_all()
     return render_template("console/broadcasts/detail.html", bc=bc, conn=conn, template=template,
                            body=body_text(template) if template else "", progress=progress, reasons=REASONS,
-                           poll=POLL_SECONDS)
+                           poll=POLL_SECONDS, people=people)
+
+
+def _people(session, workspace_id: str, exclusions: list[dict]) -> dict[str, str]:
+    """Public contact id → a name (or number) for the listed exclusions, in one query."""
+    from hub.api import ids
+
+    wanted = {ids.decode("ct", e.get("contact_id")): e.get("contact_id") for e in exclusions}
+    wanted.pop(None, None)
+    rows = session.scalars(select(Contact).where(Contact.workspace_id == workspace_id,
+                                                 Contact.id.in_(list(wanted)))).all() if wanted else []
+    return {wanted[c.id]: c.profile_name or c.full_name or c.first_name or (f"+{c.wa_id}" if c.wa_id else "")
+            for c in rows}
 
 
 @bp.get("/broadcasts/<broadcast_id>/progress")

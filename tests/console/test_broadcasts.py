@@ -90,9 +90,12 @@ def test_an_agent_cannot_send_a_broadcast_or_open_the_pages(client, coexistence)
 
 
 def test_another_workspaces_broadcast_is_not_found(client, coexistence):
-    _audience(client, coexistence.workspace.id, "Ana")
+    _, bea = _audience(client, coexistence.workspace.id, "Ana", "Bea")
     owner = client.console(coexistence.workspace, role="owner")
-    bid = owner.api("POST", "/api/v1/broadcasts", json=_body(coexistence)).json["id"]
+    assert owner.api("PATCH", f"/api/v1/contacts/{bea}", json={"marketing_opted_out": True}).status_code == 200
+    bid = owner.api("POST", "/api/v1/broadcasts", json=_body(coexistence, template="promo")).json["id"]
+    detail = owner.get(f"/broadcasts/{bid}").get_data(as_text=True)
+    assert "Left out (1)" in detail and "Opted out of marketing: 1" in detail and f"Bea <code>{bea}</code>" in detail
     stranger = client.console(client.new_workspace("Other shop"), role="owner")
     assert stranger.get(f"/broadcasts/{bid}").status_code == 404
     assert stranger.get(f"/broadcasts/{bid}/progress").status_code == 404
