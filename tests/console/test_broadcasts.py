@@ -99,3 +99,24 @@ def test_another_workspaces_broadcast_is_not_found(client, coexistence):
     stranger = client.console(client.new_workspace("Other shop"), role="owner")
     assert stranger.get(f"/broadcasts/{bid}").status_code == 404
     assert stranger.get(f"/broadcasts/{bid}/progress").status_code == 404
+
+
+def test_preview_marks_recipients_under_the_owners_hold_and_marketing_without_consent(client, coexistence):
+    import datetime as dt
+
+    from hub.api import ids
+    from hub.core.models import ContactWindow, Workspace, utcnow
+
+    ana, bea, carl = _audience(client, coexistence.workspace.id, "Ana", "Bea", "Carl")
+    with client.rt.db.session() as s:  # the owner answered Ana from the phone app: her hold runs
+        s.add(ContactWindow(connection_id=coexistence.id, contact_id=ids.decode("ct", ana),
+                            workspace_id=coexistence.workspace.id, hold_until=utcnow() + dt.timedelta(hours=1)))
+        s.get(Workspace, coexistence.workspace.id).settings = {"require_marketing_consent": True}
+    admin = client.console(coexistence.workspace, role="admin")
+    assert admin.api("PATCH", f"/api/v1/contacts/{bea}", json={"marketing_consent": True}).status_code == 200
+    assert admin.api("PATCH", f"/api/v1/contacts/{ana}", json={"marketing_consent": True}).status_code == 200
+    plan = admin.api("POST", "/api/v1/broadcasts?dry_run=true", json=_body(coexistence, template="promo")).json
+    assert plan["recipients"] == 2 and plan["held"] == 1 and plan["excluded"]["no_marketing_consent"] == 1
+    held = {p["name"]: p["held_until"] for p in plan["preview"]["recipients"]}
+    assert held["Ana"] is not None and held["Bea"] is None
+    assert [(e["name"], e["reason"]) for e in plan["preview"]["excluded"]] == [("Carl", "no_marketing_consent")]
