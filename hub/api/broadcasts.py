@@ -151,7 +151,8 @@ def create_broadcast(body):
         conn, template, routes, plan, excluded, exclusions = _plan(session, body)
         if dry_run:
             return jsonify({**dry_run_report(session, g.workspace_id, template, routes, plan, excluded),
-                            "exclusions": exclusions, "preview": preview(session, template, routes, plan, exclusions),
+                            "exclusions": exclusions,
+                            "preview": preview(session, template, routes, plan, exclusions),
                             **limit_eta(conn, checks.category_of(template), len(plan))})
         bc = Broadcast(workspace_id=g.workspace_id, connection_id=conn.id, name=body["name"],
                        template_name=template.name, template_language=template.language, params=body["params"],

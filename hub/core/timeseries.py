@@ -140,7 +140,8 @@ def revenue(session: Session, workspace_id: str, since: dt.datetime, days: list[
         if i is None:
             continue
         key = (connector or "unknown", currency)
-        amounts.setdefault(key, [Decimal(0)] * len(days))[i] += Decimal(str(total or 0)).quantize(Decimal("0.0001"))
+        amount = Decimal(str(total or 0)).quantize(Decimal("0.0001"))
+        amounts.setdefault(key, [Decimal(0)] * len(days))[i] += amount
         orders[key[0]] = orders.get(key[0], 0) + n
     currencies = sorted({currency for _, currency in amounts})
     name = (lambda c, cur: c) if len(currencies) <= 1 else (lambda c, cur: f"{c} ({cur})")
@@ -148,11 +149,13 @@ def revenue(session: Session, workspace_id: str, since: dt.datetime, days: list[
     for (_, currency), values in amounts.items():
         totals[currency] = totals.get(currency, Decimal(0)) + sum(values, Decimal(0))
     return {"currency": currencies[0] if len(currencies) == 1 else None,
-            "series": {name(c, cur): [_decimal_text(v) for v in values] for (c, cur), values in sorted(amounts.items())},
+            "series": {name(c, cur): [_decimal_text(v) for v in values]
+                       for (c, cur), values in sorted(amounts.items())},
             "totals": {"orders": orders, "amount": {cur: _decimal_text(v) for cur, v in sorted(totals.items())}}}
 
 
-def timeseries(session: Session, card: Card, workspace_id: str, days: int, now: dt.datetime | None = None) -> dict:
+def timeseries(session: Session, card: Card, workspace_id: str, days: int,
+               now: dt.datetime | None = None) -> dict:
     """Everything the Analytics page charts, for the last ``days`` UTC days (today included)."""
     since, labels = day_range(days, now)
     return {"days": labels, "delivery": delivery(session, workspace_id, since, labels),

@@ -51,8 +51,9 @@ def test_preview_shows_each_recipients_text_and_who_is_left_out_and_why(client, 
     assert plan["recipients"] == 2 and plan["excluded"]["opted_out"] == 1
     assert {(p["name"], p["text"]) for p in plan["preview"]["recipients"]} == {("Ana", "Hello Ana"),
                                                                             ("Bea", "Hello Bea")}
-    assert plan["preview"]["excluded"] == [{"contact_id": carl, "name": "Carl", "wa_id": plan["preview"]["excluded"][0]["wa_id"],
-                                            "reason": "opted_out"}]
+    [left_out] = plan["preview"]["excluded"]
+    assert (left_out["contact_id"], left_out["name"], left_out["reason"]) == (carl, "Carl", "opted_out")
+    assert left_out["wa_id"].startswith("43664")
     assert plan["estimate"]["messages"] == 2 and plan["estimate"]["by_country"]["AT"]["messages"] == 2
     assert "headroom" in plan["portfolio"]
     bad = admin.api("POST", "/api/v1/broadcasts?dry_run=true", json=_body(coexistence, params=[]))
@@ -95,7 +96,8 @@ def test_another_workspaces_broadcast_is_not_found(client, coexistence):
     assert owner.api("PATCH", f"/api/v1/contacts/{bea}", json={"marketing_opted_out": True}).status_code == 200
     bid = owner.api("POST", "/api/v1/broadcasts", json=_body(coexistence, template="promo")).json["id"]
     detail = owner.get(f"/broadcasts/{bid}").get_data(as_text=True)
-    assert "Left out (1)" in detail and "Opted out of marketing: 1" in detail and f"Bea <code>{bea}</code>" in detail
+    assert "Left out (1)" in detail and "Opted out of marketing: 1" in detail
+    assert f"Bea <code>{bea}</code>" in detail
     stranger = client.console(client.new_workspace("Other shop"), role="owner")
     assert stranger.get(f"/broadcasts/{bid}").status_code == 404
     assert stranger.get(f"/broadcasts/{bid}/progress").status_code == 404
