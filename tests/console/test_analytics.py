@@ -109,3 +109,9 @@ def test_the_page_embeds_the_series_with_tables_and_totals(client, workspace):
     assert 'aria-current="true">7 days' in html
     assert agent.get("/analytics?days=13").status_code == 200  # unknown range: 30 days
     assert 'href="/analytics"' in agent.get("/").get_data(as_text=True)  # in the agent's menu
+
+
+def test_the_page_of_an_empty_workspace_says_so(client, workspace):
+    html = client.console(workspace, role="agent").get("/analytics").get_data(as_text=True)
+    assert "No messages in this period." in html and "No attributed orders in this period" in html
+    assert "0 messages sent by the hub" in html

@@ -122,3 +122,9 @@ def test_preview_marks_recipients_under_the_owners_hold_and_marketing_without_co
     held = {p["name"]: p["held_until"] for p in plan["preview"]["recipients"]}
     assert held["Ana"] is not None and held["Bea"] is None
     assert [(e["name"], e["reason"]) for e in plan["preview"]["excluded"]] == [("Carl", "no_marketing_consent")]
+
+
+def test_without_a_number_the_page_says_what_to_do_first(client, workspace):
+    page = client.console(workspace, role="owner").get("/broadcasts")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Connect a WhatsApp number first" in html and 'id="compose"' not in html
