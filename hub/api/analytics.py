@@ -86,3 +86,22 @@ def rates_of(outcomes: dict[str, int]) -> dict[str, float | None]:
     total = sum(outcomes.values())
     return {name: round(sum(outcomes.get(s, 0) for s in states) / total, 4) if total else None
             for name, states in REACHED.items()}
+
+
+@bp.route("/analytics/timeseries", methods=["GET"])
+def timeseries():
+    """``?days=30`` (1–366): per UTC day through today, the hub's outbound messages with delivered
+    and read rates, messages by origin, spend by pricing category (the rate card) and attributed
+    revenue per connector (``hub/core/timeseries.py``)."""
+    from hub.core import timeseries as series
+    from hub.core.pricing import ratecard
+
+    try:
+        days = int(request.args.get("days", 30))
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", "days must be an integer") from exc
+    if not 1 <= days <= 366:
+        raise ApiError(400, "bad_request", "days must be between 1 and 366")
+    with runtime().db.session() as session:
+        card = ratecard.current(session, g.workspace_id)
+        return series.timeseries(session, card, g.workspace_id, days)

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validates_schema
 from sqlalchemy import func, or_, select
 
 from hub.api import ids, owned, runtime, workspace_blueprint
-from hub.api.broadcast_preview import dry_run_report
+from hub.api.broadcast_preview import dry_run_report, preview
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core.logs import event
@@ -143,7 +143,8 @@ def create_broadcast(body):
     number they last wrote to (when its account has the template), else from the workspace's
     oldest active number; ``connection_id`` sends them all from one number. With
     ``?dry_run=true`` nothing is created: the answer (200) counts recipients and exclusions and
-    estimates the cost by category and country from the rate card."""
+    estimates the cost by category and country from the rate card; its ``preview`` lists the
+    first recipients with the text each would read and the first exclusions with names."""
     rt = runtime()
     dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
     with rt.db.session() as session:
@@ -151,6 +152,7 @@ def create_broadcast(body):
         if dry_run:
             return jsonify({**dry_run_report(session, g.workspace_id, template, routes, plan, excluded),
                             "exclusions": exclusions,
+                            "preview": preview(session, template, routes, plan, exclusions),
                             **limit_eta(conn, checks.category_of(template), len(plan))})
         bc = Broadcast(workspace_id=g.workspace_id, connection_id=conn.id, name=body["name"],
                        template_name=template.name, template_language=template.language, params=body["params"],

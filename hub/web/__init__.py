@@ -16,7 +16,8 @@ from flask_wtf.csrf import CSRFProtect
 csrf = CSRFProtect()
 BLUEPRINTS = ("hub.web.access:bp", "hub.web.apidocs:bp", "hub.web.team:bp", "hub.web.account:bp",
               "hub.web.account:instance", "hub.web.inbox:bp",
-              "hub.web.connectors:bp", "hub.web.queue:bp")
+              "hub.web.connectors:bp", "hub.web.queue:bp",
+              "hub.web.broadcasts:bp", "hub.web.analytics:bp")
 
 
 class RedactInviteLinks(logging.Filter):

@@ -121,8 +121,8 @@ bp = console_blueprint("access", __name__, template_folder="templates", static_f
 # The console's menu, in order: (endpoint, label, least role). A page module that is not there
 # (yet) is left out of the menu.
 NAV = (("inbox.index", "Inbox", "agent"), ("connectors.index", "Connectors", "admin"),
-       ("queue.index", "Queue", "agent"), ("broadcasts.index", "Broadcasts", "admin"),
-       ("analytics.index", "Analytics", "agent"), ("team.index", "Team", "agent"))
+       ("queue.index", "Queue", "agent"), ("console_broadcasts.index", "Broadcasts", "admin"),
+       ("console_analytics.index", "Analytics", "agent"), ("team.index", "Team", "agent"))
 
 
 def console_nav() -> list[tuple[str, str]]:
