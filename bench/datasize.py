@@ -13,7 +13,8 @@ analytics summary, and ingest (signed Meta webhooks through ``POST /webhooks/wha
 the processing jobs in this process). The figure is the median of ``--repeat`` calls.
 
 Traffic is constant over time: the 10 K messages fall in the last 30 days and growth adds older
-history (the summary's default window holds the same volume at both sizes). ``--explain FILE``
+history (the summary's default window holds the same volume at both sizes). Rows are inserted
+in time order, as the hub writes them, so the heap is clustered by time as in a real database. ``--explain FILE``
 writes ``EXPLAIN (ANALYZE, BUFFERS)`` of every query each operation sends at the largest size.
 
     flock /tmp/bench.lock python bench/datasize.py [--messages 1000000] [--explain plans.md]
@@ -85,7 +86,7 @@ def seed(conn, ws: str, conns: list[str], *, contacts: tuple[int, int], messages
                CASE WHEN st = 'sent' THEN ts END
         FROM (SELECT *, CASE WHEN r < .85 THEN 'sent' WHEN r < .90 THEN 'failed' WHEN r < .91 THEN 'dead'
                              WHEN r < .95 THEN 'cancelled' WHEN r < .98 THEN 'scheduled' ELSE 'queued' END AS st
-              FROM {picked}) x
+              FROM {picked}) x ORDER BY ts
     """), {**args, "m": sends})
     conn.execute(text("""
         INSERT INTO messages (workspace_id, connection_id, contact_id, wamid, direction, origin, type, body,
@@ -97,7 +98,7 @@ def seed(conn, ws: str, conns: list[str], *, contacts: tuple[int, int], messages
                s.created_at, s.created_at, s.id,
                '{"billable": true, "category": "utility", "pricing_model": "PMP", "type": "regular"}'::json,
                true, 'utility', 'regular', 'PMP', s.created_at
-        FROM sends s WHERE s.workspace_id = :ws AND s.wamid LIKE 'wamid.seedsend.' || :tag || '.%'
+        FROM sends s WHERE s.workspace_id = :ws AND s.wamid LIKE 'wamid.seedsend.' || :tag || '.%' ORDER BY s.id
     """), {"ws": ws, "tag": tag})
     api = conn.execute(text("SELECT count(*) FROM messages WHERE workspace_id = :ws AND wamid LIKE "
                             "'wamid.seedsend.' || :tag || '.%'"), {"ws": ws, "tag": tag}).scalar()
@@ -109,7 +110,7 @@ def seed(conn, ws: str, conns: list[str], *, contacts: tuple[int, int], messages
                CASE WHEN r < .6 THEN 'customer' WHEN r < .85 THEN 'app_echo' ELSE 'history' END, 'text',
                json_build_object('text', json_build_object('body', 'message ' || g)),
                CASE WHEN r < .6 OR (r >= .85 AND g % 2 = 0) THEN 'received' ELSE 'delivered' END, ts, ts
-        FROM {picked}
+        FROM {picked} ORDER BY ts
     """), {**args, "m": max(messages - api, 0)})
     conn.execute(text("DROP TABLE ci"))
 
@@ -169,17 +170,28 @@ class Bench:
         assert resp.status_code == 200, (url, resp.status_code, resp.get_data(as_text=True)[:300])
         return resp
 
-    def timed(self, urls: dict[str, str], repeat: int) -> dict[str, tuple[float, float]]:
-        """(median, fastest) milliseconds of ``repeat`` GETs of each url, after two warm-up rounds;
-        the urls take turns (round robin), so a burst of load on the shared machine hits them alike."""
-        samples: dict[str, list[float]] = {name: [] for name in urls}
+    def timed(self, urls: dict[str, str], repeat: int) -> dict[str, tuple[float, float, float]]:
+        """(median, fastest, median CPU of this process) milliseconds of ``repeat`` GETs of each url,
+        after two warm-up rounds; the urls take turns (round robin), so a burst of load on the shared
+        machine hits them alike."""
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
         for round_ in range(repeat + 2):
             for name, url in urls.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 self.get(url)
                 if round_ >= 2:
-                    samples[name].append((time.perf_counter() - t0) * 1000)
-        return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
+                    samples[name].append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000))
+        return {name: (statistics.median(w for w, _ in v), min(w for w, _ in v), statistics.median(c for _, c in v))
+                for name, v in samples.items()}
+
+    def blocks(self) -> int:
+        """Shared buffers the database has touched so far (hit + read), once every backend has
+        flushed its statistics (idle ones do within 10 s)."""
+        time.sleep(11)
+        with self.rt.db.engine.connect() as c:
+            c.execute(text("SELECT pg_stat_clear_snapshot()"))
+            return c.execute(text("SELECT blks_hit + blks_read FROM pg_stat_database "
+                                  "WHERE datname = current_database()")).scalar()
 
     def sql(self, query: str, **params):
         with self.rt.db.engine.begin() as c:
@@ -215,8 +227,8 @@ class Bench:
             raw.close()
         return plans, spent
 
-    def ingest(self, n: int, tag: str, known: int) -> float:
-        """Webhooks per second: ``n`` signed Meta messages (half from seeded contacts, half from new
+    def ingest(self, n: int, tag: str, known: int) -> tuple[float, float]:
+        """Seconds and CPU seconds of this process for ``n`` signed Meta messages (half from seeded contacts, half from new
         ones) through ``POST /webhooks/whatsapp``, then their processing jobs, in this process."""
         from hub.testing import drain
 
@@ -234,15 +246,12 @@ class Bench:
             body = json.dumps(envelope, separators=(",", ":")).encode()
             sig = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
             bodies.append((body, {"X-Hub-Signature-256": sig, "Content-Type": "application/json"}))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for body, headers in bodies:
             resp = self.client.post("/webhooks/whatsapp", data=body, headers=headers)
             assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
         drain(self.rt)
-        elapsed = time.perf_counter() - t0
-        stored = self.sql("SELECT count(*) FROM messages WHERE wamid LIKE :p", p=f"wamid.ingest.{tag}.%")[0][0]
-        assert stored == n, f"ingest stored {stored} of {n} messages"
-        return n / elapsed
+        return time.perf_counter() - t0, time.process_time() - c0
 
     def close(self) -> None:
         self.rt.close()
@@ -266,14 +275,15 @@ def operations(b: Bench) -> dict[str, str]:
                   "GROUP BY contact_id ORDER BY 2 DESC LIMIT 1")[0]
     typical = b.sql("SELECT contact_id FROM messages WHERE workspace_id = :ws AND contact_id IS NOT NULL "
                     "GROUP BY contact_id ORDER BY abs(count(*) - 10), contact_id LIMIT 1")[0][0]
+    wa = b.sql("SELECT wa_id FROM contacts WHERE id = :c", c=typical)[0][0]
     deep_thread = b.sql("SELECT id FROM messages WHERE contact_id = :c ORDER BY timestamp, id OFFSET :k LIMIT 1",
                         c=heavy[0], k=max(heavy[1] - 101, 0))[0][0]
     n_sends = b.sql("SELECT count(*) FROM sends WHERE workspace_id = :ws")[0][0]
     deep_send = b.sql("SELECT id FROM sends WHERE workspace_id = :ws ORDER BY id DESC OFFSET :k LIMIT 1",
-                      k=n_sends - 51)[0][0]
+                      k=max(n_sends - 51, 0))[0][0]
     n_msgs = b.sql("SELECT count(*) FROM messages WHERE workspace_id = :ws")[0][0]
     deep_msg = b.sql("SELECT id FROM messages WHERE workspace_id = :ws ORDER BY timestamp DESC, id DESC "
-                     "OFFSET :k LIMIT 1", k=n_msgs - 51)[0][0]
+                     "OFFSET :k LIMIT 1", k=max(n_msgs - 51, 0))[0][0]
     ct = b.token("ct", heavy[0])
     return {
         "thread, busiest contact, first page": f"/api/v1/contacts/{ct}/messages",
@@ -281,7 +291,7 @@ def operations(b: Bench) -> dict[str, str]:
             f"/api/v1/contacts/{ct}/messages?cursor={b.token('msg', deep_thread)}",
         "thread, typical contact (10 messages)": f"/api/v1/contacts/{b.token('ct', typical)}/messages",
         "contacts ?q= name (many match)": "/api/v1/contacts?q=Priya&limit=20",
-        "contacts ?q= phone fragment": "/api/v1/contacts?q=00777",
+        "contacts ?q= phone fragment (one match)": f"/api/v1/contacts?q={wa[3:]}",
         "contacts ?q= no match": "/api/v1/contacts?q=zqxv",
         "contacts ?tag=vip": "/api/v1/contacts?tag=vip&limit=20",
         "/messages first page": "/api/v1/messages",
@@ -290,21 +300,34 @@ def operations(b: Bench) -> dict[str, str]:
         "/sends last page (cursor)": f"/api/v1/sends?cursor={b.token('snd', deep_send)}",
         "/sends ?status=failed": "/api/v1/sends?status=failed",
         "analytics summary (30 days)": "/api/v1/analytics/summary",
-        "/sends last page (offset, for comparison)": f"/api/v1/sends?offset={n_sends - 50}",
+        "/sends last page (offset, for comparison)": f"/api/v1/sends?offset={max(n_sends - 50, 0)}",
         "analytics summary (366 days, for comparison)": "/api/v1/analytics/summary?days=366",
     }
 
 
+INGEST = "ingest (webhooks/s; CPU and buffers per webhook)"
+ROUNDS = 5
+
+
 def measure(b: Bench, repeat: int, ingest_n: int, tag: str, known: int) -> tuple[dict, dict[str, list[str]]]:
-    """Each operation's (median ms, fastest ms, database ms) and its plans; ingest's (median,
-    best) webhooks/s over three rounds."""
+    """Each operation's (median ms, fastest ms, median CPU ms of this process, database ms: the
+    least of three EXPLAIN ANALYZE runs) and its plans; ingest's (median webhooks/s, best
+    webhooks/s, CPU ms per webhook, database buffers per webhook) over ``ROUNDS`` rounds."""
     urls = operations(b)
     out, plans = {}, {}
-    for name, (median, fastest) in b.timed(urls, repeat).items():
-        plans[name], spent = b.explain(urls[name])
-        out[name] = (median, fastest, spent)
-    rates = [b.ingest(ingest_n // 3, f"{tag}r{r}", known) for r in range(3)]
-    out["ingest (webhooks/s, higher is better)"] = (statistics.median(rates), max(rates), None)
+    for name, (median, fastest, cpu) in b.timed(urls, repeat).items():
+        runs = [b.explain(urls[name]) for _ in range(3)]
+        plans[name] = runs[-1][0]
+        out[name] = (median, fastest, cpu, min(spent for _, spent in runs))
+    per_round = ingest_n // ROUNDS
+    before = b.blocks()
+    rounds = [b.ingest(per_round, f"{tag}r{r}", known) for r in range(ROUNDS)]
+    touched = b.blocks() - before
+    stored = b.sql("SELECT count(*) FROM messages WHERE workspace_id = :ws AND wamid LIKE :p",
+                   p=f"wamid.ingest.{tag}r%")[0][0]
+    assert stored == per_round * ROUNDS, f"ingest stored {stored} of {per_round * ROUNDS} messages"
+    rates = [per_round / wall for wall, _ in rounds]
+    out[INGEST] = (statistics.median(rates), max(rates), 1000 * sum(c for _, c in rounds) / stored, touched / stored)
     return out, plans
 
 
@@ -353,15 +376,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"plans written to {args.explain}", flush=True)
         finally:
             b.close()
-    print(f"\n| operation | median {small:,} | median {large:,} | ratio | fastest {small:,} | fastest {large:,} | ratio "
-          f"| database {small:,} | database {large:,} | ratio |\n|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\nms (ingest: webhooks/s, CPU ms and database buffers per webhook); {small:,} → {large:,} messages\n\n"
+          "| operation | median | | ratio | fastest | | ratio | CPU (hub process) | | ratio | database | | ratio |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in results[0]:
         cells = []
-        for a, z in zip(results[0][name], results[1][name]):
-            if a is None:
-                cells.append("– | – | –")
-                continue
-            ratio = a / z if name.startswith("ingest") else z / a
+        for i, (a, z) in enumerate(zip(results[0][name], results[1][name])):
+            ratio = a / z if name == INGEST and i < 2 else z / a
             cells.append(f"{a:.1f} | {z:.1f} | **{ratio:.2f}×**" if ratio > 1.5 else f"{a:.1f} | {z:.1f} | {ratio:.2f}×")
         print(f"| {name} | {' | '.join(cells)} |")
     print(f"\nsizes: {sizes}\nload average (1/5/15 min, before and after each step): "
