@@ -22,7 +22,6 @@ writes ``EXPLAIN (ANALYZE, BUFFERS)`` of every query each operation sends at the
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -63,7 +62,8 @@ def seed(conn, ws: str, conns: list[str], *, contacts: tuple[int, int], messages
                now() at time zone 'utc' - make_interval(secs => :d1 + random() * (:d0 - :d1)),
                now() at time zone 'utc'
         FROM (SELECT i, (CAST(:first AS text[]))[1 + (i * 7) % cardinality(CAST(:first AS text[]))] AS f,
-                     (CAST(:last AS text[]))[1 + (i * 13) % cardinality(CAST(:last AS text[]))] AS l FROM generate_series(:lo, :hi - 1) i) s
+                     (CAST(:last AS text[]))[1 + (i * 13) % cardinality(CAST(:last AS text[]))] AS l
+              FROM generate_series(:lo, :hi - 1) i) s
     """), {"ws": ws, "lo": lo, "hi": hi, "first": list(FIRST), "last": list(LAST), "d0": days[0] * DAY,
            "d1": days[1] * DAY})
     conn.execute(text("DROP TABLE IF EXISTS ci"))
@@ -77,7 +77,8 @@ def seed(conn, ws: str, conns: list[str], *, contacts: tuple[int, int], messages
     conn.execute(text(f"""
         INSERT INTO sends (workspace_id, connection_id, contact_id, "to", kind, text, params, origin, reference,
                            status, attempts, error_code, wamid, not_before, created_at, updated_at, sent_at)
-        SELECT :ws, (CAST(:conns AS text[]))[1 + g % cardinality(CAST(:conns AS text[]))], x.id, x.wa_id, 'text', 'Your order shipped',
+        SELECT :ws, (CAST(:conns AS text[]))[1 + g % cardinality(CAST(:conns AS text[]))], x.id, x.wa_id, 'text',
+               'Your order shipped',
                '[]'::json, CASE WHEN g % 4 = 0 THEN 'broadcast' WHEN g % 4 = 1 THEN 'connector' ELSE 'api' END,
                '{{}}'::json, st, CASE WHEN st IN ('sent', 'failed', 'dead') THEN 1 ELSE 0 END,
                CASE WHEN st IN ('failed', 'dead') THEN 131026 END,
@@ -105,7 +106,8 @@ def seed(conn, ws: str, conns: list[str], *, contacts: tuple[int, int], messages
     conn.execute(text(f"""
         INSERT INTO messages (workspace_id, connection_id, contact_id, wamid, direction, origin, type, body,
                               status, timestamp, created_at)
-        SELECT :ws, (CAST(:conns AS text[]))[1 + g % cardinality(CAST(:conns AS text[]))], ci.id, 'wamid.seed.' || :tag || '.' || g,
+        SELECT :ws, (CAST(:conns AS text[]))[1 + g % cardinality(CAST(:conns AS text[]))], ci.id,
+               'wamid.seed.' || :tag || '.' || g,
                CASE WHEN r < .6 OR (r >= .85 AND g % 2 = 0) THEN 'in' ELSE 'out' END,
                CASE WHEN r < .6 THEN 'customer' WHEN r < .85 THEN 'app_echo' ELSE 'history' END, 'text',
                json_build_object('text', json_build_object('body', 'message ' || g)),
@@ -137,7 +139,8 @@ class Bench:
             "COEXHUB_ENV": "development", "COEXHUB_DATA_DIR": str(tmp),
             "COEXHUB_DATABASE_URL": make_url(server_url).set(database=self.db_name).render_as_string(False),
             "COEXHUB_REDIS_URL": redis_url, "COEXHUB_KEY_PREFIX": self.prefix,
-            "COEXHUB_SECRET_KEY": Fernet.generate_key().decode(), "COEXHUB_ADMIN_TOKEN": "adm_ds_" + secrets.token_hex(8),
+            "COEXHUB_SECRET_KEY": Fernet.generate_key().decode(),
+            "COEXHUB_ADMIN_TOKEN": "adm_ds_" + secrets.token_hex(8),
             "COEXHUB_META_APP_ID": "1234567890", "COEXHUB_META_APP_SECRET": APP_SECRET,
             "COEXHUB_META_VERIFY_TOKEN": "datasize", "COEXHUB_PUBLIC_URL": "http://127.0.0.1"})
         self.rt = Runtime(settings)
@@ -228,8 +231,9 @@ class Bench:
         return plans, spent
 
     def ingest(self, n: int, tag: str, known: int) -> tuple[float, float]:
-        """Seconds and CPU seconds of this process for ``n`` signed Meta messages (half from seeded contacts, half from new
-        ones) through ``POST /webhooks/whatsapp``, then their processing jobs, in this process."""
+        """Seconds and CPU seconds of this process for ``n`` signed Meta messages (half from seeded
+        contacts, half from new ones) through ``POST /webhooks/whatsapp``, then their processing
+        jobs, in this process."""
         from hub.testing import drain
 
         now = int(time.time())
@@ -383,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for i, (a, z) in enumerate(zip(results[0][name], results[1][name])):
             ratio = a / z if name == INGEST and i < 2 else z / a
-            cells.append(f"{a:.1f} | {z:.1f} | **{ratio:.2f}×**" if ratio > 1.5 else f"{a:.1f} | {z:.1f} | {ratio:.2f}×")
+            shown = f"**{ratio:.2f}×**" if ratio > 1.5 else f"{ratio:.2f}×"
+            cells.append(f"{a:.1f} | {z:.1f} | {shown}")
         print(f"| {name} | {' | '.join(cells)} |")
     print(f"\nsizes: {sizes}\nload average (1/5/15 min, before and after each step): "
           f"{[tuple(round(x, 2) for x in load) for load in loads]}")
