@@ -7,9 +7,9 @@ import json
 
 from flask import g, request
 from marshmallow import Schema, fields
-from sqlalchemy import String, or_, select
+from sqlalchemy import String, or_, select, tuple_
 
-from hub.api import ids, owned, page_args, runtime, workspace_blueprint
+from hub.api import cursors, ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core import contacts
@@ -87,9 +87,13 @@ class MessageOut(Schema):
 @bp.route("/contacts", methods=["GET"])
 @bp.response(200, ContactOut(many=True))
 def list_contacts():
-    """``?q=`` searches number, BSUID, username and names; ``?tag=`` filters; ``?opted_out=true``."""
+    """``?q=`` searches number, BSUID, username and names (substring); ``?tag=`` filters;
+    ``?opted_out=true``. Newest first; paging with ``?cursor=`` (``X-Next-Cursor``) or ``offset``."""
     limit, offset = page_args()
+    after = cursors.cursor_arg("ct")
     query = select(Contact).where(Contact.workspace_id == g.workspace_id)
+    if after is not None:
+        query = query.where(Contact.id < after)
     if request.args.get("q"):
         like = f"%{request.args['q']}%"
         query = query.where(or_(Contact.wa_id.like(like), Contact.user_id.like(like), Contact.username.ilike(like),
@@ -99,12 +103,24 @@ def list_contacts():
     tag = request.args.get("tag")
     with runtime().db.session() as session:
         if not tag:
-            return _with_windows(session, session.scalars(query.order_by(Contact.id.desc())
-                                                          .limit(limit).offset(offset)).all())
-        # tags are a JSON list (portable across SQLite and PostgreSQL): narrow in SQL, match exactly here
-        rows = session.scalars(query.where(Contact.tags.cast(String).contains(json.dumps(tag)))
-                               .order_by(Contact.id.desc())).all()
-        return _with_windows(session, [c for c in rows if tag in (c.tags or [])][offset:offset + limit])
+            rows = session.scalars(query.order_by(Contact.id.desc()).limit(limit).offset(offset)).all()
+        else:
+            rows = _tagged(session, query, tag, limit, offset)
+        return cursors.page(_with_windows(session, rows), limit, "ct")
+
+
+def _tagged(session, query, tag: str, limit: int, offset: int) -> list[Contact]:
+    """Tags are a JSON list (portable across SQLite and PostgreSQL): narrow in SQL, match exactly
+    here, reading in keyset batches until the page is full (cost follows offset + limit)."""
+    query = query.where(Contact.tags.cast(String).contains(json.dumps(tag))).order_by(Contact.id.desc())
+    found: list[Contact] = []
+    batch = max(limit + offset, 100)
+    while True:
+        rows = session.scalars(query.limit(batch)).all()
+        found += [c for c in rows if tag in (c.tags or [])]
+        if len(found) >= offset + limit or len(rows) < batch:
+            return found[offset:offset + limit]
+        query = query.where(Contact.id < rows[-1].id)
 
 
 @bp.route("/contacts/<pid(ct):contact_id>", methods=["GET"])
@@ -169,12 +185,20 @@ def _with_windows(session, rows: list[Contact]) -> list[Contact]:
 @bp.route("/contacts/<pid(ct):contact_id>/messages", methods=["GET"])
 @bp.response(200, MessageOut(many=True))
 def thread(contact_id):
-    """The contact's thread, oldest first: customer, API, app-echo and history messages together."""
+    """The contact's thread, oldest first: customer, API, app-echo and history messages together.
+    Paging with ``?cursor=`` (``X-Next-Cursor``) or ``offset``."""
     limit, offset = page_args(100, 1000)
+    after = cursors.cursor_arg("msg")
+    query = select(Message).where(Message.contact_id == contact_id)
     with runtime().db.session() as session:
         owned(session, Contact, contact_id)
-        return session.scalars(select(Message).where(Message.contact_id == contact_id)
-                               .order_by(Message.timestamp, Message.id).limit(limit).offset(offset)).all()
+        if after is not None:
+            last = session.get(Message, after)
+            if last is None or last.contact_id != contact_id:
+                raise cursors.invalid("msg")
+            query = query.where(tuple_(Message.timestamp, Message.id) > (last.timestamp, last.id))
+        return cursors.page(session.scalars(query.order_by(Message.timestamp, Message.id)
+                                            .limit(limit).offset(offset)).all(), limit, "msg")
 
 
 MESSAGE_FILTERS = {"direction": ("in", "out"), "origin": ("customer", "api", "app_echo", "history"),
@@ -186,8 +210,9 @@ MESSAGE_FILTERS = {"direction": ("in", "out"), "origin": ("customer", "api", "ap
 def list_messages():
     """The workspace's messages, newest first. Filters: ``contact_id``, ``connection_id``,
     ``direction`` (in|out), ``origin`` (customer|api|app_echo|history), ``status``, ``type``,
-    ``since`` and ``until`` (ISO 8601); paging with ``limit`` and ``offset``."""
+    ``since`` and ``until`` (ISO 8601); paging with ``limit`` and ``cursor`` (``X-Next-Cursor``) or ``offset``."""
     limit, offset = page_args()
+    after = cursors.cursor_arg("msg")
     query = select(Message).where(Message.workspace_id == g.workspace_id)
     for arg, allowed in MESSAGE_FILTERS.items():
         value = request.args.get(arg)
@@ -205,8 +230,13 @@ def list_messages():
         if request.args.get(arg):
             query = query.where(compare(_instant(arg, request.args[arg])))
     with runtime().db.session() as session:
-        return session.scalars(query.order_by(Message.timestamp.desc(), Message.id.desc())
-                               .limit(limit).offset(offset)).all()
+        if after is not None:
+            last = session.get(Message, after)
+            if last is None or last.workspace_id != g.workspace_id:
+                raise cursors.invalid("msg")
+            query = query.where(tuple_(Message.timestamp, Message.id) < (last.timestamp, last.id))
+        return cursors.page(session.scalars(query.order_by(Message.timestamp.desc(), Message.id.desc())
+                                            .limit(limit).offset(offset)).all(), limit, "msg")
 
 
 def _instant(name: str, value: str) -> dt.datetime:

@@ -8,7 +8,7 @@ from flask import g, request
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 from sqlalchemy import select, update
 
-from hub.api import ids, owned, page_args, runtime, workspace_blueprint
+from hub.api import cursors, ids, owned, page_args, runtime, workspace_blueprint
 from hub.api.errors import ApiError
 from hub.api.schema_fields import UtcDateTime
 from hub.core import bsuid, contacts
@@ -222,8 +222,10 @@ SEND_STATUSES = ("scheduled", "queued", "sending", "sent", "failed", "dead", "ca
 @bp.route("/sends", methods=["GET"])
 @bp.response(200, SendOut(many=True))
 def list_sends():
-    """``?status=scheduled|queued|sending|sent|failed|dead|cancelled``, ``?broadcast_id=``, ``?contact_id=``."""
+    """``?status=scheduled|queued|sending|sent|failed|dead|cancelled``, ``?broadcast_id=``, ``?contact_id=``;
+    newest first. Paging: ``?cursor=`` (the ``X-Next-Cursor`` header of the previous page) or ``offset``."""
     limit, offset = page_args()
+    after = cursors.cursor_arg("snd")
     query = select(Send).where(Send.workspace_id == g.workspace_id)
     if request.args.get("status") and request.args["status"] not in SEND_STATUSES:
         raise ApiError(422, "invalid_filter", f"status must be one of {', '.join(SEND_STATUSES)}")
@@ -234,8 +236,11 @@ def list_sends():
     contact_id = ids.query_arg("contact_id", "ct")
     if contact_id is not None:
         query = query.where(Send.contact_id == contact_id)
+    if after is not None:
+        query = query.where(Send.id < after)
     with runtime().db.session() as session:
-        return session.scalars(query.order_by(Send.id.desc()).limit(limit).offset(offset)).all()
+        return cursors.page(session.scalars(query.order_by(Send.id.desc()).limit(limit).offset(offset)).all(),
+                            limit, "snd")
 
 
 @bp.route("/sends/<pid(snd):send_id>", methods=["GET"])

@@ -152,10 +152,17 @@ class Connection(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+SEARCHED = ("wa_id", "user_id", "username", "profile_name", "full_name")  # what ``?q=`` searches
+
+
 class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (UniqueConstraint("workspace_id", "wa_id"),
-                      UniqueConstraint("workspace_id", "user_id"))
+                      UniqueConstraint("workspace_id", "user_id"),
+                      Index("ix_contacts_list", "workspace_id", "id"),
+                      # ?q= substring search: trigram GIN on PostgreSQL (pg_trgm; 0013_datasize)
+                      Index("ix_contacts_search", *SEARCHED, postgresql_using="gin",
+                            postgresql_ops={c: "gin_trgm_ops" for c in SEARCHED}))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = _workspace_fk()
     wa_id: Mapped[str | None] = mapped_column(String(32))
@@ -200,7 +207,9 @@ class ContactWindow(Base):
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (UniqueConstraint("connection_id", "wamid"),
-                      Index("ix_messages_thread", "contact_id", "timestamp"))
+                      Index("ix_messages_thread", "contact_id", "timestamp"),
+                      Index("ix_messages_list", "workspace_id", "timestamp", "id"),
+                      Index("ix_messages_send", "send_id"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = _workspace_fk()
     connection_id: Mapped[str] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))
@@ -316,7 +325,11 @@ class Send(Base):
     __table_args__ = (UniqueConstraint("workspace_id", "idempotency_key"),
                       Index("ix_sends_due", "status", "not_before"),
                       Index("ix_sends_cancel", "workspace_id", "cancel_key"),
-                      Index("ix_sends_cancel_group", "workspace_id", "cancel_group"))
+                      Index("ix_sends_cancel_group", "workspace_id", "cancel_group"),
+                      Index("ix_sends_list", "workspace_id", "id"),
+                      Index("ix_sends_status_list", "workspace_id", "status", "id"),
+                      Index("ix_sends_contact", "contact_id", "id"),
+                      Index("ix_sends_created", "workspace_id", "created_at"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = _workspace_fk()
     connection_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))
