@@ -17,13 +17,13 @@ import secrets
 import time
 from collections import Counter
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 
 from hub.core import bsuid, contacts
 from hub.core.events import emit
 from hub.core.logs import event, mask_phone
 from hub.core.metrics import count
-from hub.core.models import Connection, Contact, Send, utcnow
+from hub.core.models import Connection, Contact, Send, Template, utcnow
 from hub.core.runtime import current
 from hub.core.sending import checks, dispatch, errors, marketing, portfolio, windows
 from hub.core.sending.dispatch import SKIPPED, Deferred, Unknown  # noqa: F401  (re-exported)
@@ -77,6 +77,17 @@ def deliver_due() -> int:
     return done
 
 
+def deliver_one(send_id: int) -> int:
+    """RQ job: deliver one queued send — the one-job-per-send path the batches replaced, kept so
+    ``bench/sending.py`` can measure it as the baseline in the same run."""
+    rt, token = current(), secrets.token_hex(8)
+    with rt.db.session() as session:
+        claimed = session.execute(update(Send).where(Send.id == send_id, Send.status == "queued")
+                                  .values(status="sending", claim_token=token, attempted_at=None, updated_at=utcnow())
+                                  .returning(Send.id), execution_options={"synchronize_session": False}).first()
+    return run(rt, [send_id], token) if claimed else 0
+
+
 def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
     """Atomically move queued sends to ``sending`` under ``claim_token`` — at most
     ``per_number`` per connection, so one number's broadcast never starves the others — and
@@ -123,9 +134,10 @@ def _prepare_batch(session, send_ids: list[int], claim_token: str | None, now: d
     mine = Send.claim_token == claim_token if claim_token else Send.claim_token.is_(None)
     sends = session.scalars(select(Send).where(Send.id.in_(send_ids), Send.status == "sending", mine)
                             .order_by(Send.id)).all()
-    _kept = (_preload(session, Connection, {s.connection_id for s in sends}),  # one query each, not one per
-             _preload(session, Contact, {s.contact_id for s in sends}))  # send (kept: the identity map is weak)
+    conns = _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per
+    _kept = _preload(session, Contact, {s.contact_id for s in sends})  # send (kept: the identity map is weak)
     _preload_windows(session, sends, templates)
+    _preload_templates(session, sends, {c.id: c for c in conns}, templates)
     for send in sends:
         try:
             conn, payload = prepare(session, send, templates)
@@ -329,6 +341,22 @@ def _preload_windows(session, sends: list[Send], cache: dict) -> None:
     """One query for the windows of a whole batch (``prepare`` reads them from ``cache``)."""
     found = windows.preload(session, {(s.connection_id, s.contact_id) for s in sends})
     cache.update({("window", c, k): row for (c, k), row in found.items()})
+
+
+def _preload_templates(session, sends: list[Send], conns: dict, cache: dict) -> None:
+    """One query for the templates of a whole batch (``prepare`` reads them from ``cache``), so
+    no query — and no autoflush of the sends judged so far — runs per send."""
+    keys = {(s.workspace_id, conns[s.connection_id].waba_id, s.template_name, s.template_language)
+            for s in sends if s.kind == "template" and s.connection_id in conns} - cache.keys()
+    if not keys:
+        return
+    found: dict = dict.fromkeys(keys)
+    rows = session.scalars(select(Template).where(tuple_(
+        Template.workspace_id, Template.waba_id, Template.name, Template.language).in_(list(keys))).order_by(Template.id))
+    for t in rows:
+        found[(t.workspace_id, t.waba_id, t.name, t.language)] = found.get((t.workspace_id, t.waba_id, t.name,
+                                                                           t.language)) or t
+    cache.update(found)
 
 
 def _preload(session, model, ids: set) -> list:
