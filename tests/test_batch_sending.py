@@ -74,3 +74,31 @@ def test_a_batch_reservation_decides_as_one_reserve_per_send(client):
     governor.release_many([(number, f"t{i}") for i in range(20)])
     assert client.rt.redis.zcard(f"{prefix}:gov:{number}:inflight") == 0
     assert client.rt.redis.zcard(f"{prefix}:gov:{number}:done") == 20
+
+
+def test_the_served_send_route_answers_as_the_flask_app(simulator):
+    """``sim.wsgi`` (what ``sim.serve()`` runs) answers the send route before Flask: the same
+    answers as ``sim.app`` for a good send, a wrong token, an unknown number and a non-JSON body."""
+    import httpx
+
+    pnid, waba, token = "1" + secrets.token_hex(7), "2" + secrets.token_hex(7), "EAAG" + secrets.token_hex(8)
+    simulator.add_number(pnid, waba, token, display_phone_number="15550009999")
+    simulator.add_template(waba, "order_update", body_params=1)
+    good = {"messaging_product": "whatsapp", "to": "14155550101", "type": "template",
+            "template": {"name": "order_update", "language": {"code": "en_US"},
+                         "components": [{"type": "body", "parameters": [{"type": "text", "text": "x"}]}]}}
+    cases = [(pnid, token, good), (pnid, "wrong", good), ("999", token, good), (pnid, token, None)]
+    answers = []
+    for app in (simulator.app, simulator.wsgi):
+        with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://graph") as http:
+            for number, bearer, body in cases:
+                kw = {"json": body} if body is not None else {"content": b"not json"}
+                r = http.post(f"/v21.0/{number}/messages", headers={"Authorization": f"Bearer {bearer}"}, **kw)
+                data = r.json()
+                if "messages" in data:
+                    data["messages"][0]["id"] = "wamid"  # fresh ids each time
+                data.get("error", {}).pop("fbtrace_id", None)
+                answers.append((r.status_code, r.headers["content-type"], data))
+    flask, served = answers[:len(cases)], answers[len(cases):]
+    assert served == flask
+    assert [a[0] for a in served] == [200, 401, 400, 400]
