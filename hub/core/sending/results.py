@@ -2,11 +2,15 @@
 
 A claimed send (``sending``, holding its worker's ``claim_token``) passes three moments:
 
-1. ``start_call`` — just before the Graph call, one conditional UPDATE stamps ``attempted_at``
-   if the claim still holds (the scheduler may have handed a slow worker's send to another).
-   From that moment Meta may have the message.
-2. ``record_sent`` (and the pipeline's other outcomes) — written in its own short transaction
-   as soon as the call returns, retried while the database is away (``RECORD_PATIENCE``).
+1. ``mark_attempted`` — once the batch's governor slots are reserved, one conditional UPDATE
+   stamps ``attempted_at`` on every send whose claim still holds (the scheduler may have handed
+   a slow worker's send to another); ``start_call`` does the same for a send that waited for its
+   slot on its own. From that moment Meta may have the message (its call follows within its
+   slot's wait, at most a few seconds).
+2. ``record_sent_many`` (and the pipeline's other outcomes) — written as soon as the calls
+   return: every wamid that came back while the previous group was being written goes into one
+   short transaction (no waiting to fill a group), retried while the database is away
+   (``RECORD_PATIENCE``).
 3. ``confirm_from_status`` — Meta's status webhooks echo ``biz_opaque_callback_data``
    (``send:{id}``): a send still waiting to learn its fate becomes ``sent`` with that wamid.
 
