@@ -102,3 +102,20 @@ def test_the_served_send_route_answers_as_the_flask_app(simulator):
     flask, served = answers[:len(cases)], answers[len(cases):]
     assert served == flask
     assert [a[0] for a in served] == [200, 401, 400, 400]
+
+
+def test_the_live_simulator_keeps_a_senders_connection_open(simulator):
+    """Sends over ``sim.serve()`` keep their connection (werkzeug closes every other route's)."""
+    import httpx
+
+    pnid, waba, token = "1" + secrets.token_hex(7), "2" + secrets.token_hex(7), "EAAG" + secrets.token_hex(8)
+    simulator.add_number(pnid, waba, token, display_phone_number="15550008888")
+    body = {"messaging_product": "whatsapp", "to": "14155550102", "type": "text", "text": {"body": "hi"}}
+    with httpx.Client(base_url=simulator.base_url) as http:
+        answers = [http.post(f"/v21.0/{pnid}/messages", json=body, headers={"Authorization": f"Bearer {token}"})
+                   for _ in range(2)]
+        other = http.get(f"/v21.0/{pnid}", headers={"Authorization": f"Bearer {token}"})
+    assert [r.status_code for r in answers] == [400, 400]  # outside the window: 131047, as Meta answers
+    assert all(r.json()["error"]["code"] == 131047 for r in answers)
+    assert all(r.headers.get("connection") != "close" for r in answers)
+    assert other.status_code == 200 and other.headers.get("connection") == "close"
