@@ -51,6 +51,12 @@ sys.path.insert(0, str(ROOT))
 from ingest import Backends, hub_env
 
 TEMPLATE = "order_update"
+# ``coexhub worker`` with the job modules imported and the models configured before it starts
+# (as a long-running worker has them), so the idle run's start-up CPU, subtracted from every
+# scenario, covers them too: what is left is the CPU of the sends, not of the first imports
+PRELOAD = ("import importlib, sys; from sqlalchemy.orm import configure_mappers; "
+           "from hub.core.workers import JOB_MODULES; [importlib.import_module(m) for m in JOB_MODULES]; "
+           "configure_mappers(); from hub.cli import main; sys.argv[0] = 'coexhub'; main()")
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -195,8 +201,10 @@ def setup(rt, sim, numbers: list[tuple[str, str, str, str]]) -> tuple[str, dict[
         return ws.id, {pnid: c.id for pnid, c in conns.items()}
 
 
-def create_sends(rt, workspace_id: str, plan: list[tuple[str, str]], tag: str, batch: int = 250) -> list[int]:
-    """``plan``: (connection id, recipient) in creation order; returns send ids, enqueued."""
+def create_sends(rt, workspace_id: str, plan: list[tuple[str, str]], tag: str, batch: int = 250,
+                 one_job_per_send: bool = False) -> list[int]:
+    """``plan``: (connection id, recipient) in creation order; returns send ids, enqueued (as the
+    hub does, or with ``one_job_per_send`` one ``deliver_one`` job each: the baseline)."""
     from hub.core.models import Connection
     from hub.core.processing import enqueue_all
     from hub.core.sending.pipeline import delivery_job
@@ -215,7 +223,11 @@ def create_sends(rt, workspace_id: str, plan: list[tuple[str, str]], tag: str, b
                 made.append(send)
             session.flush()
             batch_ids = [s.id for s in made]
-        enqueue_all(rt, [delivery_job(send_id) for send_id in batch_ids])  # as the hub does
+        if one_job_per_send:
+            enqueue_all(rt, [("send", "hub.core.sending.pipeline.deliver_one", (i,), f"deliver-one-{i}")
+                             for i in batch_ids])
+        else:
+            enqueue_all(rt, [delivery_job(send_id) for send_id in batch_ids])  # as the hub does
         ids += batch_ids
     return ids
 
@@ -240,7 +252,7 @@ def run_workers(rt, n: int, log_dir: Path, tag: str, profile: tuple[float, Path]
     from hub.testing import process_env
 
     env = process_env(rt)
-    cmd = [sys.executable, "-m", "hub.cli", "worker", "--burst", "--simple", "--queue", "send"]
+    cmd = [sys.executable, "-c", PRELOAD, "worker", "--burst", "--simple", "--queue", "send"]
     procs, logs = [], []
     t0 = time.time()
     for k in range(n):
@@ -343,22 +355,25 @@ def scenario_single(rt, sim, ws_id, conn_ids, pnid, args, log_dir, sampler_group
 
 
 def scenario_aggregate(rt, sim, ws_id, conn_ids, pnids, args, log_dir, sampler_groups, profile,
-                       startup: float) -> dict:
+                       startup: float, baseline: bool = False) -> dict:
     from hub.testing import sliding_max
 
-    plan = [(conn_ids[p], f"+44{7_000_000_000 + j * len(pnids) + n:010d}")
-            for j in range(args.per_number) for n, p in enumerate(pnids)]
+    per_number = args.baseline_per_number if baseline else args.per_number
+    first = 10_000_000 if baseline else 0  # other recipients than B's (pair rate)
+    plan = [(conn_ids[p], f"+44{7_000_000_000 + first + j * len(pnids) + n:010d}")
+            for j in range(per_number) for n, p in enumerate(pnids)]
     t = time.perf_counter()
-    ids = create_sends(rt, ws_id, plan, "B")
+    ids = create_sends(rt, ws_id, plan, "B0" if baseline else "B", one_job_per_send=baseline)
     created_s = time.perf_counter() - t
     mark = len(sim.requests)
     sampler = ProcSampler(sampler_groups)
     sampler.start()
     self0 = os.times()
-    workers = run_workers(rt, args.workers, log_dir, "B", profile=profile)
+    tag = "B0" if baseline else "B"
+    workers = run_workers(rt, args.workers, log_dir, tag, profile=profile)
     self1 = os.times()
     others = sampler.stop()
-    deferred = finish_deferred(rt, ids, args.workers, log_dir, "B")
+    deferred = finish_deferred(rt, ids, args.workers, log_dir, tag)
     wanted = set(pnids)
     reqs = [r for r in requests_since(sim, mark) if r["phone_number_id"] in wanted]
     times = sorted(r["time"] for r in reqs)
@@ -370,7 +385,8 @@ def scenario_aggregate(rt, sim, ws_id, conn_ids, pnids, args, log_dir, sampler_g
     cpu = {"simulator (bench process)": round(self1.user + self1.system - self0.user - self0.system, 2),
            "workers": round(sum(workers["cpu_s_per_worker"]) - startup * args.workers, 2), **others}
     return {
-        "sends": len(ids), "numbers": len(pnids), "per_number": args.per_number,
+        "sends": len(ids), "numbers": len(pnids), "per_number": per_number,
+        "jobs": "one deliver_one job per send" if baseline else "deliver_due batches (as the hub enqueues)",
         "create_and_enqueue_s": round(created_s, 2), "requests": len(reqs),
         "ok": sum(r["status"] == 200 for r in reqs), "non_200": sum(r["status"] != 200 for r in reqs),
         "e130429": sum((r["response"].get("error") or {}).get("code") == 130429 for r in reqs),
@@ -412,8 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--single", type=int, default=600, help="scenario A: sends on one number")
     ap.add_argument("--numbers", type=int, default=100, help="scenario B: numbers")
     ap.add_argument("--per-number", type=int, default=20, help="scenario B: sends per number")
+    ap.add_argument("--baseline-per-number", type=int, default=5,
+                    help="scenario B0 (baseline, one RQ job per send): sends per number")
     ap.add_argument("--profile", type=float, default=0, help="py-spy one worker for this many s during B")
-    ap.add_argument("--skip", default="", help="comma list of scenarios to skip (A, B)")
+    ap.add_argument("--skip", default="", help="comma list of scenarios to skip (A, B, B0)")
     ap.add_argument("--out", default=str(BENCH / "results"))
     args = ap.parse_args(argv)
     skip = {s.strip().upper() for s in args.skip.split(",") if s.strip()}
@@ -428,10 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="coexhub-bench-send-"))
     log_dir = tmp / "logs"
     log_dir.mkdir()
-    results: dict = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": {
+    results: dict = {"started": dt.datetime.now().isoformat(timespec="seconds"),
+                     "load_average": {"start": [round(x, 2) for x in os.getloadavg()]}, "machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"workers": args.workers, "single": args.single, "numbers": args.numbers,
-                     "per_number": args.per_number, "messages_per_second": 20, "profile_s": args.profile},
+                     "per_number": args.per_number, "baseline_per_number": args.baseline_per_number,
+                     "messages_per_second": 20, "profile_s": args.profile},
         "scenarios": {}}
 
     def on_signal(signum, _frame):
@@ -498,6 +518,16 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: v for k, v in b.items() if k not in ("workers", "profile")}), flush=True)
             if "profile" in b:
                 print(json.dumps(b["profile"], indent=1), flush=True)
+        if "B0" not in skip:
+            print(f"\n== B0 (baseline): {args.numbers} numbers × {args.baseline_per_number} sends, one RQ job "
+                  f"per send, {args.workers} workers", flush=True)
+            b0 = scenario_aggregate(rt, sim, ws_id, conn_ids, [n[0] for n in numbers[1:]], args, log_dir,
+                                    groups, None, results["worker_startup_cpu_s"], baseline=True)
+            results["scenarios"]["baseline"] = b0
+            print(json.dumps({k: v for k, v in b0.items() if k != "workers"}), flush=True)
+        b, b0 = results["scenarios"].get("aggregate"), results["scenarios"].get("baseline")
+        if b and b0 and b0["sends_per_s"]:
+            results["ratio_to_baseline"] = round(b["sends_per_s"] / b0["sends_per_s"], 2)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", flush=True)
         results["interrupted"] = True
@@ -513,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             backends.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    results["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"sending-{stamp}.json"
@@ -546,6 +577,18 @@ def table(results: dict) -> str:
                   f"{'yes' if b['all_sent'] else 'NO: ' + json.dumps(b['db_status'])} | "
                   f"{'yes' if (b['sends_per_s'] or 0) >= 500 else 'no'} |"), "",
                   "CPU ms per send (B; workers net of start-up): " + ", ".join(f"{k} {v}" for k, v in b["cpu_ms_per_send"].items())]
+    b0 = results["scenarios"].get("baseline")
+    if b0:
+        lines += ["", f"B0 — baseline: {b0['sends']} sends over {b0['numbers']} numbers, one RQ job per send", "",
+                  "| sends/s | max per number in 1 s | 130429 | all sent | B ÷ B0 | ≥ 3× |", "|---:|---:|---:|---|---:|---|",
+                  (f"| {b0['sends_per_s']} | {b0['max_per_number_1s_window']} | {b0['e130429']} | "
+                   f"{'yes' if b0['all_sent'] else 'NO: ' + json.dumps(b0['db_status'])} | "
+                   f"{results.get('ratio_to_baseline', 'n/a')} | "
+                   f"{'yes' if (results.get('ratio_to_baseline') or 0) >= 3 else 'no'} |"), "",
+                  "CPU ms per send (B0): " + ", ".join(f"{k} {v}" for k, v in b0["cpu_ms_per_send"].items())]
+    load = results.get("load_average")
+    if load:
+        lines += ["", f"load average (1/5/15 min) at the start: {load['start']}, at the end: {load['end']}"]
     return "\n".join(lines)
 
 

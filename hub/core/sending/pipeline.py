@@ -16,21 +16,19 @@ import logging
 import secrets
 import time
 from collections import Counter
-from dataclasses import dataclass
 
-import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 
 from hub.core import bsuid, contacts
 from hub.core.events import emit
 from hub.core.logs import event, mask_phone
 from hub.core.metrics import count
-from hub.core.models import Connection, Contact, Send, utcnow
-from hub.core.patience import DB_AWAY, patiently
+from hub.core.models import Connection, Contact, Send, Template, utcnow
 from hub.core.runtime import current
-from hub.core.sending import checks, errors, marketing, portfolio, windows
+from hub.core.sending import checks, dispatch, errors, marketing, portfolio, windows
+from hub.core.sending.dispatch import SKIPPED, Deferred, Unknown  # noqa: F401  (re-exported)
 from hub.core.sending.governor import Governor
-from hub.core.sending.results import RECORD_PATIENCE, Attempt, callback_data, record_sent, start_call
+from hub.core.sending.results import Attempt, callback_data, mark_attempted, record_sent
 from hub.core.sending.templates import find_template
 from hub.core.whatsapp import reads
 from hub.core.whatsapp.account import pause
@@ -57,23 +55,7 @@ class Refuse(Exception):
 BATCH, PER_NUMBER, JOB_SLOTS = 50, 20, 4
 BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
 GRAPH_TIMEOUT = 10.0  # seconds a send call may take; after that its fate is unknown
-REDIS_DEFER = 5.0  # seconds a send waits when the governor (Redis) cannot be asked
 DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """The number is booked further ahead than a worker waits: try again in ``seconds``."""
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Unknown:
-    """The request may have reached Meta, but no answer came back: wait for its status webhook."""
-    error: GraphError
-
-
-SKIPPED = object()  # the claim passed to another worker before the call: nothing to record
 
 
 def delivery_job(send_id: int) -> tuple:
@@ -95,6 +77,17 @@ def deliver_due() -> int:
     return done
 
 
+def deliver_one(send_id: int) -> int:
+    """RQ job: deliver one queued send — the one-job-per-send path the batches replaced, kept so
+    ``bench/sending.py`` can measure it as the baseline in the same run."""
+    rt, token = current(), secrets.token_hex(8)
+    with rt.db.session() as session:
+        claimed = session.execute(update(Send).where(Send.id == send_id, Send.status == "queued")
+                                  .values(status="sending", claim_token=token, attempted_at=None, updated_at=utcnow())
+                                  .returning(Send.id), execution_options={"synchronize_session": False}).first()
+    return run(rt, [send_id], token) if claimed else 0
+
+
 def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
     """Atomically move queued sends to ``sending`` under ``claim_token`` — at most
     ``per_number`` per connection, so one number's broadcast never starves the others — and
@@ -111,68 +104,94 @@ def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number:
 
 
 def run(rt, send_ids: list[int], claim_token: str | None = None, now: dt.datetime | None = None) -> int:
-    """Check, pace and send claimed sends, writing each result as it comes; returns how many
-    Meta accepted. ``now`` (naive UTC) is the clock of the portfolio limit (tests move it)."""
+    """Check, pace and send claimed sends (concurrently, ``dispatch``), writing results as they
+    come; returns how many Meta accepted. ``now`` (naive UTC) is the clock of the portfolio limit (tests move it)."""
     governor, outcomes = Governor(rt.redis, rt.settings.key_prefix), Counter()
     reach = portfolio.Reach(rt.redis, rt.settings.key_prefix)
-    work, reads_by_send = [], {}
-    with rt.db.session() as session:
-        templates: dict = {}
-        mine = Send.claim_token == claim_token if claim_token else Send.claim_token.is_(None)
-        sends = session.scalars(select(Send).where(Send.id.in_(send_ids), Send.status == "sending", mine)
-                                .order_by(Send.id)).all()
-        _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per send
-        _preload(session, Contact, {s.contact_id for s in sends})
-        _preload_windows(session, sends, templates)
-        for send in sends:
-            try:
-                conn, payload = prepare(session, send, templates)
-            except Hold as hold:
-                _hold(send, hold.reason, hold.until, outcomes)
-                continue
-            except Refuse as refuse:
-                send.status, send.last_error = "failed", str(refuse)
-                emit.send_ended(send)
-                event(log, "send refused", level=logging.WARNING, send_id=send.id, reason=str(refuse),
-                      to=mask_phone(send.to))
-                outcomes["refused"] += 1
-                continue
-            except Exception as exc:  # bad data in one send must not block the rest of the batch
-                log.exception("send %s cannot be prepared", send.id)
-                send.status, send.last_error = "failed", f"cannot be prepared: {type(exc).__name__}: {exc}"[:2000]
-                emit.send_ended(send)
-                outcomes["refused"] += 1
-                continue
-            held = _portfolio_hold(session, reach, templates, conn, send, now)
-            if held:
-                _hold(send, *held, outcomes, portfolio=portfolio.key_of(conn), limit=conn.messaging_limit)
-                continue
-            payload["biz_opaque_callback_data"] = callback_data(send.id)  # echoed in its statuses
-            if send.reply_to:
-                payload["context"] = {"message_id": send.reply_to}
-            reads_by_send[send.id] = reads.before_reply(send, conn)
-            work.append((send, conn.phone_number_id, conn.messages_per_second, conn.access_token, payload))
-        pair_rate = governor.pairs([(number, send.to) for send, number, *_ in work]) if work else []
-        for (send, *_), pair in zip(work, pair_rate):
-            if pair.granted:
-                send.attempts, send.hold_reason = send.attempts + 1, None
-            else:
-                _hold(send, "pair_rate", utcnow() + dt.timedelta(seconds=pair.wait), outcomes)
-        work = [(Attempt(send.id, send.workspace_id, send.connection_id, send.contact_id,
-                         claim_token or "", payload, reads_by_send.get(send.id)), number, rate, token)
-                for (send, number, rate, token, payload), pair in zip(work, pair_rate) if pair.granted]
+    granted: list[dispatch.Call] = []
+    try:
+        with rt.db.session() as session:
+            marked, alone = _prepare_batch(session, send_ids, claim_token, now, governor, reach, outcomes, granted)
+    except BaseException:
+        dispatch.release(governor, granted)  # reserved, never sent
+        raise
+    lost = [c for c in granted if c.attempt.id not in marked]  # the claim passed on meanwhile
+    if lost:
+        dispatch.release(governor, lost)
     graph = Graph.from_settings(rt.settings, timeout=GRAPH_TIMEOUT)
-    for attempt, number, rate, token in work:
-        try:
-            result = _call(rt, governor, graph, attempt, number, rate, token)
-            if result is not SKIPPED:
-                outcomes[patiently(f"send {attempt.id}", lambda a=attempt, r=result: _record(rt, a, r), RECORD_PATIENCE)] += 1
-        except DB_AWAY:  # the rest of the batch stays claimed; the scheduler re-queues it
-            log.error("database unavailable: send %s and the rest of its batch wait for the scheduler", attempt.id)
-            outcomes["interrupted"] += 1
-            break
+    outcomes += dispatch.call_all(rt, governor, graph, [c for c in granted if c.attempt.id in marked], alone,
+                                  _record)
     _count(rt, outcomes)
     return outcomes["sent"]
+
+
+def _prepare_batch(session, send_ids: list[int], claim_token: str | None, now: dt.datetime | None,
+                   governor: Governor, reach: portfolio.Reach, outcomes: Counter, granted: list):
+    """The checks of a batch, in one transaction: holds and refusals written, pair rate and
+    governor slots taken (one Redis round trip each; ``granted`` gets the batch's slots), the
+    granted sends marked attempted. Returns ``(ids marked, calls to make one by one)``."""
+    work, reads_by_send, templates = [], {}, {}
+    mine = Send.claim_token == claim_token if claim_token else Send.claim_token.is_(None)
+    sends = session.scalars(select(Send).where(Send.id.in_(send_ids), Send.status == "sending", mine)
+                            .order_by(Send.id)).all()
+    conns = _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per
+    _kept = _preload(session, Contact, {s.contact_id for s in sends})  # send (kept: the identity map is weak)
+    _preload_windows(session, sends, templates)
+    _preload_templates(session, sends, {c.id: c for c in conns}, templates)
+    for send in sends:
+        try:
+            conn, payload = prepare(session, send, templates)
+        except Hold as hold:
+            _hold(send, hold.reason, hold.until, outcomes)
+            continue
+        except Refuse as refuse:
+            send.status, send.last_error = "failed", str(refuse)
+            emit.send_ended(send)
+            event(log, "send refused", level=logging.WARNING, send_id=send.id, reason=str(refuse),
+                  to=mask_phone(send.to))
+            outcomes["refused"] += 1
+            continue
+        except Exception as exc:  # bad data in one send must not block the rest of the batch
+            log.exception("send %s cannot be prepared", send.id)
+            send.status, send.last_error = "failed", f"cannot be prepared: {type(exc).__name__}: {exc}"[:2000]
+            emit.send_ended(send)
+            outcomes["refused"] += 1
+            continue
+        held = _portfolio_hold(session, reach, templates, conn, send, now)
+        if held:
+            _hold(send, *held, outcomes, portfolio=portfolio.key_of(conn), limit=conn.messaging_limit)
+            continue
+        payload["biz_opaque_callback_data"] = callback_data(send.id)  # echoed in its statuses
+        if send.reply_to:
+            payload["context"] = {"message_id": send.reply_to}
+        reads_by_send[send.id] = reads.before_reply(send, conn)
+        work.append((send, conn.phone_number_id, conn.messages_per_second, conn.access_token, payload))
+    pair_rate = governor.pairs([(number, send.to) for send, number, *_ in work]) if work else []
+    calls, alone_sends = [], {}
+    for (send, number, rate, token, payload), pair in zip(work, pair_rate):
+        if not pair.granted:
+            _hold(send, "pair_rate", utcnow() + dt.timedelta(seconds=pair.wait), outcomes)
+            continue
+        attempt = Attempt(send.id, send.workspace_id, send.connection_id, send.contact_id, claim_token or "",
+                          payload, reads_by_send.get(send.id))
+        calls.append(dispatch.Call(attempt, number, rate, token, f"{send.id}:{time.monotonic_ns()}"))
+        alone_sends[send.id] = send
+    batch, alone, deferred = dispatch.reserve_slots(governor, calls)
+    granted += batch
+    for call in alone:  # attempted one by one once their slot is free (``dispatch.call_one``)
+        send = alone_sends[call.attempt.id]
+        send.attempts, send.hold_reason = send.attempts + 1, None
+    for call, seconds in deferred:
+        _defer(alone_sends[call.attempt.id], seconds, outcomes)
+    return mark_attempted(session, [c.attempt.id for c in batch], claim_token), alone
+
+
+def _defer(send: Send, seconds: float, outcomes: Counter) -> None:
+    """The number is booked too far ahead: back to ``scheduled`` for ``seconds`` (not an attempt)."""
+    send.status, send.claim_token, send.attempted_at, send.hold_reason = "scheduled", None, None, "pacing"
+    send.not_before = utcnow() + dt.timedelta(seconds=seconds)
+    event(log, "send deferred", send_id=send.id, reason="pacing", until=send.not_before)
+    outcomes["deferred"] += 1
 
 
 def _hold(send: Send, reason: str, until: dt.datetime | None, outcomes: Counter, **fields) -> None:
@@ -219,47 +238,6 @@ def _count(rt, outcomes: Counter) -> None:
         pipe.execute()
     except Exception as exc:  # metrics are best effort; the results are written
         log.warning("could not count deliver outcomes: %s", exc)
-
-
-def _call(rt, governor: Governor, graph: Graph, attempt: Attempt, number: str, rate: int, token: str):
-    """Wait for the number's slot and call the Graph API. Returns a wamid, a ``GraphError``
-    (Meta refused it), ``Unknown`` (Meta may have it), ``Deferred`` or ``SKIPPED``. Database
-    errors before the call propagate: then Meta has not seen the send."""
-    slot_token = f"{attempt.id}:{time.monotonic_ns()}"
-    try:
-        slot = governor.reserve(number, rate, slot_token)
-        while not slot.granted and slot.wait <= 0.05:  # a slot frees up in a moment
-            time.sleep(slot.wait)
-            slot = governor.reserve(number, rate, slot_token)
-    except Exception as exc:  # Redis is away: Meta has not seen this send, so it simply waits
-        log.warning("send %s: governor unavailable (%s); deferred %ss", attempt.id, exc, REDIS_DEFER)
-        return Deferred(REDIS_DEFER)
-    if not slot.granted:
-        return Deferred(slot.wait)
-    try:
-        time.sleep(slot.wait)
-        if not start_call(rt, attempt):
-            return SKIPPED
-        if attempt.read:  # an agent's reply: the read receipt (and typing indicator) first, as policy allows
-            reads.mark_before_reply(rt, graph, attempt.connection_id, number, token, attempt.read)
-        try:
-            return graph.send_message(number, token, attempt.payload)
-        except GraphError as exc:
-            return Unknown(exc) if _may_have_reached_meta(exc) else exc
-        except Exception as exc:  # an odd answer after the request went out: Meta may have it
-            log.exception("send %s: unexpected error around the Graph call", attempt.id)
-            return Unknown(GraphError(f"{type(exc).__name__}: {exc}", timeout=True))
-    finally:
-        try:  # a wamid in hand stays a wamid, whatever Redis does now
-            governor.release(number, slot_token)
-        except Exception as exc:
-            log.warning("send %s: governor slot not released (%s); it expires on its own", attempt.id, exc)
-
-
-def _may_have_reached_meta(exc: GraphError) -> bool:
-    """A timeout or a dropped connection after the request left; not a refused connection."""
-    return exc.timeout and not isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout,
-                                                          httpx.PoolTimeout))
 
 
 def prepare(session, send: Send, templates: dict | None = None) -> tuple[Connection, dict]:
@@ -365,10 +343,26 @@ def _preload_windows(session, sends: list[Send], cache: dict) -> None:
     cache.update({("window", c, k): row for (c, k), row in found.items()})
 
 
-def _preload(session, model, ids: set) -> None:
+def _preload_templates(session, sends: list[Send], conns: dict, cache: dict) -> None:
+    """One query for the templates of a whole batch (``prepare`` reads them from ``cache``), so
+    no query — and no autoflush of the sends judged so far — runs per send."""
+    keys = {(s.workspace_id, conns[s.connection_id].waba_id, s.template_name, s.template_language)
+            for s in sends if s.kind == "template" and s.connection_id in conns} - cache.keys()
+    if not keys:
+        return
+    found: dict = dict.fromkeys(keys)
+    rows = session.scalars(select(Template).where(tuple_(
+        Template.workspace_id, Template.waba_id, Template.name, Template.language).in_(list(keys))).order_by(Template.id))
+    for t in rows:
+        found[(t.workspace_id, t.waba_id, t.name, t.language)] = found.get((t.workspace_id, t.waba_id, t.name,
+                                                                           t.language)) or t
+    cache.update(found)
+
+
+def _preload(session, model, ids: set) -> list:
+    """Load the rows once; ``session.get`` finds them while the caller keeps the list."""
     ids.discard(None)
-    if ids:
-        session.scalars(select(model).where(model.id.in_(ids))).all()
+    return session.scalars(select(model).where(model.id.in_(ids))).all() if ids else []
 
 
 def _failed(session, send: Send, exc: GraphError) -> str:

@@ -2,11 +2,15 @@
 
 A claimed send (``sending``, holding its worker's ``claim_token``) passes three moments:
 
-1. ``start_call`` — just before the Graph call, one conditional UPDATE stamps ``attempted_at``
-   if the claim still holds (the scheduler may have handed a slow worker's send to another).
-   From that moment Meta may have the message.
-2. ``record_sent`` (and the pipeline's other outcomes) — written in its own short transaction
-   as soon as the call returns, retried while the database is away (``RECORD_PATIENCE``).
+1. ``mark_attempted`` — once the batch's governor slots are reserved, one conditional UPDATE
+   stamps ``attempted_at`` on every send whose claim still holds (the scheduler may have handed
+   a slow worker's send to another); ``start_call`` does the same for a send that waited for its
+   slot on its own. From that moment Meta may have the message (its call follows within its
+   slot's wait, at most a few seconds).
+2. ``record_sent_many`` (and the pipeline's other outcomes) — written as soon as the calls
+   return: every wamid that came back while the previous group was being written goes into one
+   short transaction (no waiting to fill a group), retried while the database is away
+   (``RECORD_PATIENCE``).
 3. ``confirm_from_status`` — Meta's status webhooks echo ``biz_opaque_callback_data``
    (``send:{id}``): a send still waiting to learn its fate becomes ``sent`` with that wamid.
 
@@ -27,7 +31,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 
 from hub.core.models import Connection, InboundEvent, Message, Send, utcnow
 
@@ -67,24 +71,52 @@ def start_call(rt, attempt: Attempt) -> bool:
     return result.rowcount == 1
 
 
+def mark_attempted(session, send_ids: list[int], claim: str | None) -> set[int]:
+    """``start_call`` for a batch whose slots are reserved, in one UPDATE (``attempts`` + 1 as
+    well): the ids whose claim still held — from now on Meta may have them."""
+    if not send_ids:
+        return set()
+    now = utcnow()
+    mine = Send.claim_token == claim if claim else Send.claim_token.is_(None)
+    result = session.execute(update(Send).where(Send.id.in_(send_ids), Send.status == "sending", mine,
+                                                Send.attempted_at.is_(None))
+                             .values(attempted_at=now, updated_at=now, attempts=Send.attempts + 1, hold_reason=None)
+                             .returning(Send.id), execution_options={"synchronize_session": False})
+    return set(result.scalars())
+
+
 def record_sent(rt, attempt: Attempt, wamid: str) -> None:
     """Meta accepted the send: ``sent`` with its wamid, and its outgoing message (one transaction)."""
-    now, payload = utcnow(), attempt.payload
-    body = {payload["type"]: payload[payload["type"]]}
+    record_sent_many(rt, [(attempt, wamid)])
+
+
+def record_sent_many(rt, sent: list[tuple[Attempt, str]]) -> None:
+    """``record_sent`` for every ``(attempt, wamid)`` whose answer is in, in one transaction (one
+    UPDATE executed for all, one multi-row INSERT of their outgoing messages)."""
+    now = utcnow()
+    rows, bodies = [], {}
+    for attempt, wamid in sent:
+        payload = attempt.payload
+        bodies[wamid] = (attempt, {payload["type"]: payload[payload["type"]]})
+        rows.append(dict(workspace_id=attempt.workspace_id, connection_id=attempt.connection_id,
+                         contact_id=attempt.contact_id, wamid=wamid, direction="out", origin="api",
+                         type=payload["type"], body=bodies[wamid][1], status="accepted",
+                         context_wamid=(payload.get("context") or {}).get("message_id"), timestamp=now,
+                         send_id=attempt.id))
     with rt.db.engine.begin() as conn:
-        conn.execute(update(Send).where(Send.id == attempt.id, Send.status.in_(OPEN + ("sent",)))
-                     .values(status="sent", wamid=wamid, sent_at=now, last_error=None, error_code=None,
-                             hold_reason=None, claim_token=None, updated_at=now))
-        inserted = conn.execute(_insert_ignore(conn.dialect.name).values(
-            workspace_id=attempt.workspace_id, connection_id=attempt.connection_id, contact_id=attempt.contact_id,
-            wamid=wamid, direction="out", origin="api", type=payload["type"], body=body, status="accepted",
-            context_wamid=(payload.get("context") or {}).get("message_id"), timestamp=now,
-            send_id=attempt.id)).first()
-        if inserted is None:  # its status webhook came first and left a placeholder
+        conn.execute(_SENT, [{"b_id": a.id, "b_wamid": wamid, "b_now": now} for a, wamid in sent])
+        inserted = set(conn.execute(_insert_ignore(conn.dialect.name), rows).scalars())
+        for wamid in set(bodies) - inserted:  # its status webhook came first and left a placeholder
+            attempt, body = bodies[wamid]
             conn.execute(update(Message).where(Message.connection_id == attempt.connection_id,
                                                Message.wamid == wamid)
-                         .values(type=payload["type"], body=body, send_id=attempt.id,
+                         .values(type=attempt.payload["type"], body=body, send_id=attempt.id,
                                  contact_id=func.coalesce(Message.contact_id, attempt.contact_id)))
+
+
+_SENT = (update(Send).where(Send.id == bindparam("b_id"), or_(*(Send.status == s for s in OPEN + ("sent",))))
+         .values(status="sent", wamid=bindparam("b_wamid"), sent_at=bindparam("b_now"), last_error=None,
+                 error_code=None, hold_reason=None, claim_token=None, updated_at=bindparam("b_now")))
 
 
 def _insert_ignore(dialect: str):
@@ -92,7 +124,7 @@ def _insert_ignore(dialect: str):
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(Message).on_conflict_do_nothing().returning(Message.id)
+    return insert(Message).on_conflict_do_nothing().returning(Message.wamid)
 
 
 def confirm_from_status(session, conn: Connection, status: dict[str, Any], message: Message | None) -> Send | None:

@@ -35,7 +35,7 @@ from hub.testing.simulator.common import (  # noqa: F401  (re-exported)
     WINDOW_SECONDS,
     log,
 )
-from hub.testing.simulator.graph_app import AppMixin
+from hub.testing.simulator.graph_app import AppMixin, KeepAliveHandler
 from hub.testing.simulator.portfolio import PortfolioMixin
 from hub.testing.simulator.sending import SendingMixin
 from hub.testing.simulator.state import StateMixin
@@ -82,7 +82,7 @@ class GraphSimulator(StateMixin, UsersMixin, SendingMixin, PortfolioMixin, AppMi
     # --- serving -------------------------------------------------------------------------------
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Run the app in a background thread (threaded werkzeug server); returns the base URL."""
-        self._server = make_server(host, port, self.app, threaded=True)
+        self._server = make_server(host, port, self.wsgi, threaded=True, request_handler=KeepAliveHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
                                         name="graph-simulator")
         self._thread.start()
@@ -119,7 +119,7 @@ def run(host: str = "127.0.0.1", port: int = 8765, hub_url: str | None = None,
         seed_demo_state(sim)
         print(f"demo: waba={DEMO['waba_id']} phone_number_id={DEMO['phone_number_id']} "
               f"token={DEMO['token']} signup code=demo-code (single use)", flush=True)
-    server = make_server(host, port, sim.app, threaded=True)
+    server = make_server(host, port, sim.wsgi, threaded=True, request_handler=KeepAliveHandler)
     base = f"http://{host}:{server.server_port}"
     print(f"Graph simulator on {base} (webhooks -> {hub_url}); control API: {base}/_sim, "
           f"or `coexhub simulator --help`", flush=True)

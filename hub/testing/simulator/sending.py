@@ -18,8 +18,8 @@ from hub.testing.simulator.common import SEND_TYPES, _digits, _key, _status_erro
 class SendingMixin:
     """``GraphSimulator``'s message sending, as Meta enforces it."""
 
-    def _check_token(self, number: dict | None) -> None:
-        auth = request.headers.get("Authorization", "")
+    def _check_token(self, number: dict | None, auth: str | None = None) -> None:
+        auth = request.headers.get("Authorization", "") if auth is None else auth
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if number is None:
             known = {n["token"] for n in self.numbers.values()}
@@ -96,14 +96,20 @@ class SendingMixin:
         return {"template": t}
 
     def _send(self, phone_number_id: str):
-        body = request.get_json(silent=True)
+        response, status = self.handle_send(phone_number_id, request.get_json(silent=True),
+                                            request.headers.get("Authorization", ""))
+        return jsonify(response), status
+
+    def handle_send(self, phone_number_id: str, body: Any, authorization: str) -> tuple[dict, int]:
+        """``POST /{version}/{phone_number_id}/messages`` with this JSON ``body`` (None: not JSON)
+        and ``Authorization`` header: ``(response, HTTP status)``, recorded in ``requests``."""
         body = body if isinstance(body, dict) else {}
         number = self.numbers.get(phone_number_id)
         try:
             if number is None:
                 raise GraphError(100, details=f"Unsupported post request. Object with ID "
                                               f"'{phone_number_id}' does not exist")
-            self._check_token(number)
+            self._check_token(number, authorization)
             self._admit(number)
             with self.lock:
                 fault = self._faults.popleft() if self._faults else None
@@ -121,7 +127,7 @@ class SendingMixin:
         with self.lock:
             self.requests.append({"time": time.time(), "phone_number_id": phone_number_id,
                                   "body": body, "status": status, "response": response})
-        return jsonify(response), status
+        return response, status
 
     def _accept(self, number: dict, body: dict, template: dict | None) -> dict:
         wamid, to = payloads.new_wamid(), body.get("to") or body[SEND_FIELD]
