@@ -54,8 +54,14 @@ class Committer:
         self.engine, self.insert, self.after = engine, insert, after
         self.cond = threading.Condition()
         self.open = _Batch()
+        self.busy = 0  # rows of the batch being committed now
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
+
+    def waiting(self) -> int:
+        """Rows handed over and not answered yet (the batch being committed and the next)."""
+        with self.cond:
+            return self.busy + len(self.open.rows)
 
     def submit(self, row: dict[str, Any], extra: Any = None) -> int | None:
         """Store ``row`` with the next batch; its id once committed, ``None`` if a duplicate."""
@@ -84,11 +90,13 @@ class Committer:
                             self.thread = None
                         return
                 batch, self.open = self.open, _Batch()
+                self.busy = len(batch.rows)
             try:
                 self._commit(batch)
                 if batch.error is None:
                     self._after(batch)
             finally:
+                self.busy = 0
                 batch.done.set()
 
     def _after(self, batch: _Batch) -> None:
