@@ -286,6 +286,41 @@ def setup_hub(env: dict[str, str]) -> dict:
     return {"workspace_id": workspace["id"], "installation_id": installation["id"]}
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def cpu_snapshot(server: "Gunicorn", backends: "Backends | None", hub: bool) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the server's processes (master + workers) and, for a hub target, of
+    the scratch database's PostgreSQL backends and the Redis server (shared: others' work counts)."""
+    pids = [server.proc.pid] + [int(p) for p in subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()]
+    snap = {"web": {pid: proc_cpu(pid) for pid in pids}, "database": {}, "redis": {}}
+    if hub and backends is not None:
+        if backends.pg_admin is not None and backends.db_name:
+            rows = backends.pg_admin.execute("select pid from pg_stat_activity where datname = %s",
+                                             (backends.db_name,)).fetchall()
+            snap["database"] = {pid: proc_cpu(pid) for (pid,) in rows}
+        try:
+            pid = int(backends.redis.info("server")["process_id"])
+            snap["redis"] = {pid: proc_cpu(pid)}
+        except Exception:  # noqa: BLE001 -- not local, or not ours to read
+            pass
+    return snap
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    return {part: sum(cpu - before[part].get(pid, 0.0) for pid, cpu in after[part].items()) for part in after}
+
+
 def count_events(env: dict[str, str]) -> int | None:
     try:
         from sqlalchemy import create_engine, text
@@ -406,6 +441,7 @@ def combine(rounds: list[dict]) -> dict:
     total["max_us"] = max(r["max_us"] for r in rounds)
     if all("rows_inserted" in r for r in rounds):
         total["rows_inserted"] = sum(r["rows_inserted"] or 0 for r in rounds)
+    total["cpu_s"] = {part: sum(r["cpu_s"][part] for r in rounds) for part in rounds[0]["cpu_s"]}
     total["rounds"] = rounds
     return total
 
@@ -552,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
                 module, path, kind, id_header, extra = plan[name]
                 events_before = count_events(env) if name in needs_hub else None
                 spy = start_profile(server, name, args, tmp) if r == 0 else None
+                cpu_before = cpu_snapshot(server, backends, name in needs_hub)
                 try:
                     stats = run_wrk(wrk=wrk, script=script, port=server.port, path=path, seconds=seconds,
                                     connections=args.connections, threads=args.threads, lua_args=[
@@ -568,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
                 if events_before is not None:
                     after = count_events(env)
                     stats["rows_inserted"] = None if after is None else after - events_before
+                stats["cpu_s"] = cpu_used(cpu_before, cpu_snapshot(server, backends, name in needs_hub))
                 stats["load_average"] = os.getloadavg()
                 results.setdefault("load_averages", []).append(stats["load_average"][0])
                 per_round[name].append(stats)
@@ -619,8 +657,9 @@ def table(results: dict) -> str:
              f"{results['settings']['connections']} connections; gunicorn -w {results['settings']['gunicorn_workers']}",
              f"rounds: {results['settings'].get('rounds', 1)}; load average (1 min) during the run: "
              + ", ".join(f"{x:.1f}" for x in results.get("load_averages", [])),
-             "", "| target | req/s | p50 ms | p99 ms | worst round p99 ms | non-2xx | vs bare |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| target | req/s | p50 ms | p99 ms | worst round p99 ms | non-2xx | vs bare "
+                 "| CPU ms/req: web | database | Redis |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     bare = (results["targets"].get("bare") or {}).get("rps")
     for name, t in results["targets"].items():
         if "rps" not in t:
@@ -629,7 +668,9 @@ def table(results: dict) -> str:
             continue
         vs = f"{t['rps'] / bare:.2f}×" if bare else "—"
         lines.append(f"| {name} | {t['rps']:.0f} | {t['p50_us'] / 1000:.1f} | {t['p99_us'] / 1000:.1f} | "
-                     f"{t.get('p99_worst_us', t['p99_us']) / 1000:.1f} | {t['non_2xx_3xx']} | {vs} |")
+                     f"{t.get('p99_worst_us', t['p99_us']) / 1000:.1f} | {t['non_2xx_3xx']} | {vs} | "
+                     + " | ".join(f"{1000 * t.get('cpu_s', {}).get(part, 0) / max(1, t['requests']):.2f}"
+                                  for part in ("web", "database", "redis")) + " |")
     if results.get("ratios"):
         lines.append("")
         lines.append("ratios (req/s): " + ", ".join(f"{k} = {v:.2f}" for k, v in results["ratios"].items()))
