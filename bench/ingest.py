@@ -3,7 +3,8 @@
     .venv/bin/python bench/ingest.py [--duration 10] [--warmup 2] [--connections 32]
                                      [--targets bare,generic,meta,pywa]
 
-Each target runs under ``gunicorn -w 2`` (sync workers) on a free 127.0.0.1 port and is loaded
+Each target runs under ``gunicorn -w 2`` (sync workers for bare and pywa unless ``--base-threads``;
+gthread with ``--hub-threads`` for the hub) on a free 127.0.0.1 port and is loaded
 by ``wrk`` (installed with apt-get when missing) through a generated Lua script that posts
 pre-signed bodies round-robin, every wrk thread on its own slice of the set:
 

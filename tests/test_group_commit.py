@@ -177,8 +177,11 @@ def test_a_crash_between_commit_and_enqueue_is_recovered_by_the_scheduler(
         queue.empty()  # what the dead process never sent
     rt.redis.delete(f"{rt.settings.key_prefix}:covered")
     events = rows(rt, InboundEvent, scope=inst["id"])
-    assert tick(rt)["events"] == 0  # too young to be asked about
-    assert tick(rt, now=max(e.enqueued_at for e in events) + CHECK_AFTER * 2)["events"] == 3
+    jobs = [f"event-{e.id}" for e in events]
+    tick(rt)
+    assert rt.queues.lost(jobs) == set(jobs)  # too young to be asked about: still no job
+    assert tick(rt, now=max(e.enqueued_at for e in events) + CHECK_AFTER * 2)["events"] >= 3
+    assert not rt.queues.lost(jobs)  # now each has its job again
     run_jobs(queues=("ingest",))
     assert [e.status for e in rows(rt, InboundEvent, scope=inst["id"])] == ["processed"] * 3
 
@@ -199,11 +202,18 @@ def test_events_covered_by_a_waiting_batch_job_are_not_enqueued_again_and_a_lost
     events = rows(rt, InboundEvent, scope=inst["id"])
     later = max(e.enqueued_at for e in events) + CHECK_AFTER * 2
     assert rt.queues["ingest"].count < 7  # some events share a job
-    assert tick(rt, now=later)["events"] == 0  # every event's job is waiting, covered or its own
+    jobs = [f"event-{e.id}" for e in events]
+    assert not rt.queues.lost(jobs)  # every event's job is waiting, covered or its own
+    ours = {f"{rt.settings.key_prefix}-{job}" for job in jobs}
+    queued = set(rt.queues["ingest"].job_ids) & ours
+    tick(rt, now=later)
+    assert set(rt.queues["ingest"].job_ids) & ours == queued  # so none was enqueued on its own
 
     for queue in rt.queues.all():
         queue.empty()  # Redis loses the batch jobs; the covers are still there
-    assert tick(rt, now=later)["events"] == 7
+    assert rt.queues.lost(jobs) == set(jobs)
+    assert tick(rt, now=later)["events"] >= 7
+    assert not rt.queues.lost(jobs)
     run_jobs(queues=("ingest",))
     assert [e.status for e in rows(rt, InboundEvent, scope=inst["id"])] == ["processed"] * 7
     assert not rt.redis.hlen(f"{rt.settings.key_prefix}:covered")  # nothing stale is left behind
