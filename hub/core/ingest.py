@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from functools import partial
 from typing import Any, Mapping
 
 from sqlalchemy import update
 
+from hub.core.group_commit import Committer
+from hub.core.logs import current_request_id
 from hub.core.metrics import count
 from hub.core.models import InboundEvent, utcnow
 
@@ -22,9 +26,19 @@ PROCESS_JOB = "hub.core.processing.process_event"  # by name: the web process ne
 REJECTED = "rejected"  # a verified request that cannot be understood: kept, visible, never processed
 
 
-def process_job(event_id: int) -> tuple:
-    """The job that processes an inbound event (its id keeps one copy waiting)."""
-    return ("ingest", PROCESS_JOB, (event_id,), f"event-{event_id}")
+def process_job(event_id: int, *more: int) -> tuple:
+    """The job that processes inbound events in id order (its id, after the first, keeps one
+    copy waiting; ``Queues.lost`` knows the later ones are in it)."""
+    return ("ingest", PROCESS_JOB, (event_id, *more), f"event-{event_id}")
+
+
+def _insert(conn, rows: list[dict]) -> dict[tuple[str, str, str], int]:
+    """One multi-row insert (SQLAlchemy's "insertmanyvalues"): the ids of the rows it inserted."""
+    dialect = conn.dialect.name
+    if dialect not in _STATEMENTS:
+        _STATEMENTS[dialect] = _insert_statement(dialect)
+    result = conn.execute(_STATEMENTS[dialect], rows)
+    return {(provider, scope, key): event_id for event_id, provider, scope, key in result.all()}
 
 
 def _insert_statement(dialect: str):
@@ -32,10 +46,23 @@ def _insert_statement(dialect: str):
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(InboundEvent).on_conflict_do_nothing().returning(InboundEvent.id)
+    return insert(InboundEvent).on_conflict_do_nothing().returning(
+        InboundEvent.id, InboundEvent.provider, InboundEvent.scope, InboundEvent.dedupe_key)
 
 
 _STATEMENTS: dict[str, object] = {}
+_COMMITTERS_LOCK = threading.Lock()
+
+
+def committer(rt) -> Committer:
+    """This runtime's group committer (one per database and process, kept on ``rt.db``)."""
+    found = getattr(rt.db, "group_committer", None)
+    if found is None:
+        with _COMMITTERS_LOCK:
+            found = getattr(rt.db, "group_committer", None)
+            if found is None:
+                found = rt.db.group_committer = Committer(rt.db.autocommit, _insert, partial(_hand_off, rt))
+    return found
 
 
 def safe_text(value: Any, limit: int) -> str | None:
@@ -52,6 +79,9 @@ def store(rt, *, provider: str, scope: str, dedupe_key: str, body: bytes, header
           error: str | None = None) -> tuple[int | None, bool]:
     """Insert the event unless its dedupe key was seen; enqueue it. Returns ``(id, duplicate)``.
 
+    The row is committed (with those of concurrent requests: ``group_commit``) before this
+    returns; the job that processes it is enqueued right after, one per batch.
+
     ``status=REJECTED`` with an ``error`` keeps a verified request that cannot be processed
     (visible in the events API, never enqueued).
     """
@@ -63,36 +93,48 @@ def store(rt, *, provider: str, scope: str, dedupe_key: str, body: bytes, header
                   last_error=safe_text(error, 2000),
                   headers={safe_text(k, 200): safe_text(v, 2000) for k, v in headers.items()
                            if k.lower() not in KEPT_HEADERS_SKIP})
-    dialect = rt.db.engine.dialect.name
-    if dialect not in _STATEMENTS:
-        _STATEMENTS[dialect] = _insert_statement(dialect)
-    stmt = _STATEMENTS[dialect]
-    with rt.db.autocommit.connect() as conn:  # one statement, one round trip, durable on return
-        event_id = conn.execute(stmt, values).scalar()
+    event_id = committer(rt).submit(values, current_request_id())  # committed when it returns
     if not pending:
         log.warning("stored %s event %s from %s/%s as %s: %s", provider, event_id, provider, scope, status, error)
-    try:  # one round trip: the job and the counter
-        pipe = rt.redis.pipeline(transaction=False)
-        if event_id is not None and pending:  # under its row's job id, so the scheduler can ask Redis about it
-            queue, func, args, job_id = process_job(event_id)
-            rt.queues.enqueue(queue, func, *args, job_id=job_id, pipeline=pipe)
-        result = "duplicate" if event_id is None else "stored" if pending else status
-        count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, provider=provider, result=result)
-        pipe.execute()
-    except Exception:  # stored is enough: the scheduler enqueues it (at its next tick once marked so)
-        log.exception("could not enqueue inbound event %s; the scheduler will retry", event_id)
-        _not_enqueued(rt, event_id)
     return event_id, event_id is None
 
 
-def _not_enqueued(rt, event_id: int | None) -> None:
-    if event_id is None:
+def _hand_off(rt, rows: list[dict], request_ids: list[str | None], ids: list[int | None]) -> None:
+    """After a batch's commit: ONE job for its new pending events (in id order) and the
+    counters, in one Redis round trip. A failure leaves them to the scheduler."""
+    fresh = [(event_id, rid) for row, rid, event_id in zip(rows, request_ids, ids)
+             if event_id is not None and row["status"] == "pending"]
+    fresh.sort()
+    counts: dict[tuple[str, str], int] = {}
+    for row, event_id in zip(rows, ids):
+        result = "duplicate" if event_id is None else "stored" if row["status"] == "pending" else row["status"]
+        counts[row["provider"], result] = counts.get((row["provider"], result), 0) + 1
+    try:
+        pipe = rt.redis.pipeline(transaction=False)
+        if fresh:
+            queue, func, args, job_id = process_job(*(event_id for event_id, _ in fresh))
+            rids = [rid for _, rid in fresh]
+            rt.queues.enqueue(queue, func, *args, job_id=job_id, pipeline=pipe, request_id=rids[0],
+                              kwargs={"request_ids": rids} if len(fresh) > 1 and any(rids) else None)
+            if len(fresh) > 1:
+                rt.queues.cover(pipe, args, job_id)
+        for (provider, result), amount in counts.items():
+            count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, amount=amount,
+                  provider=provider, result=result)
+        pipe.execute()
+    except Exception:  # stored is enough: the scheduler enqueues them (at its next tick once marked so)
+        log.exception("could not enqueue inbound events %s; the scheduler will retry", [i for i, _ in fresh])
+        _not_enqueued(rt, [event_id for event_id, _ in fresh])
+
+
+def _not_enqueued(rt, event_ids: list[int]) -> None:
+    if not event_ids:
         return
     try:
         with rt.db.autocommit.connect() as conn:
-            conn.execute(update(InboundEvent).where(InboundEvent.id == event_id).values(enqueued_at=None))
-    except Exception:  # then the scheduler finds its job missing in Redis a few seconds later
-        log.warning("inbound event %s: could not mark it as not enqueued", event_id)
+            conn.execute(update(InboundEvent).where(InboundEvent.id.in_(event_ids)).values(enqueued_at=None))
+    except Exception:  # then the scheduler finds their job missing in Redis a few seconds later
+        log.warning("inbound events %s: could not mark them as not enqueued", event_ids)
 
 
 def body_hash(body: bytes) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from hub.core.connectors import Context
 from hub.core.execute import Executor
-from hub.core.logs import event
+from hub.core.logs import event, request_id_var
 from hub.core.metrics import count_job
 from hub.core.models import InboundEvent, Installation, utcnow
 from hub.core.public_errors import public_error
@@ -31,18 +31,33 @@ def backoff(attempt: int) -> dt.timedelta:
     return dt.timedelta(seconds=BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS)) - 1])
 
 
-def process_event(event_id: int) -> str:
-    """RQ job: process one inbound event (idempotent; a processed event is skipped).
+def process_event(event_id: int, *more: int, request_ids: list[str | None] | None = None) -> str:
+    """RQ job: process inbound events, one after the other in the order given (idempotent; a
+    processed event is skipped). Ingest enqueues one such job per group commit (``more``: the
+    batch's later ids; ``request_ids``: the request each came with, for their log lines).
 
-    A failure inside the event's work is recorded on its row (retried with backoff). When the
+    A failure inside an event's work is recorded on its row (retried with backoff). When the
     database itself is away, there is nothing to record it on: the job waits a little for it
     (``patiently``) and then fails, and the scheduler enqueues it again as soon as it can
     reach the database (it sees the failed job in Redis)."""
     rt = current()
-    status, jobs = patiently(f"inbound event {event_id}", lambda: _process(rt, event_id), patience=DB_PATIENCE)
-    enqueue_all(rt, jobs)
-    count_job(rt, "process_event", status)
-    return status
+    statuses = []
+    for i, eid in enumerate((event_id, *more)):
+        token = request_id_var.set(request_ids[i]) if request_ids and i < len(request_ids) and i else None
+        try:
+            status, jobs = patiently(f"inbound event {eid}", lambda eid=eid: _process(rt, eid), patience=DB_PATIENCE)
+            enqueue_all(rt, jobs)
+            count_job(rt, "process_event", status)
+        finally:
+            if token is not None:
+                request_id_var.reset(token)
+        statuses.append(status)
+    if more:
+        try:
+            rt.queues.uncover(more)
+        except Exception:  # noqa: BLE001 -- a stale cover only makes the scheduler ask one more job
+            log.warning("could not drop the covers of inbound events %s", more)
+    return statuses[0] if len(set(statuses)) == 1 else ",".join(statuses)
 
 
 def _process(rt: Runtime, event_id: int) -> tuple[str, list[tuple]]:

@@ -60,16 +60,19 @@ class Queues:
     def all(self) -> list[Queue]:
         return list(self.by_name.values())
 
-    def enqueue(self, name: str, func: str, *args: Any, job_id: str | None = None, pipeline=None) -> bool:
-        """Enqueue ``func(*args)``; False when a job with ``job_id`` is already waiting or running.
+    def enqueue(self, name: str, func: str, *args: Any, job_id: str | None = None, pipeline=None,
+                request_id: str | None = None, kwargs: dict[str, Any] | None = None) -> bool:
+        """Enqueue ``func(*args, **kwargs)``; False when a job with ``job_id`` is already waiting or running.
 
-        Job ids are global in Redis, so they carry the key prefix (hubs may share a server)."""
+        Job ids are global in Redis, so they carry the key prefix (hubs may share a server). The
+        job runs with ``request_id`` (default: the current request's)."""
         job_id = f"{self.prefix}-{job_id}" if job_id else None
+        meta = {"request_id": request_id} if request_id else job_meta()  # the request id follows into the job
         for _ in range(2):
             try:
-                self.by_name[name].enqueue_call(func, args=args, job_id=job_id, unique=bool(job_id and not pipeline),
-                                                result_ttl=0, failure_ttl=7 * 86400, pipeline=pipeline,
-                                                meta=job_meta())  # the request id follows into the job
+                self.by_name[name].enqueue_call(func, args=args, kwargs=kwargs, job_id=job_id,
+                                                unique=bool(job_id and not pipeline), result_ttl=0,
+                                                failure_ttl=7 * 86400, pipeline=pipeline, meta=meta)
                 return True
             except DuplicateJobError:
                 if not self._drop_finished(job_id):
@@ -106,9 +109,35 @@ class Queues:
             return False
         return not (worker_name and self.redis.exists(alive_key(self.prefix, worker_name)))
 
+    def cover(self, pipeline, row_ids, job_id: str, kind: str = "event") -> None:
+        """Record (in ``pipeline``) that job ``job_id`` also does the work of ``<kind>-<id>`` for
+        each of ``row_ids`` (a batch job named after its first row): ``lost`` asks about it."""
+        pipeline.hset(f"{self.prefix}:covered", mapping={f"{kind}-{row_id}": job_id for row_id in row_ids})
+
+    def uncover(self, row_ids, kind: str = "event") -> None:
+        """Forget the covers of rows whose batch job has done them (best effort)."""
+        if row_ids:
+            self.redis.hdel(f"{self.prefix}:covered", *(f"{kind}-{row_id}" for row_id in row_ids))
+
     def lost(self, job_ids: list[str]) -> set[str]:
         """The ids (as given to ``enqueue``) of jobs no worker will run: gone from Redis (it
-        restarted, or the job was never enqueued), failed, stopped, or started by a dead worker."""
+        restarted, or the job was never enqueued), failed, stopped, or started by a dead worker.
+        A job id covered by a batch job (``cover``) is lost when that batch job is."""
+        lost = self._lost(job_ids)
+        if not lost:
+            return lost
+        names = sorted(lost)
+        covers = {name: cover.decode() for name, cover
+                  in zip(names, self.redis.hmget(f"{self.prefix}:covered", names)) if cover}
+        if covers:
+            gone = self._lost(sorted(set(covers.values())))
+            stale = [name for name, cover in covers.items() if cover in gone]
+            if stale:
+                self.redis.hdel(f"{self.prefix}:covered", *stale)
+            lost -= {name for name, cover in covers.items() if cover not in gone}
+        return lost
+
+    def _lost(self, job_ids: list[str]) -> set[str]:
         if not job_ids:
             return set()
         pipe = self.redis.pipeline(transaction=False)

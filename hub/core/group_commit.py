@@ -1,0 +1,143 @@
+"""Group commit for ingest: concurrent requests share one multi-row insert and one commit.
+
+Each web process has one committer thread per database. A request thread hands its row to
+it and waits for the batch its row joined; the committer takes everything queued so far,
+runs ONE ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (autocommit: durable when it returns),
+calls ``after`` with the batch (the Redis hand-off: one job for the batch), then wakes the
+batch's waiters (each learns its id, or ``None`` for a duplicate): when a request answers,
+its row is committed and its job enqueued, as with one insert per request. While a batch is
+being committed the next one fills up, so batches grow with the load and a lone request
+waits for one round trip, as before.
+
+A batch the database refuses for one row's sake (a ``DataError`` or similar, not a lost
+connection) is retried row by row, so only that request fails. The thread exits after
+``IDLE_SECONDS`` without work and is started again on demand (also after a fork).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+log = logging.getLogger(__name__)
+IDLE_SECONDS = 30.0
+
+
+class _Batch:
+    __slots__ = ("rows", "extras", "ids", "error", "refused", "done")
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.extras: list[Any] = []  # per row, for ``after`` (e.g. the request id)
+        self.ids: list[int | None] | None = None
+        self.error: BaseException | None = None  # the whole batch failed (the database is away)
+        self.refused: dict[int, BaseException] = {}  # rows the database refused, by index
+        self.done = threading.Event()
+
+
+Key = tuple[str, str, str]
+
+
+class Committer:
+    """Inserts rows handed over by many threads in batches; see the module docstring.
+
+    ``insert(conn, rows)`` runs the statement and returns ``{(provider, scope, dedupe_key): id}``
+    for the rows it inserted; ``after(rows, extras, ids)`` runs after the commit, before the
+    waiters are woken (its failure is logged, never theirs)."""
+
+    def __init__(self, engine, insert: Callable[[Any, list[dict]], dict[Key, int]],
+                 after: Callable[[list[dict], list[Any], list[int | None]], None]):
+        self.engine, self.insert, self.after = engine, insert, after
+        self.cond = threading.Condition()
+        self.open = _Batch()
+        self.busy = 0  # rows of the batch being committed now
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def waiting(self) -> int:
+        """Rows handed over and not answered yet (the batch being committed and the next)."""
+        with self.cond:
+            return self.busy + len(self.open.rows)
+
+    def submit(self, row: dict[str, Any], extra: Any = None) -> int | None:
+        """Store ``row`` with the next batch; its id once committed, ``None`` if a duplicate."""
+        with self.cond:
+            batch = self.open  # at most one row per request thread: batches stay small
+            index = len(batch.rows)
+            batch.rows.append(row)
+            batch.extras.append(extra)
+            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._run, name="coexhub-group-commit", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+        batch.done.wait()
+        error = batch.error or batch.refused.get(index)
+        if error is not None:
+            raise error
+        return batch.ids[index]
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.open.rows:
+                    if not self.cond.wait(IDLE_SECONDS) and not self.open.rows:
+                        if self.thread is threading.current_thread():
+                            self.thread = None
+                        return
+                batch, self.open = self.open, _Batch()
+                self.busy = len(batch.rows)
+            try:
+                self._commit(batch)
+                if batch.error is None:
+                    self._after(batch)
+            finally:
+                self.busy = 0
+                batch.done.set()
+
+    def _after(self, batch: _Batch) -> None:
+        try:
+            self.after(batch.rows, batch.extras, batch.ids)
+        except Exception:  # the rows are committed; ``after`` leaves what it could not do to recovery
+            log.exception("after-commit hand-off of %d inbound events failed", len(batch.rows))
+
+    def _commit(self, batch: _Batch) -> None:
+        first: dict[Key, int] = {}  # a key twice in one batch: the later ones are duplicates
+        unique = [i for i, row in enumerate(batch.rows)
+                  if first.setdefault(_key(row), i) == i]
+        try:
+            with self.engine.connect() as conn:
+                ids = self.insert(conn, [batch.rows[i] for i in unique])
+        except (OperationalError, InterfaceError) as exc:  # the database is away: every row fails
+            batch.error = exc
+            return
+        except DBAPIError:  # one row the database refuses: find it, store the others
+            log.warning("a batch of %d inbound events was refused; inserting them one by one", len(unique))
+            ids = self._one_by_one(batch, unique)
+        except Exception as exc:  # noqa: BLE001 -- handed to every waiter, raised in its request
+            batch.error = exc
+            return
+        for i, row in enumerate(batch.rows):  # a later copy of a refused row fails with it
+            if first[_key(row)] in batch.refused:
+                batch.refused[i] = batch.refused[first[_key(row)]]
+        batch.ids = [ids.get(_key(row)) if first[_key(row)] == i else None
+                     for i, row in enumerate(batch.rows)]
+
+    def _one_by_one(self, batch: _Batch, unique: list[int]) -> dict[Key, int]:
+        ids: dict[Key, int] = {}
+        for i in unique:
+            try:
+                with self.engine.connect() as conn:
+                    ids.update(self.insert(conn, [batch.rows[i]]))
+            except Exception as exc:  # noqa: BLE001 -- that request fails (500); the provider retries
+                log.exception("inbound event row refused by the database")
+                batch.refused[i] = exc
+        return ids
+
+
+def _key(row: dict[str, Any]) -> Key:
+    return row["provider"], row["scope"], row["dedupe_key"]
