@@ -160,7 +160,7 @@ class Contact(Base):
     __table_args__ = (UniqueConstraint("workspace_id", "wa_id"),
                       UniqueConstraint("workspace_id", "user_id"),
                       Index("ix_contacts_list", "workspace_id", "id"),
-                      # ?q= substring search: trigram GIN on PostgreSQL (pg_trgm; 0013_datasize)
+                      # ?q= substring search: trigram GIN on PostgreSQL (pg_trgm; 0015_datasize)
                       Index("ix_contacts_search", *SEARCHED, postgresql_using="gin",
                             postgresql_ops={c: "gin_trgm_ops" for c in SEARCHED}))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -8,8 +8,8 @@ extension, trusted since PostgreSQL 13, is created when the server offers it). W
 ``pg_trgm`` (and on SQLite) it is a plain index on the same columns: the schema still matches
 the models, search still works, it just scans.
 
-Revision ID: 0013_datasize
-Revises: 0012_portfolio
+Revision ID: 0015_datasize
+Revises: 0014_inbox
 """
 import logging
 
@@ -17,8 +17,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0013_datasize'
-down_revision = '0012_portfolio'
+revision = '0015_datasize'
+down_revision = '0014_inbox'
 branch_labels = None
 depends_on = None
 
