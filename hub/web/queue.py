@@ -98,7 +98,7 @@ def number_view(conn: Connection) -> dict[str, Any]:
             "tier": portfolio.tier_name(conn.messaging_limit), "governed": portfolio.governed(conn),
             "reach_used": used, "headroom": plan["headroom"], "paused_at": conn.paused_at,
             "pause": reasons.pause_reason(conn.status, conn.pause_reason),
-            "inactivity": warning, "inactivity_todo": reasons.INACTIVITY_TODO if warning else None,
+            "inactivity": warning, "inactivity_what_to_do": reasons.INACTIVITY_WHAT_TO_DO if warning else None,
             "last_app_activity_at": conn.last_app_activity_at}
 
 

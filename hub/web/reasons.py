@@ -13,12 +13,12 @@ class Reason:
     """A reason as shown: a short label, an explanation and what to do (may be empty)."""
     label: str
     explanation: str
-    todo: str = ""
+    what_to_do: str = ""
     tone: str = "warn"  # ok|warn|bad (the badge; the label says it in words too)
 
 
 # Meta error code → what the seller or developer can do about it.
-TODO_BY_CODE: dict[int, str] = {
+WHAT_TO_DO_BY_CODE: dict[int, str] = {
     131047: "More than 24 hours since the customer last wrote: send an approved template instead of free text.",
     131026: ("WhatsApp could not deliver to this number (not on WhatsApp, an old app, or the customer has not "
              "accepted the latest terms). Check the number with the customer; replaying rarely helps."),
@@ -61,12 +61,12 @@ def send_reason(status: str, hold_reason: str | None, error_code: int | None, la
         return None
     if error_code is not None:
         decision = errors.TABLE.get(error_code) or errors.classify(_Code(error_code))
-        todo = TODO_BY_CODE.get(error_code, "")
-        if not todo and status == "dead":
-            todo = "Meta kept failing after every retry: replay once the problem is fixed."
-        return Reason(f"Meta error {error_code}", decision.reason[:1].upper() + decision.reason[1:], todo, "bad")
+        what_to_do = WHAT_TO_DO_BY_CODE.get(error_code, "")
+        if not what_to_do and status == "dead":
+            what_to_do = "Meta kept failing after every retry: replay once the problem is fixed."
+        return Reason(f"Meta error {error_code}", decision.reason[:1].upper() + decision.reason[1:], what_to_do, "bad")
     text = last_error or ("gave up after every retry" if status == "dead" else "refused before sending")
-    return Reason("Refused" if status == "failed" else "Dead", text, _todo_for_text(text), "bad")
+    return Reason("Refused" if status == "failed" else "Dead", text, _what_to_do_for_text(text), "bad")
 
 
 class _Code:
@@ -79,16 +79,16 @@ class _Code:
         return f"error {self.code}"
 
 
-def _todo_for_text(text: str) -> str:
+def _what_to_do_for_text(text: str) -> str:
     lowered = text.lower()
-    for needle, todo in (
+    for needle, what_to_do in (
             ("opted out", "The customer opted out: do not message them unless they opt back in."),
             ("no whatsapp connection", "Connect a WhatsApp number (Embedded Signup), then replay."),
             ("consent", "The customer has not accepted marketing: send utility messages only."),
             ("template", "Check the template name, language and parameters, then replay."),
             ("window", "Outside the 24-hour window: send an approved template instead.")):
         if needle in lowered:
-            return todo
+            return what_to_do
     return ""
 
 
@@ -107,8 +107,8 @@ def pause_reason(status: str, reason: str | None) -> Reason | None:
     if code == "ACCOUNT_OFFBOARDED":
         return Reason("Offboarded", text, "The number left Coexistence (offboarded in the WhatsApp Business app): "
                       "onboard it again with Embedded Signup.", "bad")
-    if code.isdigit() and int(code) in TODO_BY_CODE:
-        return Reason("Paused by Meta", text, TODO_BY_CODE[int(code)] + " Then resume the number.", "bad")
+    if code.isdigit() and int(code) in WHAT_TO_DO_BY_CODE:
+        return Reason("Paused by Meta", text, WHAT_TO_DO_BY_CODE[int(code)] + " Then resume the number.", "bad")
     if status == "disconnected":
         return Reason("Disconnected", text, "Connect the number again with Embedded Signup.", "bad")
     if "through the api" in text.lower() or "cli" in text.lower():
@@ -116,7 +116,7 @@ def pause_reason(status: str, reason: str | None) -> Reason | None:
     return Reason("Paused", text, "Fix the cause, then resume the number.", "bad")
 
 
-INACTIVITY_TODO = ("Open the WhatsApp Business app on the phone and use it (e.g. reply to a chat) before day 14, "
+INACTIVITY_WHAT_TO_DO = ("Open the WhatsApp Business app on the phone and use it (e.g. reply to a chat) before day 14, "
                    "or Meta may disconnect the number from Coexistence.")
 
 

@@ -11,24 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# KEYS: last slot, in-flight zset, finished zset. ARGV: interval_us, limit, member, max_wait_us
-_SLOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, limit, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000000)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 2000000)
-local inflight = redis.call('ZCARD', KEYS[2])
-if inflight >= limit then return {0, 20000} end
-local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0') + interval)
-local need = limit - inflight
-local ends = redis.call('ZREVRANGE', KEYS[3], need - 1, need - 1, 'WITHSCORES')
-if #ends > 0 then slot = math.max(slot, tonumber(ends[2]) + 1000000) end
-if slot - now > max_wait then return {0, slot - now} end
-redis.call('SET', KEYS[1], slot, 'PX', 60000)
-redis.call('ZADD', KEYS[2], slot, ARGV[3])
-return {1, slot - now}
-"""
 _RELEASE = """
 local t = redis.call('TIME')
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
@@ -37,9 +19,9 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
 end
 return 1
 """
-# The same decision for several sends at once (one round trip for a batch): ARGV holds
-# max_wait_us, then interval_us, limit, member per send; KEYS three per send, as above. Returns
-# granted, wait_us pairs, in order.
+# Slots for one or more sends, decided one after the other in one round trip. KEYS, three per
+# send: last slot, in-flight zset, finished zset. ARGV: max_wait_us, then interval_us, limit,
+# member per send. Returns granted, wait_us pairs, in order.
 _SLOTS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -94,7 +76,6 @@ class Slot:
 class Governor:
     def __init__(self, redis, prefix: str):
         self.redis, self.prefix = redis, prefix
-        self._slot = redis.register_script(_SLOT)
         self._release = redis.register_script(_RELEASE)
         self._pair = redis.register_script(_PAIR)
         self._slots = redis.register_script(_SLOTS)
@@ -105,15 +86,13 @@ class Governor:
     def reserve(self, phone_number_id: str, rate: int, token: str, max_wait: float = 5.0) -> Slot:
         """Reserve this number's next send slot (``rate`` messages/second) for ``token``
         (unique per attempt); ``release`` it once the Graph call has returned or failed."""
-        granted, wait_us = self._slot(keys=self._keys(phone_number_id),
-                                      args=[int(1_000_000 / rate), int(rate), token, int(max_wait * 1_000_000)])
-        return Slot(bool(granted), wait_us / 1_000_000)
+        return self.reserve_many([(phone_number_id, rate, token)], max_wait)[0]
 
     def release(self, phone_number_id: str, token: str) -> None:
         self._release(keys=self._keys(phone_number_id)[1:], args=[token])
 
     def reserve_many(self, wanted: list[tuple[str, int, str]], max_wait: float = 5.0) -> list[Slot]:
-        """``reserve`` for several ``(phone_number_id, rate, token)`` in one round trip (a batch),
+        """Slots for several ``(phone_number_id, rate, token)`` in one round trip (a batch),
         decided one after the other exactly as separate ``reserve`` calls would be."""
         if not wanted:
             return []
