@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import expect
+
 from tests.browser.conftest import shot
 from tests.console.test_broadcasts import _audience
 
@@ -18,12 +20,12 @@ def test_compose_preview_send_and_watch_progress(client, coexistence, simulator,
     page.wait_for_url("**/broadcasts")
     page.get_by_label("Name").fill("Spring news")
     page.get_by_label("Approved template").select_option("promo")
-    assert "marketing template: Hello {{1}}" in page.locator("#bc-template-info").inner_text()
+    expect(page.locator("#bc-template-info")).to_contain_text("marketing template: Hello {{1}}")
     page.get_by_label("Approved template").select_option("order_update")
-    assert "order_update (en_US) · utility · 1 parameter" in page.locator("#bc-template").inner_text()
+    expect(page.locator("#bc-template")).to_contain_text("order_update (en_US) · utility · 1 parameter")
     page.get_by_label("Audience: contacts with any of these tags").fill("spring")
     send = page.get_by_role("button", name=re.compile("^Send"))
-    assert send.is_disabled()  # not before a preview
+    expect(send).to_be_disabled()  # not before a preview
     page.get_by_role("button", name="Preview").click()
     preview = page.locator("#preview")
     preview.get_by_text("2 recipients · 1 left out").wait_for()
@@ -35,7 +37,7 @@ def test_compose_preview_send_and_watch_progress(client, coexistence, simulator,
     page.get_by_label("Parameter 1").fill("")  # an empty parameter: the API's 422 shows in the form
     page.get_by_role("button", name="Preview").click()
     page.locator("#compose [data-errors]").get_by_text("parameter").wait_for()
-    assert send.is_disabled()
+    expect(send).to_be_disabled()
     page.get_by_label("Parameter 1").fill("{first_name|there}")
     page.get_by_role("button", name="Preview").click()
     preview.get_by_text("2 recipients · 1 left out").wait_for()

@@ -2,6 +2,8 @@
 refused install showing the reason under the field, then the webhook URL and setup steps."""
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from tests.browser.conftest import shot
 
 
@@ -11,7 +13,7 @@ def test_install_a_connector_through_the_generated_form(client, workspace, live_
     sign_in(page, workspace, role="owner")
     page.get_by_role("link", name="Connectors").first.click()
     page.wait_for_url("**/connectors")
-    assert page.get_by_role("heading", name="Available").is_visible()
+    expect(page.get_by_role("heading", name="Available")).to_be_visible()
     shot(page, "connectors")
     page.locator('a[href="/connectors/new/shopify"]').click()
     page.get_by_text("Subscribe the webhooks").click()  # a setup step opens
@@ -33,7 +35,7 @@ def test_install_a_connector_through_the_generated_form(client, workspace, live_
     page.wait_for_url("**/connectors/ins_*?installed=1")
     url = page.get_by_label("Paste this into Acme Store's webhook settings").input_value()
     assert url.endswith(page.url.split("/connectors/")[1].split("?")[0]) and "/webhooks/acme/" in url
-    assert page.get_by_text("Acme Store is installed").is_visible()
+    expect(page.get_by_text("Acme Store is installed")).to_be_visible()
     shot(page, "connector-installed")
     assert "whsec-browser-123" not in page.content() and "token-browser-456" not in page.content()
     assert page.get_by_label("Webhook secret").get_attribute("placeholder") == "set — leave blank to keep it"
@@ -52,6 +54,6 @@ def test_connectors_page_on_a_phone(client, workspace, live_hub, browser_page, s
     page.get_by_role("link", name="Shopify").first.click()
     page.get_by_role("heading", name="Webhook URL").wait_for()
     page.get_by_text("Subscribe the webhooks").click()  # a setup step opens
-    assert page.get_by_text("checkouts/create").first.is_visible()
+    expect(page.get_by_text("checkouts/create").first).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page is {width}px wide on a 390px screen"

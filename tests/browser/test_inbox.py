@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from playwright.sync_api import expect
+
 from tests.browser.conftest import shot
 
 
@@ -32,7 +34,7 @@ def test_live_inbox_reply_and_phone_echo(coexistence, simulator, run_jobs, live_
     page.get_by_role("button", name="Send", exact=True).click()
     mine = page.locator("#thread .bubble.out", has_text="Size M is back")
     mine.wait_for()
-    assert page.locator("#reply-text").input_value() == ""
+    expect(page.locator("#reply-text")).to_have_value("")
     run_jobs()  # the worker sends it through the Graph API simulator
     simulator.flush_statuses()
     run_jobs()
@@ -63,12 +65,12 @@ def test_live_inbox_reply_and_phone_echo(coexistence, simulator, run_jobs, live_
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{live_hub.url}/inbox?show=all")
-    assert page.get_by_role("link", name="Meera Iyer").is_visible()
+    expect(page.get_by_role("link", name="Meera Iyer")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth <= 390")
     shot(page, "inbox-phone-list")
     page.get_by_role("link", name="Meera Iyer").click()
-    assert page.get_by_role("link", name="← All conversations").is_visible()
-    assert not page.locator(".inbox-list").is_visible()  # list, then thread, at phone width
+    expect(page.get_by_role("link", name="← All conversations")).to_be_visible()  # the thread page loaded
+    expect(page.locator(".inbox-list")).to_be_hidden()  # list, then thread, at phone width
     assert page.evaluate("document.documentElement.scrollWidth <= 390")
     page.locator("#thread").scroll_into_view_if_needed()
     shot(page, "inbox-phone")
@@ -106,4 +108,4 @@ def test_the_reply_box_follows_the_24_hour_window(coexistence, simulator, run_jo
     simulator.customer_message(coexistence.phone_number_id, to, "Coming at 6")
     run_jobs()
     page.locator("#reply-text").wait_for()  # the window opened: free text is offered
-    assert page.get_by_text("24-hour window open until").is_visible()
+    expect(page.get_by_text("24-hour window open until")).to_be_visible()

@@ -5,6 +5,8 @@ import datetime as dt
 
 from hub.core.models import Send
 from hub.core.sending.pipeline import MAX_ATTEMPTS
+from playwright.sync_api import expect
+
 from tests.browser.conftest import shot
 
 CUSTOMER = "14155552671"
@@ -28,7 +30,7 @@ def test_replay_a_dead_send(client, coexistence, simulator, run_jobs, run_schedu
     page.get_by_role("link", name="Queue").first.click()
     page.wait_for_url("**/queue")
     assert page.get_by_role("link", name="Dead (1)").get_attribute("aria-current") == "page"
-    assert page.get_by_text("Meta error 131016").is_visible()
+    expect(page.get_by_text("Meta error 131016")).to_be_visible()
     shot(page, "queue")
     page.get_by_role("button", name=f"Replay send {dead['id']}").click()
     page.get_by_role("link", name="Dead (0)").wait_for()  # the page reloads after the API call

@@ -1,6 +1,8 @@
 """Signing in through a real browser, and the API docs page rendering offline."""
 from __future__ import annotations
 
+from playwright.sync_api import expect
+
 from tests.browser.conftest import shot
 
 
@@ -11,10 +13,10 @@ def test_sign_in_and_out(client, workspace, live_hub, browser_page, sign_in):
     page.get_by_label("Email").fill("nobody@example.com")
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
-    assert page.get_by_role("alert").inner_text().startswith("Wrong email or password")
+    expect(page.get_by_role("alert")).to_contain_text("Wrong email or password")
     shot(page, "login")
     sign_in(page, workspace, role="owner")
-    assert page.get_by_role("heading", level=1).inner_text() == "Test shop"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Test shop")
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/login")
 

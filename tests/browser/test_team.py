@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from playwright.sync_api import expect
+
 from tests.browser.conftest import shot
 
 
@@ -24,7 +26,7 @@ def test_owner_invites_and_the_new_person_joins(client, workspace, live_hub, bro
     assert email in page.get_by_role("region", name="Pending invitations").inner_text()
     shot(page, "team")
     page.get_by_role("button", name="Copy link").click()
-    assert page.get_by_role("button", name="Copied").is_visible()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
 
     other = chromium_browser.new_context(viewport={"width": 390, "height": 844})  # the invited person's phone
     try:
@@ -76,7 +78,7 @@ def test_an_agency_user_switches_workspace_from_the_header(client, workspace, li
     page.get_by_label("Workspace").select_option(label="Client two (agent)")
     page.wait_for_function("document.querySelector('h1').innerText === 'Client two'")
     page.get_by_role("link", name="Team").first.click()
-    assert page.get_by_role("heading", level=1).inner_text() == "Team of Client two"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Team of Client two")
     assert page.get_by_role("button", name="Create invitation link").count() == 0  # an agent there
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "team-phone")
@@ -92,7 +94,7 @@ def test_the_instance_admin_creates_a_workspace(client, workspace, live_hub, bro
     assert page.get_by_role("combobox", name="Workspace").input_value() == page.locator("tbody tr", has_text="Agency client D") \
         .locator("code").inner_text()  # the new workspace is on screen
     page.get_by_role("link", name="Invite its team").click()
-    assert page.get_by_role("heading", level=1).inner_text() == "Team of Agency client D"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Team of Agency client D")
     page.set_viewport_size({"width": 390, "height": 844})
     page.get_by_role("heading", name="Invite someone").scroll_into_view_if_needed()
     shot(page, "team-owner-phone")
