@@ -75,7 +75,7 @@ class Graph:
             return self.request("POST", path, token, json=payload)
         url = f"{self.base}/{self.version}/{path.lstrip('/')}"
         try:
-            status, body = keepalive.post(url, json.dumps(payload).encode(), {"Authorization": f"Bearer {token}"},
+            status, body = keepalive.post(url, _json_bytes(payload), {"Authorization": f"Bearer {token}"},
                                           timeout=self.timeout, connect_timeout=CONNECT_TIMEOUT)
         except keepalive.NotSent as exc:
             raise GraphError(f"cannot reach the Graph API: {exc}", timeout=True) from exc
@@ -147,3 +147,8 @@ def _answer(status: int, data: dict[str, Any]) -> dict[str, Any]:
                          subcode=err.get("error_subcode"), http_status=status,
                          details=(err.get("error_data") or {}).get("details"))
     return data
+
+
+def _json_bytes(payload: dict[str, Any]) -> bytes:
+    """The request body as httpx's ``json=`` encodes it (compact, UTF-8)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
