@@ -138,8 +138,9 @@ def test_a_claim_beaten_to_its_rows_by_another_claims_the_next_ones(client, work
     conn_id, _ = onboard(client, workspace, simulator)
     mine = []
     for i in range(8):
-        r = client.post("/api/v1/messages", json={"to": f"+14155557{i:03d}", "template": "order_update",
-                                                  "params": ["x"], "connection_id": conn_id}, headers=workspace.headers)
+        r = client.post("/api/v1/messages", headers=workspace.headers,
+                        json={"to": f"+14155557{i:03d}", "template": "order_update", "params": ["x"],
+                              "connection_id": conn_id})
         assert r.status_code == 202, r.json
         mine.append(client.row_id(r.json["id"]))
     rt, got = client.rt, []

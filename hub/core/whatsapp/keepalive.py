@@ -38,7 +38,8 @@ def direct(url: str) -> bool:
     return not (proxies.get(parts.scheme) or proxies.get("all")) or urllib.request.proxy_bypass(parts.hostname)
 
 
-def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, connect_timeout: float) -> tuple[int, bytes]:
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
+         connect_timeout: float) -> tuple[int, bytes]:
     """POST ``body`` on this thread's connection to ``url``'s origin: ``(status, response body)``.
     Raises ``NotSent`` when no connection could be opened, ``OSError`` / ``http.client.HTTPException``
     (``TimeoutError`` for a timeout) once the request may have left."""
@@ -53,7 +54,8 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, conn
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
         conn.sock.settimeout(timeout)
-        conn.request("POST", path, body, {"User-Agent": USER_AGENT, "Content-Type": "application/json", **headers})
+        conn.request("POST", path, body,
+                     {"User-Agent": USER_AGENT, "Content-Type": "application/json", **headers})
         response = conn.getresponse()
         data = response.read()
     except BaseException:
