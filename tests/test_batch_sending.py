@@ -6,8 +6,16 @@ clock, no timing assertions). The batch reservation decides exactly as one ``res
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.engine import make_url
+
+from hub.core.models import Send
+from hub.core.sending import pipeline
 from hub.core.sending.governor import Governor
 from hub.testing import process_env, sliding_max
 
@@ -119,3 +127,42 @@ def test_the_live_simulator_keeps_a_senders_connection_open(simulator):
     assert all(r.json()["error"]["code"] == 131047 for r in answers)
     assert all(r.headers.get("connection") != "close" for r in answers)
     assert other.status_code == 200 and other.headers.get("connection") == "close"
+
+
+def test_a_claim_beaten_to_its_rows_by_another_claims_the_next_ones(client, workspace, simulator):
+    """Two workers claim at once (PostgreSQL, read committed): the one that waited on the other's
+    row locks finds its rows taken. It claims again while sends are queued, instead of returning
+    nothing — which ended its ``deliver_due`` job and left its worker idle for the rest of a burst."""
+    if not make_url(client.rt.settings.database_url).drivername.startswith("postgresql"):
+        pytest.skip("row locks between concurrent claims: PostgreSQL only (SQLite has one writer)")
+    conn_id, _ = onboard(client, workspace, simulator)
+    mine = []
+    for i in range(8):
+        r = client.post("/api/v1/messages", headers=workspace.headers,
+                        json={"to": f"+14155557{i:03d}", "template": "order_update", "params": ["x"],
+                              "connection_id": conn_id})
+        assert r.status_code == 202, r.json
+        mine.append(client.row_id(r.json["id"]))
+    rt, got = client.rt, []
+    with rt.db.engine.connect() as first, rt.db.engine.connect() as watcher:
+        held = first.begin()  # the other worker's claim of the first rows, not committed yet
+        taken = set(first.execute(update(Send).where(Send.id.in_(
+            select(Send.id).where(Send.status == "queued").order_by(Send.id).limit(4).scalar_subquery()))
+            .values(status="sending", claim_token="first").returning(Send.id)).scalars())
+        second = threading.Thread(target=lambda: got.extend(pipeline.claim(rt, claim_token="second", limit=4)))
+        second.start()
+        deadline = time.monotonic() + 30
+        while not watcher.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND wait_event_type = 'Lock'")):  # the second claim waits on those rows
+            assert time.monotonic() < deadline, "the second claim never waited on the first one's rows"
+            watcher.rollback()
+            time.sleep(0.01)
+        held.commit()
+        second.join(timeout=30)
+    try:
+        assert got and not taken & set(got)  # the next queued sends, not an empty claim
+    finally:  # leave other tests' sends as they were; this test's own are not to be sent
+        with rt.db.session() as s:
+            s.execute(update(Send).where(Send.id.in_(list(taken | set(got))), Send.id.not_in(mine))
+                      .values(status="queued", claim_token=None))
+            s.execute(update(Send).where(Send.id.in_(mine)).values(status="failed", claim_token=None))

@@ -30,7 +30,7 @@ from hub.core.logs import event, mask_phone
 from hub.core.patience import DB_AWAY, patiently
 from hub.core.sending.governor import Governor
 from hub.core.sending.results import RECORD_PATIENCE, Attempt, record_sent_many, start_call
-from hub.core.whatsapp import reads
+from hub.core.whatsapp import keepalive, reads
 from hub.core.whatsapp.graph import Graph, GraphError
 
 log = logging.getLogger(__name__)
@@ -230,4 +230,4 @@ def graph_call(rt, graph: Graph, call: Call):
 def may_have_reached_meta(exc: GraphError) -> bool:
     """A timeout or a dropped connection after the request left; not a refused connection."""
     return exc.timeout and not isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout,
-                                                          httpx.PoolTimeout))
+                                                          httpx.PoolTimeout, keepalive.NotSent))

@@ -53,6 +53,7 @@ class Refuse(Exception):
 
 
 BATCH, PER_NUMBER, JOB_SLOTS = 50, 20, 4
+CLAIM_TRIES = 5  # claims a worker tries while queued sends remain (others may take them first)
 BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
 GRAPH_TIMEOUT = 10.0  # seconds a send call may take; after that its fate is unknown
 DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
@@ -95,12 +96,17 @@ def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number:
     ranked = select(Send.id, func.row_number().over(partition_by=Send.connection_id, order_by=Send.id)
                     .label("rank")).where(Send.status == "queued").subquery()
     wanted = Send.id.in_(select(ranked.c.id).where(ranked.c.rank <= per_number).order_by(ranked.c.id).limit(limit))
-    with rt.db.session() as session:  # a row another worker claimed first no longer matches
-        result = session.execute(update(Send).where(wanted, Send.status == "queued")
-                                 .values(status="sending", claim_token=claim_token, attempted_at=None,
-                                         updated_at=utcnow()).returning(Send.id),
-                                 execution_options={"synchronize_session": False})
-        return sorted(result.scalars())
+    for _ in range(CLAIM_TRIES):
+        with rt.db.session() as session:  # a row another worker claimed first no longer matches
+            result = session.execute(update(Send).where(wanted, Send.status == "queued")
+                                     .values(status="sending", claim_token=claim_token, attempted_at=None,
+                                             updated_at=utcnow()).returning(Send.id),
+                                     execution_options={"synchronize_session": False})
+            ids = sorted(result.scalars())
+            # empty-handed after a concurrent claim took the same rows first: the queue is not empty
+            if ids or session.scalar(select(Send.id).where(Send.status == "queued").limit(1)) is None:
+                return ids
+    return []
 
 
 def run(rt, send_ids: list[int], claim_token: str | None = None, now: dt.datetime | None = None) -> int:
