@@ -17,8 +17,8 @@ from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit
 from hub.core.models import Attribution, Installation, OutboundDelivery, Send, Workspace, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.sending import routing
-from hub.core.sending.pipeline import delivery_job
-from hub.core.sending.sends import create_send
+from hub.core.sending.pipeline import claimed_job, delivery_job
+from hub.core.sending.sends import claim_token, create_send
 
 PENDING_SEND_STATES = ("scheduled", "queued")
 
@@ -56,10 +56,11 @@ class Executor:
             idempotency_key=action.idempotency_key, cancel_key=cancel_key, cancel_group=group,
             not_before=not_before,
             installation_id=self.installation.id if self.installation else None,
-            reference=action.reference, name=action.name, connection_reason=route.reason)
-        if created and send.status == "queued":
+            reference=action.reference, name=action.name, connection_reason=route.reason,
+            claim_token=claim_token(self.session))
+        if created and send.status in ("queued", "sending"):
             self.session.flush()
-            self.jobs.append(delivery_job(send.id))
+            self.jobs.append(claimed_job(send) if send.status == "sending" else delivery_job(send.id))
         self.outcome["sends"].append(send.id)
         return send
 

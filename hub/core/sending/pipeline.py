@@ -56,12 +56,35 @@ BATCH, PER_NUMBER, JOB_SLOTS = 50, 20, 4
 BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
 GRAPH_TIMEOUT = 10.0  # seconds a send call may take; after that its fate is unknown
 DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
+DELIVER = "hub.core.sending.pipeline.deliver"
 
 
 def delivery_job(send_id: int) -> tuple:
     """The job that will deliver ``send_id``: one of ``JOB_SLOTS`` batch jobs (so a burst of
     sends wakes a few workers, not one job per send)."""
     return ("send", DELIVER_DUE, (), f"deliver-{send_id % JOB_SLOTS}")
+
+
+def claimed_job(send: Send) -> tuple:
+    """The job that delivers ``send``, claimed by the transaction that created it
+    (``sends.create_send(claim_token=…)``); ``merge_claimed`` folds a transaction's into one."""
+    return ("send", DELIVER, (send.claim_token, send.id))
+
+
+def merge_claimed(jobs: list[tuple]) -> list[tuple]:
+    """``jobs`` with the ``claimed_job``s of each claim token folded into one ``deliver`` job (first)."""
+    claimed: dict[str, list[int]] = {}
+    for job in jobs:
+        if job[1] == DELIVER:
+            claimed.setdefault(job[2][0], []).extend(job[2][1:])
+    return [("send", DELIVER, (token, *sorted(set(ids)))) for token, ids in claimed.items()] + \
+        [job for job in jobs if job[1] != DELIVER]
+
+
+def deliver(claim_token: str, *send_ids: int) -> int:
+    """RQ job: deliver sends their creating transaction claimed (no claim, no re-select of the
+    queue). A send the scheduler handed on meanwhile (``results.requeue_lost``) is skipped."""
+    return run(current(), list(send_ids), claim_token)
 
 
 def deliver_due() -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from sqlalchemy import select
@@ -39,11 +40,14 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                 idempotency_key: str | None = None, cancel_key: str | None = None,
                 cancel_group: str | None = None, not_before: dt.datetime | None = None, installation_id: str | None = None,
                 broadcast_id: str | None = None, reference: dict | None = None,
-                name: str | None = None, connection_reason: str | None = None) -> tuple[Send, bool]:
+                name: str | None = None, connection_reason: str | None = None,
+                claim_token: str | None = None) -> tuple[Send, bool]:
     """Insert a send (``scheduled`` when ``not_before`` is in the future, else ``queued``).
 
     ``connection_reason`` says why ``connection`` was chosen (``routing.REASONS``; ``given``
     when the caller passed its own, e.g. a confirmation on the number a STOP came in on).
+    With ``claim_token`` a send due now is inserted already claimed (``sending``): the caller
+    enqueues ``pipeline.claimed_job`` after its commit, and no batch job has to claim it.
 
     Returns ``(send, created)``; an existing send with the same idempotency key is returned
     unchanged with ``created=False``.
@@ -65,6 +69,8 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                 reference=reference or {}, attempts=0,
                 connection_reason=connection_reason or ("given" if connection else None),
                 status="scheduled" if not_before and not_before > now else "queued")
+    if claim_token and send.status == "queued" and connection is not None:
+        send.status, send.claim_token = "sending", claim_token
     if connection is None:
         send.status, send.last_error = "failed", "no WhatsApp connection in this workspace"
     try:
@@ -77,6 +83,11 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
     if send.status == "failed":  # refused at once: there is no number to send from
         emit.send_ended(send)
     return send, True
+
+
+def claim_token(session: Session) -> str:
+    """The claim token of the sends created in ``session``'s transaction (one ``deliver`` job)."""
+    return session.info.setdefault("coexhub_claim_token", secrets.token_hex(8))
 
 
 def _contact(session: Session, workspace_id: str, wa_id: str, origin: str):
