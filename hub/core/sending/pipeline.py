@@ -155,10 +155,14 @@ def _prepare_batch(session, send_ids: list[int], claim_token: str | None, now: d
     granted sends marked attempted. Returns ``(ids marked, calls to make one by one)``."""
     work, reads_by_send, templates = [], {}, {}
     mine = Send.claim_token == claim_token if claim_token else Send.claim_token.is_(None)
-    sends = session.scalars(select(Send).where(Send.id.in_(send_ids), Send.status == "sending", mine)
-                            .order_by(Send.id)).all()
-    conns = _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per
-    _kept = _preload(session, Contact, {s.contact_id for s in sends})  # send (kept: the identity map is weak)
+    # the sends with their connections and contacts in one query, not one per send; ``rows`` keeps
+    # them while ``prepare`` finds them with ``session.get`` (the identity map is weak)
+    rows = session.execute(select(Send, Connection, Contact)
+                           .outerjoin(Connection, Connection.id == Send.connection_id)
+                           .outerjoin(Contact, Contact.id == Send.contact_id)
+                           .where(Send.id.in_(send_ids), Send.status == "sending", mine).order_by(Send.id)).all()
+    sends = [send for send, _conn, _contact in rows]
+    conns = list({conn.id: conn for _send, conn, _contact in rows if conn is not None}.values())
     _preload_windows(session, sends, templates)
     _preload_templates(session, sends, {c.id: c for c in conns}, templates)
     for send in sends:
@@ -380,12 +384,6 @@ def _preload_templates(session, sends: list[Send], conns: dict, cache: dict) -> 
         found[(t.workspace_id, t.waba_id, t.name, t.language)] = found.get((t.workspace_id, t.waba_id, t.name,
                                                                            t.language)) or t
     cache.update(found)
-
-
-def _preload(session, model, ids: set) -> list:
-    """Load the rows once; ``session.get`` finds them while the caller keeps the list."""
-    ids.discard(None)
-    return session.scalars(select(model).where(model.id.in_(ids))).all() if ids else []
 
 
 def _failed(session, send: Send, exc: GraphError) -> str:
