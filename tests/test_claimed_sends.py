@@ -56,3 +56,23 @@ def test_a_claimed_send_whose_job_is_late_goes_out_once(client, coexistence, sim
     with client.rt.db.session() as s:
         assert s.get(Send, send.id).status == "sent"
     assert len(requests_to(simulator, coexistence)) == 1
+
+
+def test_a_reminder_due_at_once_stays_cancellable(client, coexistence, simulator, run_jobs):
+    """``ScheduleSend(after=0)`` with a cancel key is not claimed by its event: a
+    ``CancelScheduled`` processed before its delivery job still cancels it."""
+    coexistence.add_template("cart_reminder", body_params=1)
+    secrets = {"webhook_secret": "acme-secret"}
+    inst = client.install(coexistence.workspace, "acme", {**secrets, "default_country": "US", "delay_minutes": 0})
+    for webhook_id, cart in (("cart-1", {"token": "c-1", "phone": "+14155557402", "total_price": "9"}),
+                             ("cart-2", {"token": "c-1", "phone": "+14155557402", "completed_at": "now"})):
+        r = client.deliver("acme", inst["id"], cart, secrets, {"X-Acme-Topic": "cart.updated",
+                                                               "X-Acme-Webhook-Id": webhook_id})
+        assert r.status_code == 200
+    run_jobs(queues=("ingest",))
+    run_jobs(queues=("send",))
+    with client.rt.db.session() as s:
+        [send] = s.scalars(select(Send).where(Send.workspace_id == coexistence.workspace.id)).all()
+        assert send.status == "cancelled"
+    assert not [r for r in list(simulator.requests) if r["phone_number_id"] == coexistence.phone_number_id
+                and r["body"].get("to") == "14155557402"]

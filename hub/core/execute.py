@@ -60,7 +60,9 @@ class Executor:
             not_before=not_before,
             installation_id=self.installation.id if self.installation else None,
             reference=action.reference, name=action.name, connection_reason=route.reason,
-            claim_token=claim_token(self.session), contact=contact)
+            # a send with a cancel key stays ``queued`` (CancelScheduled may still reach it); the rest
+            # are claimed by this transaction and delivered by one ``deliver`` job
+            claim_token=None if cancel_key or group else claim_token(self.session), contact=contact)
         if created and send.status in ("queued", "sending"):
             self.session.flush()
             self.jobs.append(claimed_job(send) if send.status == "sending" else delivery_job(send.id))
