@@ -36,7 +36,9 @@ def test_order_is_stored_processed_and_becomes_one_send(client, workspace, acme_
     send = sends[0]
     assert (send.to, send.template_name, send.params) == ("919090909090", "order_confirmation", ["#9999"])
     assert send.reference == {"order_id": "820982911946154508"}
-    assert (send.status, send.connection_id, send.origin) == ("queued", connection.id, "connector")
+    # claimed by the event's own transaction: its delivery job needs no claim of its own
+    assert (send.status, send.connection_id, send.origin) == ("sending", connection.id, "connector")
+    assert send.claim_token and send.attempted_at is None
     assert client.rt.queues["send"].count == 1
 
 

@@ -12,16 +12,17 @@ from hub.core.models import Attribution, Contact, Message, Send, utcnow
 
 
 def upsert(session: Session, workspace_id: str, *, wa_id: str | None = None, user_id: str | None = None,
-           source: str = "customer", **values) -> Contact | None:
+           source: str = "customer", created_with: dict | None = None, **values) -> Contact | None:
     """The contact for ``wa_id``/``user_id`` (merging the two when both are known), updated
-    with the non-None ``values``; None when neither id is given.
+    with the non-None ``values``; None when neither id is given. ``created_with``: values a
+    new contact gets (an existing one keeps its own).
 
     Safe when jobs run at once: the rows are locked for the rest of the transaction on
     PostgreSQL (SQLite runs one writer at a time), and a contact another job inserted first
     is found and used instead of failing on the unique key."""
     if not wa_id and not user_id:
         return None
-    contact = _find_or_add(session, workspace_id, wa_id, user_id, source)
+    contact = _find_or_add(session, workspace_id, wa_id, user_id, source, {**(created_with or {}), **values})
     for key, value in values.items():
         if value is not None:
             setattr(contact, key, value)
@@ -43,7 +44,8 @@ def find_recipient(session: Session, workspace_id: str, to: str | None) -> Conta
 
 
 def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id: str | None,
-                 source: str) -> Contact:
+                 source: str, values: dict) -> Contact:
+    """The contact, found (locked) or inserted with ``values`` already set (one INSERT, no UPDATE)."""
     conds = [Contact.wa_id == wa_id] if wa_id else []
     conds += [Contact.user_id == user_id] if user_id else []
     found = session.scalars(lock(select(Contact).where(Contact.workspace_id == workspace_id, or_(*conds))
@@ -57,7 +59,7 @@ def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id
         contact.user_id = contact.user_id or user_id
         return contact
     contact = Contact(workspace_id=workspace_id, wa_id=wa_id, user_id=user_id, source=source,
-                      tags=[], attributes={})
+                      tags=[], attributes={}, **{k: v for k, v in values.items() if v is not None})
     try:
         with session.begin_nested():
             session.add(contact)
@@ -66,7 +68,7 @@ def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id
                                       .order_by(Contact.id), session)).first()
         if theirs is None:  # not a race: a real constraint failure
             raise
-        return _find_or_add(session, workspace_id, wa_id, user_id, source)
+        return _find_or_add(session, workspace_id, wa_id, user_id, source, values)
     emit.contact_created(session, contact)
     return contact
 

@@ -5,6 +5,7 @@ all of them decrypt, so a key can be rotated by prepending a new one.
 """
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -31,8 +32,18 @@ def encrypt(value: str) -> str:
 
 
 def decrypt(token: str) -> str:
+    """The plain text of ``token``. Remembered per keyring (``DECRYPTED`` tokens): every job
+    loads the same connections and installations, and each load decrypted their secrets again."""
+    return _decrypt(keyring(), token)
+
+
+DECRYPTED = 1024  # distinct tokens remembered (connections' access tokens, installations' secrets)
+
+
+@functools.lru_cache(maxsize=DECRYPTED)
+def _decrypt(ring: MultiFernet, token: str) -> str:
     try:
-        return keyring().decrypt(token.encode()).decode()
+        return ring.decrypt(token.encode()).decode()
     except InvalidToken as exc:  # a key was removed before its data was rotated
         raise RuntimeError("cannot decrypt a stored secret: is COEXHUB_SECRET_KEY complete?") from exc
 

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 from hub.core import contacts, paylinks
 from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit, PaymentReceived, RecordRevenue,
     ScheduleSend, SendPaymentLink, SendTemplate, SendText, Skip, UpsertContact, WriteBack)
-from hub.core.models import Attribution, Installation, OutboundDelivery, Send, Workspace, utcnow
+from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Workspace, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.sending import routing
-from hub.core.sending.pipeline import delivery_job
-from hub.core.sending.sends import create_send
+from hub.core.sending.pipeline import claimed_job, delivery_job
+from hub.core.sending.sends import claim_token, create_send, recipient
 
 PENDING_SEND_STATES = ("scheduled", "queued")
 
@@ -31,11 +31,12 @@ class Executor:
         self.jobs: list[tuple[str, str, tuple[Any, ...]]] = []
         self.outcome: dict[str, Any] = {"sends": [], "cancelled": 0, "skipped": [], "outbox": 0}
 
-    def route(self, to: str, template: str | None = None, language: str | None = None) -> routing.Route:
+    def route(self, to: str, template: str | None = None, language: str | None = None,
+              contact: Contact | None = None) -> routing.Route:
         """The number a send to ``to`` leaves from: where the customer last wrote, else the
         installation's pinned number, else the workspace's oldest (``routing.choose``)."""
-        return routing.choose(self.session, self.workspace_id, to=to, installation=self.installation,
-                              template=template, language=language)
+        return routing.choose(self.session, self.workspace_id, to=to, contact=contact,
+                              installation=self.installation, template=template, language=language)
 
     def run(self, actions: list[Action]) -> dict[str, Any]:
         for action in actions:
@@ -46,7 +47,9 @@ class Executor:
     def _send(self, action: SendTemplate | SendText, not_before: dt.datetime | None = None,
               cancel_key: str | None = None, group: str | None = None):
         is_text = isinstance(action, SendText)
-        route = self.route(action.to, None if is_text else action.template, None if is_text else action.language)
+        contact = recipient(self.session, self.workspace_id, action.to, self.origin, action.name)  # read once
+        route = self.route(action.to, None if is_text else action.template, None if is_text else action.language,
+                           contact=contact)
         send, created = create_send(
             self.session, workspace_id=self.workspace_id, connection=route.connection, to=action.to,
             kind="text" if is_text else "template", origin=self.origin,
@@ -56,10 +59,13 @@ class Executor:
             idempotency_key=action.idempotency_key, cancel_key=cancel_key, cancel_group=group,
             not_before=not_before,
             installation_id=self.installation.id if self.installation else None,
-            reference=action.reference, name=action.name, connection_reason=route.reason)
-        if created and send.status == "queued":
+            reference=action.reference, name=action.name, connection_reason=route.reason,
+            # a send with a cancel key stays ``queued`` (CancelScheduled may still reach it); the rest
+            # are claimed by this transaction and delivered by one ``deliver`` job
+            claim_token=None if cancel_key or group else claim_token(self.session), contact=contact)
+        if created and send.status in ("queued", "sending"):
             self.session.flush()
-            self.jobs.append(delivery_job(send.id))
+            self.jobs.append(claimed_job(send) if send.status == "sending" else delivery_job(send.id))
         self.outcome["sends"].append(send.id)
         return send
 

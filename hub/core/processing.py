@@ -20,6 +20,7 @@ from hub.core.models import InboundEvent, Installation, utcnow
 from hub.core.public_errors import public_error
 from hub.core.patience import DB_AWAY, patiently
 from hub.core.runtime import Runtime, current
+from hub.core.sending.pipeline import merge_claimed
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -96,8 +97,9 @@ def _log_failure(row: InboundEvent) -> None:
 
 
 def enqueue_all(rt: Runtime, jobs: list[tuple]) -> None:
-    """Enqueue ``(queue, func, args[, job_id])`` jobs after a commit; a job id already waiting is skipped."""
-    for queue, func, args, *job_id in dict.fromkeys(jobs):
+    """Enqueue ``(queue, func, args[, job_id])`` jobs after a commit; a job id already waiting is
+    skipped, and the sends one transaction claimed are delivered by one job (``merge_claimed``)."""
+    for queue, func, args, *job_id in dict.fromkeys(merge_claimed(jobs)):
         try:
             rt.queues.enqueue(queue, func, *args, job_id=job_id[0] if job_id else None)
         except Exception:  # the rows are committed; the scheduler picks them up

@@ -24,6 +24,7 @@ _WAITING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.
 # Retries are not RQ's: every job works on a row (inbound event, send, outbox delivery) that
 # keeps its own attempts and next-attempt time, so the scheduler re-enqueues what is due and
 # what Redis lost. A job id ``<kind>-<row id>`` keeps one copy of each job in a queue.
+FOLLOWED = ("deliver-",)  # batch jobs that claim their work as they run: a started one gets a follower
 
 
 def connect(settings) -> redis.Redis:
@@ -62,36 +63,46 @@ class Queues:
 
     def enqueue(self, name: str, func: str, *args: Any, job_id: str | None = None, pipeline=None,
                 request_id: str | None = None, kwargs: dict[str, Any] | None = None) -> bool:
-        """Enqueue ``func(*args, **kwargs)``; False when a job with ``job_id`` is already waiting or running.
+        """Enqueue ``func(*args, **kwargs)``; False when a job with ``job_id`` is already waiting.
 
         Job ids are global in Redis, so they carry the key prefix (hubs may share a server). The
-        job runs with ``request_id`` (default: the current request's)."""
-        job_id = f"{self.prefix}-{job_id}" if job_id else None
+        job runs with ``request_id`` (default: the current request's). A job that looks for its
+        work when it runs (``FOLLOWED``) and has already *started* may have looked already: a
+        copy under ``<job_id>-next`` is queued to run after it (one queued copy is enough)."""
         meta = {"request_id": request_id} if request_id else job_meta()  # the request id follows into the job
-        for _ in range(2):
-            try:
-                self.by_name[name].enqueue_call(func, args=args, kwargs=kwargs, job_id=job_id,
-                                                unique=bool(job_id and not pipeline), result_ttl=0,
-                                                failure_ttl=7 * 86400, pipeline=pipeline, meta=meta)
-                return True
-            except DuplicateJobError:
-                if not self._drop_finished(job_id):
-                    return False
+        ids = [job_id] if not job_id or pipeline is not None or not job_id.startswith(FOLLOWED) \
+            else [job_id, f"{job_id}-next"]
+        for one in ids:
+            full = f"{self.prefix}-{one}" if one else None
+            for _ in range(2):
+                try:
+                    self.by_name[name].enqueue_call(func, args=args, kwargs=kwargs, job_id=full,
+                                                    unique=bool(full and not pipeline), result_ttl=0,
+                                                    failure_ttl=7 * 86400, pipeline=pipeline, meta=meta)
+                    return True
+                except DuplicateJobError:
+                    status = self._drop_finished(full)
+                    if status is None:
+                        continue  # dropped: enqueue it again
+                    if status != JobStatus.STARTED:
+                        return False  # a copy waits in the queue and will look for the work
+                    break  # running: try the follower id
         return False
 
-    def _drop_finished(self, job_id: str) -> bool:
-        """A failed (kept for inspection), finished or orphaned job must not block its id: delete it."""
+    def _drop_finished(self, job_id: str) -> JobStatus | None:
+        """A failed (kept for inspection), finished or orphaned job must not block its id: delete
+        it (None). Otherwise the status of the job that holds the id."""
         try:
             job = Job.fetch(job_id, connection=self.redis)
         except NoSuchJobError:
-            return True
+            return None
         status = job.get_status(refresh=False)
         if status in _WAITING and not (status == JobStatus.STARTED and self._orphaned(job.worker_name, job.started_at)) \
                 and not (status == JobStatus.QUEUED and self._stranded(job)):
-            return False
+            return status
         log.info("job %s (%s) no longer runs anywhere: replaced", job_id, status)
         job.delete()
-        return True
+        return None
 
     def _stranded(self, job: Job) -> bool:
         """A ``queued`` job in no queue: a worker took it off and was killed before starting it."""

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import redis
 from rq import SimpleWorker, Worker
+from rq.utils import now as rq_now
 from rq.worker import DequeueStrategy
 from sqlalchemy.orm import configure_mappers
 
@@ -45,11 +46,31 @@ class _StopAware:
         return super().request_stop(signum, frame)
 
 
-class HubWorker(_StopAware, Worker):
+class _FewerRoundTrips:
+    """RQ's per-job bookkeeping without its repeats: the worker's heartbeat (three Redis round
+    trips, twice around every dequeue) is sent at most every ``HEARTBEAT_EVERY`` seconds, and a
+    state the worker already reported is not reported again. RQ's worker key lives for minutes
+    (``worker_ttl`` + 60 s), and the hub's own liveness is ``Heartbeat``, so neither is lost.
+    Heartbeats RQ sends in a pipeline or with a job's timeout are untouched."""
+    HEARTBEAT_EVERY = 5.0
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        if timeout is None and pipeline is None and self.last_heartbeat is not None \
+                and (rq_now() - self.last_heartbeat).total_seconds() < self.HEARTBEAT_EVERY:
+            return
+        super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state, pipeline=None):
+        if pipeline is None and state == getattr(self, "_state", None):
+            return
+        super().set_state(state, pipeline)
+
+
+class HubWorker(_StopAware, _FewerRoundTrips, Worker):
     """Forks a work horse per job (isolation), on a parent prepared by ``prepare_for_fork``."""
 
 
-class HubSimpleWorker(_StopAware, SimpleWorker):
+class HubSimpleWorker(_StopAware, _FewerRoundTrips, SimpleWorker):
     """Runs jobs in the worker process itself."""
 
 

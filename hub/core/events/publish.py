@@ -21,6 +21,7 @@ from hub.core.models import OutboundDelivery, OutboundEvent, Subscription, iso_u
 
 log = logging.getLogger(__name__)
 _JOBS = "coexhub_outbox_jobs"
+_SUBS = "coexhub_subscriptions"
 
 
 def envelope(evt: OutboundEvent) -> dict[str, Any]:
@@ -45,9 +46,7 @@ def record(session: Session, workspace_id: str, type: str, data: dict[str, Any],
     session.add(evt)
     session.flush()
     if only is None:
-        subs = session.scalars(select(Subscription).where(
-            Subscription.workspace_id == workspace_id, Subscription.enabled.is_(True))).all()
-        subs = [sub for sub in subs if matches(sub.events, type)]
+        subs = [sub for sub in _subscriptions(session, workspace_id) if matches(sub.events, type)]
     else:
         subs = only
     payload = envelope(evt)
@@ -60,6 +59,26 @@ def record(session: Session, workspace_id: str, type: str, data: dict[str, Any],
         enqueue_after_commit(session, rows)
     event(log, "event published", type=type, event_id=evt.id, workspace_id=workspace_id, deliveries=len(rows))
     return evt, rows
+
+
+def _subscriptions(session: Session, workspace_id: str) -> list[Subscription]:
+    """The workspace's enabled subscriptions, read once per transaction (an event that publishes
+    three events asks once); a flush that writes a subscription drops what was read."""
+    transaction = session.get_transaction()
+    cache = session.info.get(_SUBS)
+    if cache is None:
+        sa_event.listen(session, "before_flush", _drop_subscriptions)
+    if cache is None or cache[0] is not transaction:
+        cache = session.info[_SUBS] = (transaction, {})
+    if workspace_id not in cache[1]:
+        cache[1][workspace_id] = session.scalars(select(Subscription).where(
+            Subscription.workspace_id == workspace_id, Subscription.enabled.is_(True))).all()
+    return cache[1][workspace_id]
+
+
+def _drop_subscriptions(session: Session, _flush_context, _instances) -> None:
+    if any(isinstance(row, Subscription) for row in (*session.new, *session.dirty, *session.deleted)):
+        session.info[_SUBS] = (None, {})
 
 
 def publish(session: Session, workspace_id: str, type: str, data: dict[str, Any], **kw) -> list[OutboundDelivery]:

@@ -57,12 +57,35 @@ CLAIM_TRIES = 5  # claims a worker tries while queued sends remain (others may t
 BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
 GRAPH_TIMEOUT = 10.0  # seconds a send call may take; after that its fate is unknown
 DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
+DELIVER = "hub.core.sending.pipeline.deliver"
 
 
 def delivery_job(send_id: int) -> tuple:
     """The job that will deliver ``send_id``: one of ``JOB_SLOTS`` batch jobs (so a burst of
     sends wakes a few workers, not one job per send)."""
     return ("send", DELIVER_DUE, (), f"deliver-{send_id % JOB_SLOTS}")
+
+
+def claimed_job(send: Send) -> tuple:
+    """The job that delivers ``send``, claimed by the transaction that created it
+    (``sends.create_send(claim_token=…)``); ``merge_claimed`` folds a transaction's into one."""
+    return ("send", DELIVER, (send.claim_token, send.id))
+
+
+def merge_claimed(jobs: list[tuple]) -> list[tuple]:
+    """``jobs`` with the ``claimed_job``s of each claim token folded into one ``deliver`` job (first)."""
+    claimed: dict[str, list[int]] = {}
+    for job in jobs:
+        if job[1] == DELIVER:
+            claimed.setdefault(job[2][0], []).extend(job[2][1:])
+    return [("send", DELIVER, (token, *sorted(set(ids)))) for token, ids in claimed.items()] + \
+        [job for job in jobs if job[1] != DELIVER]
+
+
+def deliver(claim_token: str, *send_ids: int) -> int:
+    """RQ job: deliver sends their creating transaction claimed (no claim, no re-select of the
+    queue). A send the scheduler handed on meanwhile (``results.requeue_lost``) is skipped."""
+    return run(current(), list(send_ids), claim_token)
 
 
 def deliver_due() -> int:
@@ -138,10 +161,14 @@ def _prepare_batch(session, send_ids: list[int], claim_token: str | None, now: d
     granted sends marked attempted. Returns ``(ids marked, calls to make one by one)``."""
     work, reads_by_send, templates = [], {}, {}
     mine = Send.claim_token == claim_token if claim_token else Send.claim_token.is_(None)
-    sends = session.scalars(select(Send).where(Send.id.in_(send_ids), Send.status == "sending", mine)
-                            .order_by(Send.id)).all()
-    conns = _preload(session, Connection, {s.connection_id for s in sends})  # one query each, not one per
-    _kept = _preload(session, Contact, {s.contact_id for s in sends})  # send (kept: the identity map is weak)
+    # the sends with their connections and contacts in one query, not one per send; ``rows`` keeps
+    # them while ``prepare`` finds them with ``session.get`` (the identity map is weak)
+    rows = session.execute(select(Send, Connection, Contact)
+                           .outerjoin(Connection, Connection.id == Send.connection_id)
+                           .outerjoin(Contact, Contact.id == Send.contact_id)
+                           .where(Send.id.in_(send_ids), Send.status == "sending", mine).order_by(Send.id)).all()
+    sends = [send for send, _conn, _contact in rows]
+    conns = list({conn.id: conn for _send, conn, _contact in rows if conn is not None}.values())
     _preload_windows(session, sends, templates)
     _preload_templates(session, sends, {c.id: c for c in conns}, templates)
     for send in sends:
@@ -363,12 +390,6 @@ def _preload_templates(session, sends: list[Send], conns: dict, cache: dict) -> 
         found[(t.workspace_id, t.waba_id, t.name, t.language)] = found.get((t.workspace_id, t.waba_id, t.name,
                                                                            t.language)) or t
     cache.update(found)
-
-
-def _preload(session, model, ids: set) -> list:
-    """Load the rows once; ``session.get`` finds them while the caller keeps the list."""
-    ids.discard(None)
-    return session.scalars(select(model).where(model.id.in_(ids))).all() if ids else []
 
 
 def _failed(session, send: Send, exc: GraphError) -> str:

@@ -10,6 +10,7 @@ passed over when a later choice has it. The reason is stored on the send
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -52,23 +53,29 @@ def contact_id_for(session: Session, workspace_id: str, to: str | None) -> int |
 
 def choose(session: Session, workspace_id: str, *, to: str | None = None, contact_id: int | None = None,
            installation: Installation | None = None, template: str | None = None,
-           language: str | None = None) -> Route:
-    """The number to send from (see the module docstring)."""
-    candidates = []
-    contact_id = contact_id or contact_id_for(session, workspace_id, to)
-    last = last_written(session, workspace_id, contact_id)
-    if last is not None:
-        candidates.append(Route(last, "customer_last_wrote"))
-    pinned = (installation.config or {}).get("connection_id") if installation is not None else None
-    if pinned:
-        conn = session.scalars(select(Connection).where(Connection.workspace_id == workspace_id,
-                                                        Connection.id == pinned)).first()
-        if conn is not None:
-            candidates.append(Route(conn, "installation_pin"))
-    default = sending_connection(session, workspace_id)
-    if default is not None:
-        candidates.append(Route(default, "workspace_default"))
-    return _pick(candidates, _approved(session, workspace_id, template, language))
+           language: str | None = None, contact: Contact | None = None) -> Route:
+    """The number to send from (see the module docstring). ``contact``: the recipient's row when
+    the caller has it (no query for it; one that never wrote in has no window to prefer). Each
+    choice is looked up only when the ones before it fall through."""
+    if contact is not None:
+        contact_id = contact.id if contact.last_inbound_at is not None else None
+    else:
+        contact_id = contact_id or contact_id_for(session, workspace_id, to)
+
+    def candidates() -> Iterator[Route]:
+        last = last_written(session, workspace_id, contact_id)
+        if last is not None:
+            yield Route(last, "customer_last_wrote")
+        pinned = (installation.config or {}).get("connection_id") if installation is not None else None
+        if pinned:
+            conn = session.scalars(select(Connection).where(Connection.workspace_id == workspace_id,
+                                                            Connection.id == pinned)).first()
+            if conn is not None:
+                yield Route(conn, "installation_pin")
+        default = sending_connection(session, workspace_id)
+        if default is not None:
+            yield Route(default, "workspace_default")
+    return _pick(candidates(), _approved(session, workspace_id, template, language))
 
 
 def choose_many(session: Session, workspace_id: str, contact_ids: list[int], *, template: str | None = None,
@@ -105,11 +112,14 @@ def _approved(session: Session, workspace_id: str, template: str | None, languag
     return approved
 
 
-def _pick(candidates: list[Route], approved) -> Route:
+def _pick(candidates: Iterable[Route], approved) -> Route:
     """The first candidate whose account has the template, else the first (checks explain why)."""
-    if not candidates:
-        return Route(None, None)
-    return next((c for c in candidates if approved(c.connection.waba_id)), candidates[0])
+    first = None
+    for candidate in candidates:
+        if approved(candidate.connection.waba_id):
+            return candidate
+        first = first or candidate
+    return first or Route(None, None)
 
 
 def requested(conn: Connection | None) -> Route:

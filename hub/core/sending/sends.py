@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from hub.core import contacts
 from hub.core.events import emit
-from hub.core.models import Connection, Installation, Send, utcnow
+from hub.core.models import Connection, Contact, Installation, Send, utcnow
 
 AUTOMATED = ("connector", "automation", "broadcast")  # origins the echo-aware hold applies to
 
@@ -39,11 +40,15 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                 idempotency_key: str | None = None, cancel_key: str | None = None,
                 cancel_group: str | None = None, not_before: dt.datetime | None = None, installation_id: str | None = None,
                 broadcast_id: str | None = None, reference: dict | None = None,
-                name: str | None = None, connection_reason: str | None = None) -> tuple[Send, bool]:
+                name: str | None = None, connection_reason: str | None = None,
+                claim_token: str | None = None, contact: Contact | None = None) -> tuple[Send, bool]:
     """Insert a send (``scheduled`` when ``not_before`` is in the future, else ``queued``).
 
     ``connection_reason`` says why ``connection`` was chosen (``routing.REASONS``; ``given``
     when the caller passed its own, e.g. a confirmation on the number a STOP came in on).
+    With ``claim_token`` a send due now is inserted already claimed (``sending``): the caller
+    enqueues ``pipeline.claimed_job`` after its commit, and no batch job has to claim it.
+    ``contact``: the recipient's contact when the caller has it already (``recipient``).
 
     Returns ``(send, created)``; an existing send with the same idempotency key is returned
     unchanged with ``created=False``.
@@ -53,9 +58,8 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                                                       Send.idempotency_key == idempotency_key)).first()
         if existing:
             return existing, False
-    contact = _contact(session, workspace_id, to, origin) if to else None
-    if contact is not None and name and not contact.profile_name:
-        contact.profile_name = name
+    if contact is None:
+        contact = recipient(session, workspace_id, to, origin, name)
     now = utcnow()
     send = Send(workspace_id=workspace_id, connection_id=connection.id if connection else None,
                 contact_id=contact.id if contact else None, to=to, kind=kind, text=text,
@@ -65,6 +69,8 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
                 reference=reference or {}, attempts=0,
                 connection_reason=connection_reason or ("given" if connection else None),
                 status="scheduled" if not_before and not_before > now else "queued")
+    if claim_token and send.status == "queued" and connection is not None:
+        send.status, send.claim_token = "sending", claim_token
     if connection is None:
         send.status, send.last_error = "failed", "no WhatsApp connection in this workspace"
     try:
@@ -79,15 +85,27 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
     return send, True
 
 
-def _contact(session: Session, workspace_id: str, wa_id: str, origin: str):
-    """The recipient's contact (``wa_id``: a phone number or a BSUID), created if new; a
-    concurrent request creating it too is no error."""
+def claim_token(session: Session) -> str:
+    """The claim token of the sends created in ``session``'s transaction (one ``deliver`` job)."""
+    return session.info.setdefault("coexhub_claim_token", secrets.token_hex(8))
+
+
+def recipient(session: Session, workspace_id: str, to: str | None, origin: str,
+              name: str | None = None) -> Contact | None:
+    """The contact a send to ``to`` (a phone number or a BSUID) goes to, created if new (with
+    ``name``; an existing one without a name gets it); a concurrent request creating it too
+    is no error."""
+    if not to:
+        return None
     for attempt in (1, 2):
         try:
             with session.begin_nested():
-                return contacts.upsert(session, workspace_id, **contacts.recipient_keys(wa_id), source=origin,
-                                       profile_name=None)
+                contact = contacts.upsert(session, workspace_id, **contacts.recipient_keys(to), source=origin,
+                                          created_with={"profile_name": name})
+            break
         except IntegrityError:  # another request inserted the same contact first: read theirs
             if attempt == 2:
                 raise
-    return None
+    if name and not contact.profile_name:
+        contact.profile_name = name
+    return contact

@@ -19,8 +19,8 @@ from hub.core.events import emit
 from hub.core.execute import Executor
 from hub.core.metrics import count
 from hub.core.models import Connection, InboundEvent, Installation, Workspace
-from hub.core.sending.pipeline import delivery_job
-from hub.core.sending.sends import create_send
+from hub.core.sending.pipeline import claimed_job
+from hub.core.sending.sends import claim_token, create_send
 from hub.core.whatsapp import account, messages, sync
 from hub.core.whatsapp.events import DomainEvent
 from hub.core.whatsapp.items import Items
@@ -174,10 +174,11 @@ class OptOut:
             return
         self.session.flush()
         send, created = create_send(self.session, workspace_id=self.conn.workspace_id, connection=self.conn,
-                                    to=to, kind="text", origin="system", text=text)
-        if created and send.status == "queued":
+                                    to=to, kind="text", origin="system", text=text,
+                                    claim_token=claim_token(self.session))
+        if created and send.status == "sending":
             self.session.flush()
-            self.jobs.append(delivery_job(send.id))
+            self.jobs.append(claimed_job(send))
 
 
 def plugin_actions(rt, session, item: DomainEvent) -> list[tuple[Executor, list]]:
