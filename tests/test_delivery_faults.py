@@ -54,9 +54,10 @@ def wait_for(check, timeout=20.0, what="condition"):
 
 @pytest.fixture
 def quiet_hub(client, simulator):
-    """No other test's sends are waiting (they would take the simulator's faults first)."""
+    """No other test's sends are waiting (they would take the simulator's faults first), nor
+    scheduled (the tests' ticks move the clock hours ahead and would count them as due)."""
     with client.rt.db.session() as s:
-        s.execute(update(Send).where(Send.status.in_(("queued", "sending"))).values(status="cancelled"))
+        s.execute(update(Send).where(Send.status.in_(("scheduled", "queued", "sending"))).values(status="cancelled"))
     with simulator.lock:
         simulator._faults.clear()
     yield
