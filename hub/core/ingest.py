@@ -74,28 +74,42 @@ def safe_text(value: Any, limit: int) -> str | None:
     return text[:limit]
 
 
-def store(rt, *, provider: str, scope: str, dedupe_key: str, body: bytes, headers: Mapping[str, str],
-          topic: str | None = None, workspace_id: str | None = None, status: str = "pending",
-          error: str | None = None) -> tuple[int | None, bool]:
-    """Insert the event unless its dedupe key was seen; enqueue it. Returns ``(id, duplicate)``.
+def row(*, provider: str, scope: str, dedupe_key: str, body: bytes, headers: Mapping[str, str],
+        topic: str | None = None, workspace_id: str | None = None, status: str = "pending",
+        error: str | None = None) -> dict[str, Any]:
+    """The ``inbound_events`` row of a verified webhook (``status=REJECTED`` with an ``error``
+    keeps a verified request that cannot be processed: visible in the events API, never enqueued)."""
+    now = utcnow()
+    pending = status == "pending"
+    return dict(provider=provider, scope=scope, dedupe_key=safe_text(dedupe_key, 255) or body_hash(body),
+                workspace_id=workspace_id, topic=safe_text(topic, 128), body=body, status=status,
+                attempts=0, received_at=now, next_attempt_at=now, enqueued_at=now if pending else None,
+                last_error=safe_text(error, 2000),
+                headers={safe_text(k, 200): safe_text(v, 2000) for k, v in headers.items()
+                         if k.lower() not in KEPT_HEADERS_SKIP})
+
+
+def store(rt, **fields: Any) -> tuple[int | None, bool]:
+    """Insert the event (``row``'s fields) unless its dedupe key was seen; enqueue it.
+    Returns ``(id, duplicate)``.
 
     The row is committed (with those of concurrent requests: ``group_commit``) before this
     returns; the job that processes it is enqueued right after, one per batch.
-
-    ``status=REJECTED`` with an ``error`` keeps a verified request that cannot be processed
-    (visible in the events API, never enqueued).
     """
-    now = utcnow()
-    pending = status == "pending"
-    values = dict(provider=provider, scope=scope, dedupe_key=safe_text(dedupe_key, 255) or body_hash(body),
-                  workspace_id=workspace_id, topic=safe_text(topic, 128), body=body, status=status,
-                  attempts=0, received_at=now, next_attempt_at=now, enqueued_at=now if pending else None,
-                  last_error=safe_text(error, 2000),
-                  headers={safe_text(k, 200): safe_text(v, 2000) for k, v in headers.items()
-                           if k.lower() not in KEPT_HEADERS_SKIP})
-    event_id = committer(rt).submit(values, current_request_id())  # committed when it returns
-    if not pending:
-        log.warning("stored %s event %s from %s/%s as %s: %s", provider, event_id, provider, scope, status, error)
+    values = row(**fields)
+    return _stored(values, committer(rt).submit(values, current_request_id()))
+
+
+async def store_async(rt, **fields: Any) -> tuple[int | None, bool]:
+    """``store`` for an asyncio task: the same batches, waited on without blocking the loop."""
+    values = row(**fields)
+    return _stored(values, await committer(rt).submit_async(values, current_request_id()))
+
+
+def _stored(values: dict[str, Any], event_id: int | None) -> tuple[int | None, bool]:
+    if values["status"] != "pending":
+        log.warning("stored %s event %s from %s/%s as %s: %s", values["provider"], event_id, values["provider"],
+                    values["scope"], values["status"], values["last_error"])
     return event_id, event_id is None
 
 
