@@ -37,7 +37,7 @@ from hub.core.whatsapp import webhook as whatsapp
 
 log = logging.getLogger("hub.api.errors")  # where the Flask app logs its unhandled errors
 Scope = dict[str, Any]
-Handler = Callable[[Scope, Callable, Headers, dict], Awaitable[tuple[int, dict]]]
+Handler = Callable[[Scope, Callable, dict, dict], Awaitable[tuple[int, dict]]]
 
 
 class WebhookApp:
@@ -87,7 +87,7 @@ class WebhookApp:
             (logs.REQUEST_ID_HEADER.encode(), request_id.encode())]})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _meta(self, scope: Scope, receive, headers: Headers, state: dict) -> tuple[int, dict]:
+    async def _meta(self, scope: Scope, receive, headers: dict[str, str], state: dict) -> tuple[int, dict]:
         body = await self._body(receive, headers)
         found = whatsapp.intake(self.rt, body, headers.get("X-Hub-Signature-256"))
         state["workspace_id"] = found.workspace_id
@@ -96,18 +96,18 @@ class WebhookApp:
             await asyncio.to_thread(whatsapp.link_more, self.rt, found, event_id)
         return 200, whatsapp.answer(found, event_id, duplicate)
 
-    async def _connector(self, scope: Scope, receive, headers: Headers, state: dict) -> tuple[int, dict]:
+    async def _connector(self, scope: Scope, receive, headers: dict[str, str], state: dict) -> tuple[int, dict]:
         _, _, connector_name, installation_id = scope["path"].split("/")
         connector, inst = await asyncio.to_thread(webhooks.installation, self.rt, connector_name, installation_id)
         state["workspace_id"] = inst.workspace_id
         body = await self._body(receive, headers)
-        incoming = IncomingRequest(headers, body, MultiDict(_query(scope)))
+        incoming = IncomingRequest(Headers(headers), body, MultiDict(_query(scope)))  # case-insensitive
         found = await asyncio.to_thread(webhooks.intake, self.rt, connector, inst, incoming)
         if found.ping:
             return 200, webhooks.answer(found)
         return 200, webhooks.answer(found, *await ingest.store_async(self.rt, **found.fields))
 
-    async def _body(self, receive, headers: Headers) -> bytes:
+    async def _body(self, receive, headers: dict[str, str]) -> bytes:
         """The request body; 413 (as Flask's ``MAX_CONTENT_LENGTH``) once it is larger than allowed."""
         length = headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.limit:
@@ -132,13 +132,13 @@ def _clean(scope: Scope) -> bool:
     return "\x00" not in scope["path"] and b"%00" not in query and b"\x00" not in query
 
 
-def _headers(scope: Scope) -> Headers:
+def _headers(scope: Scope) -> dict[str, str]:
     """The request headers named as in WSGI (``X-Hub-Signature-256``), repeated ones joined."""
     found: dict[str, str] = {}
     for name, value in scope["headers"]:
         key, text = name.decode("latin-1").title(), value.decode("latin-1")
         found[key] = f"{found[key]},{text}" if key in found else text
-    return Headers(found)
+    return found
 
 
 def _query(scope: Scope) -> list[tuple[str, str]]:
