@@ -40,7 +40,7 @@ class _Batch:
         self.error: BaseException | None = None  # the whole batch failed (the database is away)
         self.refused: dict[int, BaseException] = {}  # rows the database refused, by index
         self.done = threading.Event()
-        self.loops: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}  # one future per waiting loop
+        self.loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}  # the waiting tasks' futures
 
     def result(self, index: int) -> int | None:
         """Row ``index``'s id (``None``: a duplicate), or the error that kept it out."""
@@ -52,9 +52,9 @@ class _Batch:
     def finish(self) -> None:
         """Wake the threads and event loops waiting on this batch."""
         self.done.set()
-        for loop, future in self.loops.items():
+        for loop, futures in self.loops.items():
             try:
-                loop.call_soon_threadsafe(_resolve, future)
+                loop.call_soon_threadsafe(_resolve, futures)  # one wake-up per loop and batch
             except RuntimeError:  # that loop is closed: nobody is left to wake
                 pass
 
@@ -91,20 +91,20 @@ class Committer:
 
     async def submit_async(self, row: dict[str, Any], extra: Any = None) -> int | None:
         """``submit`` for a task of a running event loop: waits without blocking the loop."""
-        loop = asyncio.get_running_loop()
-        batch, index = self._hand_over(row, extra, loop)
-        await asyncio.shield(batch.loops[loop])  # shared by the loop's tasks: one cancelled is not all
+        future = asyncio.get_running_loop().create_future()
+        batch, index = self._hand_over(row, extra, future)
+        await future
         return batch.result(index)
 
     def _hand_over(self, row: dict[str, Any], extra: Any,
-                   loop: asyncio.AbstractEventLoop | None = None) -> tuple[_Batch, int]:
+                   future: asyncio.Future | None = None) -> tuple[_Batch, int]:
         with self.cond:
             batch = self.open  # at most one row per waiting request: batches stay small
             index = len(batch.rows)
             batch.rows.append(row)
             batch.extras.append(extra)
-            if loop is not None and loop not in batch.loops:  # registered before the batch can finish
-                batch.loops[loop] = loop.create_future()
+            if future is not None:  # registered before the batch can finish
+                batch.loops.setdefault(future.get_loop(), []).append(future)
             if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
                 self.pid = os.getpid()
                 self.thread = threading.Thread(target=self._run, name="coexhub-group-commit", daemon=True)
@@ -170,9 +170,10 @@ class Committer:
         return ids
 
 
-def _resolve(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled waiter
+            future.set_result(None)
 
 
 def _key(row: dict[str, Any]) -> Key:
