@@ -9,9 +9,10 @@ for the group commit with ``ingest.store_async``: a worker's requests share batc
 thread per request or a thread wake-up per request (one call into the loop per batch), so the
 200 still leaves only once the row is committed and its batch's job enqueued.
 
-A connector's own code (verification, parsing: plugins) runs in a worker thread, never on the
-loop; the Meta route's checks are ours and run on it. Every other request, and a webhook path
-holding a NUL, goes to the Flask app unchanged through ``a2wsgi`` (a thread pool).
+A connector's own code (verification, parsing: plugins) and the installation lookup run in a
+worker thread, never on the loop; the Meta route's checks are ours and run on it (its routing
+lookup is cached per number for 30 s; a miss is one indexed query). Every other request, and a
+webhook path holding a NUL, goes to the Flask app unchanged through ``a2wsgi`` (a thread pool).
 
 Run it with ``gunicorn -k uvicorn_worker.UvicornWorker 'hub.asgi:app'`` (``hub.asgi``).
 """
@@ -43,7 +44,7 @@ Handler = Callable[[Scope, Callable, dict, dict], Awaitable[tuple[int, dict]]]
 class WebhookApp:
     """ASGI app: the webhook POST routes here, everything else to ``flask_app``."""
 
-    def __init__(self, flask_app: Flask, *, threads: int = 10):
+    def __init__(self, flask_app: Flask, *, threads: int = 32):
         self.flask = flask_app
         self.rt = flask_app.extensions["coexhub"]
         self.limit: int = flask_app.config["MAX_CONTENT_LENGTH"]
