@@ -2,6 +2,7 @@
 server, the same answers, errors, log lines and guarantees as the Flask views."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import secrets
@@ -16,13 +17,12 @@ import uvicorn
 from sqlalchemy import select
 
 from hub.api.fast_webhooks import WebhookApp
-from hub.core import ingest, installations
+from hub.core import ingest, installations, logs
 from hub.core.models import InboundEvent, Installation
 from hub.testing import payloads as p
 from hub.testing import sign
 from tests import acme
 from tests.test_group_commit import order, wait_for, writes_held
-from tests.test_logs import log_output  # noqa: F401 -- a fixture
 
 META_SECRET = "test-app-secret"
 
@@ -104,10 +104,21 @@ def test_meta_webhook_is_committed_deduped_processed_and_logged(client, coexiste
     assert line["method"] == "POST" and line["workspace_id"] == coexistence.workspace.id and "duration_ms" in line
 
 
+@pytest.fixture
+def log_text():
+    """Everything logged during the test, as our plain formatter writes it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.formatter("plain"))
+    logging.getLogger().addHandler(handler)
+    yield stream
+    logging.getLogger().removeHandler(handler)
+
+
 def test_refusals_have_the_flask_views_status_and_json(client, coexhub_runtime, acme_installation, live_asgi,
-                                                       caplog, log_output):
+                                                       caplog, log_text):
     caplog.set_level(logging.INFO)
-    text = log_output("plain")
+    text = log_text
     inst, secrets_ = acme_installation
     body = json.dumps({"object": "whatsapp_business_account", "entry": []}).encode()
     huge = b"x" * (coexhub_runtime.settings.max_body_bytes + 1)

@@ -11,8 +11,9 @@ view below and by ``hub.api.fast_webhooks`` (the same route served outside Flask
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -82,10 +83,10 @@ def intake(rt, connector, inst, incoming: IncomingRequest) -> Intake:
         raise ApiError(400, "malformed_body", f"the body cannot be decoded: {problem}")
     if problem:
         log.warning("signed %s webhook for %s kept as rejected: %s", name, installation_id, problem)
-    return Intake(problem=problem, fields=dict(
-        provider=name, scope=installation_id, dedupe_key=dedupe_key, body=incoming.body,
-        headers=_kept_headers(connector, incoming.headers), topic=topic, workspace_id=inst.workspace_id,
-        status=ingest.REJECTED if problem else "pending", error=problem))
+    return Intake(problem=problem, fields={
+        "provider": name, "scope": installation_id, "dedupe_key": dedupe_key, "body": incoming.body,
+        "headers": _kept_headers(connector, incoming.headers), "topic": topic,
+        "workspace_id": inst.workspace_id, "status": ingest.REJECTED if problem else "pending", "error": problem})
 
 
 def answer(found: Intake, event_id: int | None = None, duplicate: bool = False) -> dict[str, Any]:

@@ -31,7 +31,7 @@ IDLE_SECONDS = 30.0
 
 
 class _Batch:
-    __slots__ = ("rows", "extras", "ids", "error", "refused", "done", "loops")
+    __slots__ = ("done", "error", "extras", "ids", "loops", "refused", "rows")
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []

@@ -85,10 +85,10 @@ def intake(rt, body: bytes, signature: str | None) -> Intake:
     if problem:
         log.warning("signed WhatsApp webhook kept as rejected: %s", problem)
     workspaces = _workspaces_of(rt, envelope)
-    return Intake(workspaces=workspaces, problem=problem, fields=dict(
-        provider="whatsapp", scope="meta", dedupe_key=ingest.body_hash(body), body=body, headers={},
-        topic=_first_field(envelope), workspace_id=workspaces[0] if workspaces else None,
-        status=ingest.REJECTED if problem else "pending", error=problem))
+    return Intake(workspaces=workspaces, problem=problem, fields={
+        "provider": "whatsapp", "scope": "meta", "dedupe_key": ingest.body_hash(body), "body": body,
+        "headers": {}, "topic": _first_field(envelope), "workspace_id": workspaces[0] if workspaces else None,
+        "status": ingest.REJECTED if problem else "pending", "error": problem})
 
 
 def needs_link(found: Intake, event_id: int | None) -> bool:
