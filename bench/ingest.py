@@ -4,7 +4,8 @@
                                      [--targets bare,generic,meta,pywa]
 
 Each target runs under ``gunicorn -w 2`` (sync workers for bare and pywa unless ``--base-threads``;
-gthread with ``--hub-threads`` for the hub) on a free 127.0.0.1 port and is loaded
+the hub as production runs it, ``hub.asgi`` under ``uvicorn_worker.UvicornWorker``, or with
+``--hub-worker gthread`` the Flask app under gthread with ``--hub-threads``) on a free 127.0.0.1 port and is loaded
 by ``wrk`` (installed with apt-get when missing) through a generated Lua script that posts
 pre-signed bodies round-robin, every wrk thread on its own slice of the set:
 
