@@ -1,6 +1,8 @@
 """WSGI module for the benchmark: the hub with ``bench_plugin`` registered.
 
-``gunicorn --pythonpath bench 'hub_app:app'``; settings come from ``COEXHUB_*`` as usual.
+``gunicorn --pythonpath bench 'hub_app:app'`` (Flask, WSGI) or ``gunicorn -k
+uvicorn_worker.UvicornWorker --pythonpath bench 'hub_app:asgi'`` (as ``hub.asgi``); settings
+come from ``COEXHUB_*`` as usual.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_plugin  # noqa: E402
 
+from hub.api.fast_webhooks import WebhookApp  # noqa: E402
 from hub.app import create_app  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.core.plugins.manager import Plugins  # noqa: E402
@@ -23,3 +26,4 @@ def build():
 
 
 app = build()
+asgi = WebhookApp(app)  # as hub.asgi serves it

@@ -4,7 +4,8 @@
                                      [--targets bare,generic,meta,pywa]
 
 Each target runs under ``gunicorn -w 2`` (sync workers for bare and pywa unless ``--base-threads``;
-gthread with ``--hub-threads`` for the hub) on a free 127.0.0.1 port and is loaded
+the hub as production runs it, ``hub.asgi`` under ``uvicorn_worker.UvicornWorker``, or with
+``--hub-worker gthread`` the Flask app under gthread with ``--hub-threads``) on a free 127.0.0.1 port and is loaded
 by ``wrk`` (installed with apt-get when missing) through a generated Lua script that posts
 pre-signed bodies round-robin, every wrk thread on its own slice of the set:
 
@@ -336,10 +337,12 @@ def count_events(env: dict[str, str]) -> int | None:
 
 
 class Gunicorn:
-    def __init__(self, module: str, env: dict[str, str], workers: int, log: Path, threads: int = 0):
+    def __init__(self, module: str, env: dict[str, str], workers: int, log: Path, threads: int = 0,
+                 asgi: bool = False):
         self.port = free_port()
         self.log = log
-        kind = ["-k", "gthread", "--threads", str(threads)] if threads > 1 else ["-k", "sync"]
+        kind = (["-k", "uvicorn_worker.UvicornWorker"] if asgi
+                else ["-k", "gthread", "--threads", str(threads)] if threads > 1 else ["-k", "sync"])
         cmd = [str(VENV_BIN / "gunicorn"), "-w", str(workers), *kind, "-b", f"127.0.0.1:{self.port}",
                "--pythonpath", str(BENCH), "--log-level", "warning", "--error-logfile", str(log),
                "--timeout", "60", module]
@@ -487,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hub-threads", type=int, default=4,
                     help="gthread threads per worker for the hub targets (1 = sync workers like the baselines): "
                          "a durable ingest waits on its database commit, and threads overlap those waits")
+    ap.add_argument("--hub-worker", choices=("asgi", "gthread"), default="asgi",
+                    help="asgi: the hub as in production, hub.asgi under gunicorn's UvicornWorker (the webhook "
+                         "routes on the event loop); gthread: the Flask app under gthread (--hub-threads)")
     ap.add_argument("--targets", default=",".join(TARGETS), help="comma list of " + ", ".join(TARGETS))
     ap.add_argument("--bodies", type=int, default=1000, help="distinct signed bodies (at least)")
     ap.add_argument("--rate-cap", type=int, default=4000,
@@ -517,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
                      "wrk_threads": args.threads, "gunicorn_workers": args.workers,
-                     "hub_threads": args.hub_threads, "base_threads": args.base_threads, "rounds": args.rounds}, "targets": {}}
+                     "hub_worker": args.hub_worker, "hub_threads": args.hub_threads, "base_threads": args.base_threads, "rounds": args.rounds}, "targets": {}}
     servers: list[Gunicorn] = []
     backends = None
 
@@ -565,9 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in targets:  # every server up first: with --rounds they take turns
             module, path, kind, id_header, extra = plan[name]
             threads = args.hub_threads if name in needs_hub else args.base_threads
-            print(f"\n== {name}: gunicorn -w {args.workers}{f' --threads {threads}' if threads > 1 else ''} "
-                  f"{module}, POST {path}", flush=True)
-            server = Gunicorn(module, env, args.workers, tmp / f"gunicorn-{name}.log", threads)
+            asgi = name in needs_hub and args.hub_worker == "asgi"
+            if asgi:
+                module = module.replace(":app", ":asgi")
+            how = " -k uvicorn_worker.UvicornWorker" if asgi else f" --threads {threads}" if threads > 1 else ""
+            print(f"\n== {name}: gunicorn -w {args.workers}{how} {module}, POST {path}", flush=True)
+            server = Gunicorn(module, env, args.workers, tmp / f"gunicorn-{name}.log", threads, asgi)
             servers.append(server)
             reason = probe(server, name, path, run)
             if reason:

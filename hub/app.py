@@ -7,9 +7,9 @@ import time
 from flask import Flask, g, request
 from flask_smorest import Api
 
-from hub.api import ids
+from hub.api import ids, request_log
 from hub.config import Settings
-from hub.core.metrics import observe, registry_for
+from hub.core.metrics import registry_for
 from hub.core.runtime import Runtime, install
 
 API_BLUEPRINTS = ("hub.api.workspaces:admin", "hub.api.workspaces:own", "hub.api.installations:bp",
@@ -56,25 +56,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app.before_request(guards.check_request)  # odd input (NUL, non-JSON, deep JSON…) is a 4xx
 
-    @app.after_request
-    def _observe(response):
-        if "started" in g:
-            observe(request.method, request.url_rule.rule if request.url_rule else "unmatched",
-                    response.status_code, g.started)
-        return response
-
     _log_requests(app)
     logging.getLogger("hub").setLevel(logging.INFO)
     return app
 
 
-QUIET_ROUTES = {"/healthz", "/readyz", "/metrics"}  # probes and scrapes: logged at DEBUG
-http_log = logging.getLogger("hub.http")
-
-
 def _log_requests(app: Flask) -> None:
     """A request id for every request (``X-Request-Id`` honoured, else generated, always returned;
-    jobs the request enqueues carry it) and one log line per request; webhook rejections say why."""
+    jobs the request enqueues carry it), the request metrics and one log line per request
+    (``request_log``); webhook rejections say why."""
     from hub.core import logs
 
     logs.configure_once()
@@ -91,16 +81,12 @@ def _log_requests(app: Flask) -> None:
         if "request_id" not in g:
             return response
         response.headers[logs.REQUEST_ID_HEADER] = g.request_id
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        fields = {"method": request.method, "route": route, "status": response.status_code,
-                  "duration_ms": round((time.perf_counter() - g.started) * 1000, 1),  # _start_timer's
-                  "workspace_id": g.get("workspace_id")}
-        level = logging.DEBUG if route in QUIET_ROUTES and response.status_code < 400 else logging.INFO
-        logs.event(http_log, "request", level=level, **fields)
-        if request.path.startswith("/webhooks/") and response.status_code >= 400:
-            logs.event(http_log, "webhook rejected", level=logging.WARNING, path=request.path,
-                       status=response.status_code, reason=_error_code(response),
-                       bytes=request.content_length, workspace_id=g.get("workspace_id"))
+        status = response.status_code
+        request_log.finished(request.method, request.url_rule.rule if request.url_rule else "unmatched",
+                             request.path, status, g.started,  # _start_timer's
+                             workspace_id=g.get("workspace_id"),
+                             error_code=_error_code(response) if status >= 400 else None,
+                             content_length=request.content_length)
         return response
 
     @app.teardown_request

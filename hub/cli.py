@@ -145,7 +145,8 @@ def public_id(value: str, kind: str | None) -> None:
 @cli.command()
 @host_port
 def serve(host: str, port: int) -> None:
-    """Run the web app with the development server (use gunicorn 'hub.wsgi:app' in production)."""
+    """Run the web app with the development server (in production: gunicorn -k
+    uvicorn_worker.UvicornWorker 'hub.asgi:app')."""
     from hub.app import create_app
 
     rt = runtime()

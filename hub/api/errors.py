@@ -15,9 +15,13 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
+def error_body(code: str, message: str, **details) -> dict:
+    """The JSON body of an error (also written by ``hub.api.fast_webhooks``, outside Flask)."""
+    return {"error": {"code": code, "message": message, **({"details": details} if details else {})}}
+
+
 def error_response(status: int, code: str, message: str, **details):
-    body = {"error": {"code": code, "message": message, **({"details": details} if details else {})}}
-    return jsonify(body), status
+    return jsonify(error_body(code, message, **details)), status
 
 
 def _string_keys(value):

@@ -26,6 +26,7 @@ import base64
 import functools
 import re
 import struct
+import threading
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -67,12 +68,16 @@ class Codec:
         if not secrets:
             raise ValueError("public ids need a key")
         self._ciphers = [Cipher(algorithms.AES(_derive(s)), modes.ECB()) for s in secrets]
+        self._local = threading.local()  # an encryptor per thread, reused (ECB keeps no state between blocks)
 
     def encode(self, prefix: str, value: int) -> str:
         if prefix not in KINDS or not 0 < value <= MAX_ID:
             raise ValueError(f"no public id for {prefix} {value!r}")
         # ECB on a single block is a keyed permutation of that block: no IV, no repetition
-        block = self._ciphers[0].encryptor().update(struct.pack(">Q8s", value, _tag(prefix)))
+        encryptor = getattr(self._local, "encryptor", None)
+        if encryptor is None:
+            encryptor = self._local.encryptor = self._ciphers[0].encryptor()
+        block = encryptor.update(struct.pack(">Q8s", value, _tag(prefix)))
         return f"{prefix}_{base64.b32encode(block).decode().rstrip('=').lower()}"
 
     def decode(self, prefix: str, token: object) -> int | None:

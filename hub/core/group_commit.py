@@ -5,7 +5,9 @@ it and waits for the batch its row joined; the committer takes everything queued
 runs ONE ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (autocommit: durable when it returns),
 calls ``after`` with the batch (the Redis hand-off: one job for the batch), then wakes the
 batch's waiters (each learns its id, or ``None`` for a duplicate): when a request answers,
-its row is committed and its job enqueued, as with one insert per request. While a batch is
+its row is committed and its job enqueued, as with one insert per request. A thread waits
+with ``submit``; an asyncio task with ``submit_async``, and the tasks of one event loop in a
+batch are woken by ONE call into their loop (no thread wake-up per request). While a batch is
 being committed the next one fills up, so batches grow with the load and a lone request
 waits for one round trip, as before.
 
@@ -15,6 +17,7 @@ connection) is retried row by row, so only that request fails. The thread exits 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -28,7 +31,7 @@ IDLE_SECONDS = 30.0
 
 
 class _Batch:
-    __slots__ = ("rows", "extras", "ids", "error", "refused", "done")
+    __slots__ = ("done", "error", "extras", "ids", "loops", "refused", "rows")
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -37,6 +40,23 @@ class _Batch:
         self.error: BaseException | None = None  # the whole batch failed (the database is away)
         self.refused: dict[int, BaseException] = {}  # rows the database refused, by index
         self.done = threading.Event()
+        self.loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}  # the waiting tasks' futures
+
+    def result(self, index: int) -> int | None:
+        """Row ``index``'s id (``None``: a duplicate), or the error that kept it out."""
+        error = self.error or self.refused.get(index)
+        if error is not None:
+            raise error
+        return self.ids[index]
+
+    def finish(self) -> None:
+        """Wake the threads and event loops waiting on this batch."""
+        self.done.set()
+        for loop, futures in self.loops.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, futures)  # one wake-up per loop and batch
+            except RuntimeError:  # that loop is closed: nobody is left to wake
+                pass
 
 
 Key = tuple[str, str, str]
@@ -65,21 +85,32 @@ class Committer:
 
     def submit(self, row: dict[str, Any], extra: Any = None) -> int | None:
         """Store ``row`` with the next batch; its id once committed, ``None`` if a duplicate."""
+        batch, index = self._hand_over(row, extra)
+        batch.done.wait()
+        return batch.result(index)
+
+    async def submit_async(self, row: dict[str, Any], extra: Any = None) -> int | None:
+        """``submit`` for a task of a running event loop: waits without blocking the loop."""
+        future = asyncio.get_running_loop().create_future()
+        batch, index = self._hand_over(row, extra, future)
+        await future
+        return batch.result(index)
+
+    def _hand_over(self, row: dict[str, Any], extra: Any,
+                   future: asyncio.Future | None = None) -> tuple[_Batch, int]:
         with self.cond:
-            batch = self.open  # at most one row per request thread: batches stay small
+            batch = self.open  # at most one row per waiting request: batches stay small
             index = len(batch.rows)
             batch.rows.append(row)
             batch.extras.append(extra)
+            if future is not None:  # registered before the batch can finish
+                batch.loops.setdefault(future.get_loop(), []).append(future)
             if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
                 self.pid = os.getpid()
                 self.thread = threading.Thread(target=self._run, name="coexhub-group-commit", daemon=True)
                 self.thread.start()
             self.cond.notify()
-        batch.done.wait()
-        error = batch.error or batch.refused.get(index)
-        if error is not None:
-            raise error
-        return batch.ids[index]
+        return batch, index
 
     def _run(self) -> None:
         while True:
@@ -97,7 +128,7 @@ class Committer:
                     self._after(batch)
             finally:
                 self.busy = 0
-                batch.done.set()
+                batch.finish()
 
     def _after(self, batch: _Batch) -> None:
         try:
@@ -137,6 +168,12 @@ class Committer:
                 log.exception("inbound event row refused by the database")
                 batch.refused[i] = exc
         return ids
+
+
+def _resolve(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled waiter
+            future.set_result(None)
 
 
 def _key(row: dict[str, Any]) -> Key:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
 import json
 import logging
 import os
+import random
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 from rq.job import Job
@@ -35,7 +36,7 @@ def new_request_id(incoming: str | None = None) -> str:
     """The caller's ``X-Request-Id`` when it is a sane token, else a fresh random id."""
     if incoming and _VALID_ID.match(incoming.strip()):
         return incoming.strip()
-    return uuid.uuid4().hex
+    return f"{random.getrandbits(128):032x}"  # an id to follow, not a secret: no system call
 
 
 def current_request_id() -> str | None:
@@ -57,7 +58,12 @@ def mask_phone(number: str | None) -> str | None:
 
 def redact(fields: dict[str, Any]) -> dict[str, Any]:
     """Drop the values of fields whose names mark them as secrets or message content."""
-    return {k: ("[redacted]" if _SECRET_NAME.search(k) and v is not None else v) for k, v in fields.items()}
+    return {k: ("[redacted]" if v is not None and _secret_name(k) else v) for k, v in fields.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_name(name: str) -> bool:
+    return _SECRET_NAME.search(name) is not None
 
 
 def event(logger: logging.Logger, message: str, *, level: int = logging.INFO, exc_info: bool = False,

@@ -62,8 +62,15 @@ def registry_for(runtime) -> CollectorRegistry:
 
 
 def observe(method: str, endpoint: str, status: int, started: float) -> None:
-    REQUESTS.labels(method, endpoint, str(status)).inc()
-    LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+    key = (method, endpoint, status)
+    found = _CHILDREN.get(key)
+    if found is None:  # routes × methods × statuses: a bounded set
+        found = _CHILDREN[key] = (REQUESTS.labels(method, endpoint, str(status)), LATENCY.labels(endpoint))
+    found[0].inc()
+    found[1].observe(time.perf_counter() - started)
+
+
+_CHILDREN: dict[tuple[str, str, int], tuple] = {}
 
 
 __all__ = ["count", "registry_for", "observe", "generate_latest"]

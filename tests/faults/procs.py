@@ -273,15 +273,16 @@ class HubProcesses:
                 "-m",
                 "gunicorn",
                 "-k",
-                "gthread",
+                "uvicorn_worker.UvicornWorker",
                 "-w",
                 "2",
-                "--threads",
-                "4",
                 "-b",
                 f"127.0.0.1:{self.port}",
-                "hub.wsgi:app",
+                "hub.asgi:app",
             ]
+        if name == "web" and self.web == "gthread":  # the Flask app alone (hub.wsgi) under gthread workers
+            return [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "2", "--threads", "4",
+                    "-b", f"127.0.0.1:{self.port}", "hub.wsgi:app"]
         if name == "web":
             return base + ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if name.startswith("worker"):

@@ -2,7 +2,8 @@
 
 One Meta app webhook serves every workspace. Ingest verifies ``X-Hub-Signature-256`` on the
 raw body, stores the envelope (deduped on its SHA-256: Meta redelivers identical bodies),
-enqueues it and answers 200; routing to connections by ``phone_number_id`` happens in the job.
+enqueues it and answers 200; routing to connections by ``phone_number_id`` happens in the job. The POST's
+steps (``intake``, ``link_more``, ``answer``) are shared with ``hub.api.fast_webhooks``.
 A signed body that is not an envelope is stored as ``rejected`` (visible, never processed) and
 still answered 200: nothing Meta signed is lost, and Meta does not retry it for days.
 """
@@ -14,6 +15,8 @@ import itertools
 import json
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
@@ -29,9 +32,10 @@ bp = Blueprint("whatsapp_webhook", __name__)
 MAX_ROUTED_AT_INGEST = 100  # changes routed (cached lookups) at ingest to list a delivery; processing routes all
 _ROUTE_CACHE: dict[str, tuple[float, str | None]] = {}
 ROUTE_TTL = 30.0
+RULE = "/webhooks/whatsapp"
 
 
-@bp.get("/webhooks/whatsapp")
+@bp.get(RULE)
 def verify_subscription():
     settings = current_app.extensions["coexhub"].settings
     token = request.args.get("hub.verify_token", "")
@@ -50,30 +54,62 @@ def signature_ok(body: bytes, header: str | None, app_secret: str) -> bool:
     return hmac.compare_digest(expected.encode(), header[7:].strip().encode())
 
 
-@bp.post("/webhooks/whatsapp")
+@bp.post(RULE)
 def receive():
     rt = current_app.extensions["coexhub"]
-    body = request.get_data(cache=True)
-    if not signature_ok(body, request.headers.get("X-Hub-Signature-256"), rt.settings.meta_app_secret):
+    found = intake(rt, request.get_data(cache=True), request.headers.get("X-Hub-Signature-256"))
+    g.workspace_id = found.workspace_id  # also for the request's log line
+    event_id, duplicate = ingest.store(rt, **found.fields)
+    link_more(rt, found, event_id)
+    return jsonify(answer(found, event_id, duplicate))
+
+
+@dataclass
+class Intake:
+    """A verified envelope ready to store (``fields`` for ``ingest.store``)."""
+    fields: dict[str, Any]
+    workspaces: list[str]  # the first is the event's; more are linked after the insert
+    problem: str | None
+
+    @property
+    def workspace_id(self) -> str | None:
+        return self.workspaces[0] if self.workspaces else None
+
+
+def intake(rt, body: bytes, signature: str | None) -> Intake:
+    """Verify and read a Meta webhook (shared with ``hub.api.fast_webhooks``); ``ApiError`` 401."""
+    if not signature_ok(body, signature, rt.settings.meta_app_secret):
         count(rt.redis, rt.settings.key_prefix, "ingest", provider="whatsapp", result="bad_signature")
         raise ApiError(401, "bad_signature", "X-Hub-Signature-256 is missing or wrong")
     envelope, problem = understood(body)
     if problem:
         log.warning("signed WhatsApp webhook kept as rejected: %s", problem)
     workspaces = _workspaces_of(rt, envelope)
-    g.workspace_id = workspaces[0] if workspaces else None  # also for the request's log line
-    event_id, duplicate = ingest.store(
-        rt, provider="whatsapp", scope="meta", dedupe_key=ingest.body_hash(body), body=body,
-        headers={}, topic=_first_field(envelope), workspace_id=workspaces[0] if workspaces else None,
-        status=ingest.REJECTED if problem else "pending", error=problem)
-    if event_id is not None and len(workspaces) > 1:  # rare: one delivery, several workspaces' numbers
-        try:
-            with rt.db.autocommit.connect() as conn:
-                tenancy.link_ids(conn, event_id, workspaces[1:])
-        except Exception:  # stored is what counts; processing links them again
-            log.exception("could not link inbound event %s to workspaces %s", event_id, workspaces[1:])
-    return jsonify(ok=True, event_id=event_id and ids.encode("evt", event_id), duplicate=duplicate,
-                   **({"rejected": problem} if problem else {}))
+    return Intake(workspaces=workspaces, problem=problem, fields={
+        "provider": "whatsapp", "scope": "meta", "dedupe_key": ingest.body_hash(body), "body": body,
+        "headers": {}, "topic": _first_field(envelope), "workspace_id": workspaces[0] if workspaces else None,
+        "status": ingest.REJECTED if problem else "pending", "error": problem})
+
+
+def needs_link(found: Intake, event_id: int | None) -> bool:
+    """Rare: one delivery, several workspaces' numbers (``link_more`` writes the extra links)."""
+    return event_id is not None and len(found.workspaces) > 1
+
+
+def link_more(rt, found: Intake, event_id: int | None) -> None:
+    if not needs_link(found, event_id):
+        return
+    try:
+        with rt.db.autocommit.connect() as conn:
+            tenancy.link_ids(conn, event_id, found.workspaces[1:])
+    except Exception:  # stored is what counts; processing links them again
+        log.exception("could not link inbound event %s to workspaces %s", event_id, found.workspaces[1:])
+
+
+def answer(found: Intake, event_id: int | None, duplicate: bool) -> dict[str, Any]:
+    """The 200 answer's JSON body."""
+    return {"ok": True, "event_id": event_id and ids.encode("evt", event_id), "duplicate": duplicate,
+            **({"rejected": found.problem} if found.problem else {})}
 
 
 def understood(body: bytes) -> tuple[object, str | None]:
