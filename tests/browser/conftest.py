@@ -1,7 +1,8 @@
 """Browser tests: the console in Debian's Chromium driven by Playwright for Python.
 
-``live_hub`` serves this test's app on a loopback port (threaded werkzeug); ``browser_page``
-is a fresh Chromium page (``/usr/bin/chromium``, or ``COEXHUB_CHROMIUM``). Without Chromium or
+``live_hub`` serves this test's app on a loopback port as production does (``hub.asgi`` under
+uvicorn: the console and its event stream go through a2wsgi); ``browser_page`` is a fresh
+Chromium page (``/usr/bin/chromium``, or ``COEXHUB_CHROMIUM``). Without Chromium or
 Playwright these tests are skipped locally; CI installs both (``.ci/run``) and sets
 ``COEXHUB_REQUIRE_BROWSER=1``, which turns the skip into a failure.
 ``shot(page, name)`` saves ``docs/screenshots/<name>.png`` (the README shows them).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -47,17 +49,28 @@ def chromium_browser():
 
 
 class LiveHub:
-    def __init__(self, app):
-        from werkzeug.serving import make_server
+    """The app as production serves it (``hub.asgi``: uvicorn, webhooks on the event loop, the
+    console and API through a2wsgi's thread pool) on a loopback port, in a thread."""
 
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def __init__(self, app):
+        import uvicorn
+
+        from hub.api.fast_webhooks import WebhookApp
+
+        self.server = uvicorn.Server(uvicorn.Config(WebhookApp(app, threads=16), host="127.0.0.1", port=0,
+                                                    log_level="warning", lifespan="on",
+                                                    timeout_graceful_shutdown=5))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
 
     def close(self):
-        self.server.shutdown()
-        self.thread.join(timeout=10)
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
 
 
 @pytest.fixture
