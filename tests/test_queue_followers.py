@@ -14,21 +14,12 @@ from hub.core.runtime import current
 from hub.core.sending.pipeline import DELIVER_DUE, delivery_job
 from hub.core.sending.sends import create_send
 from hub.testing import process_env
+from tests.test_recovery import wait_for
 
 
 def hold(key: str) -> None:
     """A job standing in for a ``deliver`` job past its last claim: it runs until the test lets it go."""
     current().redis.blpop([key], timeout=60)
-
-
-def wait_for(check, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_send_committed_while_its_deliver_job_runs_is_delivered_by_a_follower(client, coexistence, simulator):
