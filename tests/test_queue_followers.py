@@ -4,7 +4,6 @@ not left for the scheduler's sweep. Real components: a ``coexhub worker`` proces
 API simulator; no scheduler runs, so only the follower can deliver the send."""
 import subprocess
 import sys
-import time
 
 from sqlalchemy import update
 
