@@ -16,7 +16,7 @@ from hub.core.connectors import normalize_phone
 from hub.core.models import Connection, Contact, Message, Send, Template, utcnow
 from hub.core.processing import enqueue_all
 from hub.core.sending import checks, routing
-from hub.core.sending.pipeline import delivery_job
+from hub.core.sending.pipeline import delivery_job, jobs_for
 from hub.core.sending.routing import REASONS
 from hub.core.sending.sends import create_send, find_idempotent
 from hub.core.sending.templates import params_problem, upsert_templates
@@ -133,8 +133,8 @@ def send_message(body):
     outside that number's 24-hour window."""
     with runtime().db.session() as session:
         send, created = queue_checked(session, body, recipient(session, body))
-        job = [delivery_job(send.id)] if created and send.status == "queued" else []
-    enqueue_all(runtime(), job)
+        jobs = jobs_for(send) if created else []
+    enqueue_all(runtime(), jobs)
     return send
 
 

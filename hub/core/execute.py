@@ -17,7 +17,7 @@ from hub.core.actions import (Action, CancelScheduled, DisableInstallation, Emit
 from hub.core.models import Attribution, Contact, Installation, OutboundDelivery, Send, Workspace, utcnow
 from hub.core.outbox import outbox_job
 from hub.core.sending import routing
-from hub.core.sending.pipeline import claimed_job, delivery_job
+from hub.core.sending.pipeline import jobs_for
 from hub.core.sending.sends import claim_token, create_send, recipient
 
 PENDING_SEND_STATES = ("scheduled", "queued")
@@ -63,9 +63,9 @@ class Executor:
             # a send with a cancel key stays ``queued`` (CancelScheduled may still reach it); the rest
             # are claimed by this transaction and delivered by one ``deliver`` job
             claim_token=None if cancel_key or group else claim_token(self.session), contact=contact)
-        if created and send.status in ("queued", "sending"):
+        if created:
             self.session.flush()
-            self.jobs.append(claimed_job(send) if send.status == "sending" else delivery_job(send.id))
+            self.jobs += jobs_for(send)
         self.outcome["sends"].append(send.id)
         return send
 

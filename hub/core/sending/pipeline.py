@@ -72,6 +72,14 @@ def claimed_job(send: Send) -> tuple:
     return ("send", DELIVER, (send.claim_token, send.id))
 
 
+def jobs_for(send: Send) -> list[tuple]:
+    """The job that delivers a send just created (and flushed): its own ``deliver`` when its
+    transaction claimed it, a batch slot's when queued; none when scheduled or failed."""
+    if send.status == "sending":
+        return [claimed_job(send)]
+    return [delivery_job(send.id)] if send.status == "queued" else []
+
+
 def merge_claimed(jobs: list[tuple]) -> list[tuple]:
     """``jobs`` with the ``claimed_job``s of each claim token folded into one ``deliver`` job (first)."""
     claimed: dict[str, list[int]] = {}

@@ -19,7 +19,7 @@ from hub.core.events import emit
 from hub.core.execute import Executor
 from hub.core.metrics import count
 from hub.core.models import Connection, InboundEvent, Installation, Workspace
-from hub.core.sending.pipeline import claimed_job
+from hub.core.sending.pipeline import jobs_for
 from hub.core.sending.sends import claim_token, create_send
 from hub.core.whatsapp import account, messages, sync
 from hub.core.whatsapp.events import DomainEvent
@@ -176,9 +176,9 @@ class OptOut:
         send, created = create_send(self.session, workspace_id=self.conn.workspace_id, connection=self.conn,
                                     to=to, kind="text", origin="system", text=text,
                                     claim_token=claim_token(self.session))
-        if created and send.status == "sending":
+        if created:
             self.session.flush()
-            self.jobs.append(claimed_job(send))
+            self.jobs += jobs_for(send)
 
 
 def plugin_actions(rt, session, item: DomainEvent) -> list[tuple[Executor, list]]:
