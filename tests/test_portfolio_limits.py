@@ -247,3 +247,19 @@ def test_simulator_cli_sets_the_portfolio_limit(runner, simulator):
     finally:
         off = runner.invoke(["simulator", "portfolio-limit", waba, "unlimited", "--quiet", *url])
     assert off.exit_code == 0 and "TIER_UNLIMITED" in off.output
+
+
+def test_without_redis_the_portfolio_check_defers_the_send(client, tier3):
+    """Redis away while a business-initiated send asks for its portfolio slot: Meta has not seen
+    the send, so it waits ``REDIS_DEFER`` seconds (never a crash of the batch)."""
+    import redis
+
+    sent = template(client, tier3, customer())
+    now = utcnow()
+    unreachable = portfolio.Reach(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5), "nowhere")
+    with client.rt.db.session() as s:
+        send = s.get(Send, client.row_id(sent["id"]))
+        conn = s.get(Connection, send.connection_id)
+        reason, not_before = pipeline._portfolio_hold(s, unreachable, {}, conn, send, now)
+    assert reason == "portfolio limit unavailable (Redis)"
+    assert not_before == now + dt.timedelta(seconds=pipeline.dispatch.REDIS_DEFER)

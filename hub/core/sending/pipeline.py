@@ -351,8 +351,8 @@ def _portfolio_hold(session, reach: portfolio.Reach, cache: dict, conn: Connecti
     try:
         slot = reach.take(conn, send.to, send.category, now)
     except Exception as exc:  # Redis is away: Meta has not seen this send, so it simply waits
-        log.warning("send %s: portfolio limit unavailable (%s); deferred %ss", send.id, exc, REDIS_DEFER)
-        return "portfolio limit unavailable (Redis)", now + dt.timedelta(seconds=REDIS_DEFER)
+        log.warning("send %s: portfolio limit unavailable (%s); deferred %ss", send.id, exc, dispatch.REDIS_DEFER)
+        return "portfolio limit unavailable (Redis)", now + dt.timedelta(seconds=dispatch.REDIS_DEFER)
     if slot.granted:
         return None
     return portfolio.hold_reason(conn, send.category, slot.free_at), slot.free_at
