@@ -7,6 +7,7 @@ never retried, and the provider still gets its 2xx (a retry would bring the same
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ import threading
 from functools import partial
 from typing import Any, Mapping
 
-from sqlalchemy import update
+from sqlalchemy import JSON, update
 
 from hub.core.group_commit import Committer
 from hub.core.logs import current_request_id
@@ -35,31 +36,33 @@ def process_job(event_id: int, *more: int) -> tuple:
 
 def _insert(conn, rows: list[dict]) -> dict[tuple[str, str, str], int]:
     """Insert a batch in one transaction; the ids of the rows it inserted, by key."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
+    if conn.dialect.name == "postgresql":
         return _insert_postgresql(conn, rows)
-    if dialect not in _STATEMENTS:
-        _STATEMENTS[dialect] = _insert_statement(dialect)
-    result = conn.execute(_STATEMENTS[dialect], rows)  # one multi-row insert ("insertmanyvalues")
+    result = conn.execute(_sqlite_insert(), rows)  # one multi-row insert ("insertmanyvalues")
     return {(provider, scope, key): event_id for event_id, provider, scope, key in result.all()}
 
 
-def _insert_statement(dialect: str):
+@functools.cache
+def _sqlite_insert():
     from sqlalchemy.dialects.sqlite import insert
 
     return insert(InboundEvent).on_conflict_do_nothing().returning(
         InboundEvent.id, InboundEvent.provider, InboundEvent.scope, InboundEvent.dedupe_key)
 
 
-_COLUMNS = {"provider": "varchar", "scope": "varchar", "dedupe_key": "varchar", "workspace_id": "varchar",
-            "topic": "varchar", "headers": "json", "body": "bytea", "status": "varchar", "attempts": "int",
-            "last_error": "text", "received_at": "timestamp", "next_attempt_at": "timestamp",
-            "enqueued_at": "timestamp"}
-_PG_INSERT = (  # one short statement whatever the batch size: prepared once, one array per column
-    f"INSERT INTO inbound_events ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM unnest("
-    + ", ".join(f"%b::{kind}[]" for kind in _COLUMNS.values())
-    + f") WITH ORDINALITY AS batch ({', '.join(_COLUMNS)}, n) ORDER BY n"  # ids in hand-over order
-    " ON CONFLICT (provider, scope, dedupe_key) DO NOTHING RETURNING id, provider, scope, dedupe_key")
+@functools.cache
+def _pg_insert(columns: tuple[str, ...]) -> str:
+    """``INSERT … SELECT FROM unnest(one array per column)`` for ``columns`` (their types from the
+    model): one short statement whatever the batch size, so it is prepared once."""
+    from sqlalchemy.dialects import postgresql
+
+    names, dialect = ", ".join(columns), postgresql.dialect()
+    # the types without their lengths: an explicit cast to varchar(n) would cut a long value silently
+    arrays = ", ".join(f"%b::{InboundEvent.__table__.c[c].type.compile(dialect=dialect).split('(')[0]}[]"
+                       for c in columns)
+    return (f"INSERT INTO inbound_events ({names}) SELECT {names} FROM unnest({arrays})"
+            f" WITH ORDINALITY AS batch ({names}, n) ORDER BY n"  # ids in hand-over order
+            " ON CONFLICT (provider, scope, dedupe_key) DO NOTHING RETURNING id, provider, scope, dedupe_key")
 
 
 def _insert_postgresql(conn, rows: list[dict]) -> dict[tuple[str, str, str], int]:
@@ -71,21 +74,21 @@ def _insert_postgresql(conn, rows: list[dict]) -> dict[tuple[str, str, str], int
     from psycopg.types.json import Json
     from sqlalchemy.exc import DBAPIError
 
-    raw = conn.connection.driver_connection
+    raw, columns = conn.connection.driver_connection, tuple(rows[0])  # every row has ``row``'s keys
+    statement = _pg_insert(columns)
     dumps = conn.dialect._json_serializer or json.dumps
-    params = [[Json(row[c], dumps) for row in rows] if c == "headers" else [row[c] for row in rows]
-              for c in _COLUMNS]
+    params = [[Json(row[c], dumps) for row in rows] if isinstance(InboundEvent.__table__.c[c].type, JSON)
+              else [row[c] for row in rows] for c in columns]
     try:
         with raw.cursor() as cur:
-            cur.execute(_PG_INSERT, params, prepare=True)
+            cur.execute(statement, params, prepare=True)
             return {(provider, scope, key): event_id for event_id, provider, scope, key in cur.fetchall()}
     except psycopg.Error as exc:  # as SQLAlchemy's (the committer tells "away" from "refused" by them)
         if raw.closed or isinstance(exc, psycopg.OperationalError):
             conn.invalidate()
-        raise DBAPIError.instance(_PG_INSERT, None, exc, psycopg.Error) from exc
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
-_STATEMENTS: dict[str, object] = {}
 _COMMITTERS_LOCK = threading.Lock()
 
 

@@ -60,7 +60,8 @@ def receive():
     found = intake(rt, request.get_data(cache=True), request.headers.get("X-Hub-Signature-256"))
     g.workspace_id = found.workspace_id  # also for the request's log line
     event_id, duplicate = ingest.store(rt, **found.fields)
-    link_more(rt, found, event_id)
+    if needs_link(found, event_id):
+        link_more(rt, found, event_id)
     return jsonify(answer(found, event_id, duplicate))
 
 
@@ -96,9 +97,8 @@ def needs_link(found: Intake, event_id: int | None) -> bool:
     return event_id is not None and len(found.workspaces) > 1
 
 
-def link_more(rt, found: Intake, event_id: int | None) -> None:
-    if not needs_link(found, event_id):
-        return
+def link_more(rt, found: Intake, event_id: int) -> None:
+    """Link the stored event to the other workspaces whose numbers it names."""
     try:
         with rt.db.autocommit.connect() as conn:
             tenancy.link_ids(conn, event_id, found.workspaces[1:])
