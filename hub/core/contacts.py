@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.core.bsuid import is_bsuid
-from hub.core.db import lock
+from hub.core.db import lock, savepoint
 from hub.core.events import emit
 from hub.core.models import Attribution, Contact, Message, Send, utcnow
 
@@ -61,7 +61,7 @@ def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id
     contact = Contact(workspace_id=workspace_id, wa_id=wa_id, user_id=user_id, source=source,
                       tags=[], attributes={}, **{k: v for k, v in values.items() if v is not None})
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(contact)
     except IntegrityError:  # a concurrent job inserted this person first: use theirs
         theirs = session.scalars(lock(select(Contact).where(Contact.workspace_id == workspace_id, or_(*conds))

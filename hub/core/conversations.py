@@ -18,6 +18,7 @@ from sqlalchemy import and_, case, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub.core.db import savepoint
 from hub.core.models import Contact, Conversation, ConversationNote, Membership, Message, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def sync(session: Session, workspace_id: str) -> int:
 
 def _create(session: Session, workspace_id: str, contact_id: int, connection_id: str) -> Conversation:
     try:
-        with session.begin_nested():
+        with savepoint(session):
             conv = Conversation(workspace_id=workspace_id, contact_id=contact_id, connection_id=connection_id,
                                 status="open")
             session.add(conv)

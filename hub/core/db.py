@@ -97,6 +97,35 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+OPTIMISTIC = "coexhub_optimistic"  # ``session.info`` flag: savepoints are left out (see ``savepoint``)
+
+
+class NeedsSavepoints(Exception):
+    """An optimistic pass hit an error where a savepoint would have caught it: run it again
+    with savepoints (``savepoint``)."""
+
+
+@contextlib.contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """``session.begin_nested()``: the block's writes are flushed in a savepoint, so an error
+    (a lost insert race, one bad item) rolls back only the block and the caller goes on.
+
+    In an *optimistic* transaction (``session.info[OPTIMISTIC]``, set by a caller that can run
+    its whole transaction again) the block is only flushed: an error in it is raised as
+    ``NeedsSavepoints`` (no ``except IntegrityError`` below catches it), the caller rolls back
+    and runs again with savepoints. Errors are rare and a savepoint costs two round trips, so
+    most transactions save them all."""
+    if not session.info.get(OPTIMISTIC):
+        with session.begin_nested():
+            yield
+        return
+    try:
+        yield
+        session.flush()
+    except Exception as exc:
+        raise NeedsSavepoints(f"{type(exc).__name__} in an optimistic pass") from exc
+
+
 def lock(query, session: Session):
     """``query`` locking its rows on PostgreSQL (``FOR NO KEY UPDATE``: rows read to be changed
     stay consistent under concurrent jobs, while inserts that only reference them are not

@@ -13,12 +13,13 @@ import logging
 from sqlalchemy import select
 
 from hub.core.connectors import Context
+from hub.core.db import OPTIMISTIC
 from hub.core.execute import Executor
 from hub.core.logs import event, request_id_var
 from hub.core.metrics import count_job
 from hub.core.models import InboundEvent, Installation, utcnow
-from hub.core.public_errors import public_error
 from hub.core.patience import DB_AWAY, patiently
+from hub.core.public_errors import public_error
 from hub.core.runtime import Runtime, current
 from hub.core.sending.pipeline import merge_claimed
 
@@ -62,12 +63,27 @@ def process_event(event_id: int, *more: int, request_ids: list[str | None] | Non
 
 
 def _process(rt: Runtime, event_id: int) -> tuple[str, list[tuple]]:
+    """Process the event in one transaction, first optimistically without savepoints (the usual
+    case: nothing fails, two round trips saved per savepoint); when anything fails in that pass,
+    it is rolled back and the event processed again with them (``hub.core.db.savepoint``), where
+    a lost insert race or one bad item is caught where it happens, as before."""
+    try:
+        with rt.db.session() as session:
+            session.info[OPTIMISTIC] = True
+            event = _locked(rt, session, event_id)
+            if event is None:
+                return "skipped", []
+            status, outcome, jobs = _dispatch(rt, session, event)
+            event.status, event.outcome, event.processed_at = status, outcome, utcnow()
+            event.last_error = None
+            return status, jobs  # committed here; a failing commit also runs the careful pass
+    except Exception as exc:  # rolled back: nothing of the pass is left
+        if isinstance(exc, DB_AWAY) and exc.connection_invalidated:
+            raise  # the connection is gone: retried whole (``patiently``)
+        log.info("inbound event %s: processed again with savepoints (%s)", event_id, exc)
     with rt.db.session() as session:
-        query = select(InboundEvent).where(InboundEvent.id == event_id)
-        if not rt.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        event = session.scalars(query).first()
-        if event is None or event.status != "pending":
+        event = _locked(rt, session, event_id)
+        if event is None:
             return "skipped", []
         try:
             with session.begin_nested():
@@ -88,6 +104,15 @@ def _process(rt: Runtime, event_id: int) -> tuple[str, list[tuple]]:
             event.enqueued_at = None
             jobs, status = [], "failed"
     return status, jobs
+
+
+def _locked(rt: Runtime, session, event_id: int) -> InboundEvent | None:
+    """The event, locked, while it is pending (None: done, or another job holds it)."""
+    query = select(InboundEvent).where(InboundEvent.id == event_id)
+    if not rt.db.is_sqlite:
+        query = query.with_for_update(skip_locked=True)
+    event = session.scalars(query).first()
+    return event if event is not None and event.status == "pending" else None
 
 
 def _log_failure(row: InboundEvent) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.core import contacts
+from hub.core.db import savepoint
 from hub.core.events import emit
 from hub.core.models import Connection, Contact, Installation, Send, utcnow
 
@@ -74,7 +75,7 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
     if connection is None:
         send.status, send.last_error = "failed", "no WhatsApp connection in this workspace"
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(send)
     except IntegrityError:  # a concurrent insert won the idempotency key
         existing = session.scalars(select(Send).where(Send.workspace_id == workspace_id,
@@ -99,7 +100,7 @@ def recipient(session: Session, workspace_id: str, to: str | None, origin: str,
         return None
     for attempt in (1, 2):
         try:
-            with session.begin_nested():
+            with savepoint(session):
                 contact = contacts.upsert(session, workspace_id, **contacts.recipient_keys(to), source=origin,
                                           created_with={"profile_name": name})
             break

@@ -15,6 +15,7 @@ from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub.core.db import savepoint
 from hub.core.models import Connection, Contact, ContactWindow, Send, utcnow
 from hub.core.sending.sends import AUTOMATED
 
@@ -62,7 +63,7 @@ def _raise(session: Session, connection_id: str, contact: Contact, name: str, va
     conditional UPDATE, so concurrent jobs never lower it and a concurrent insert is tolerated."""
     if session.get(ContactWindow, (connection_id, contact.id)) is None:
         try:
-            with session.begin_nested():
+            with savepoint(session):
                 session.add(ContactWindow(connection_id=connection_id, contact_id=contact.id,
                                           workspace_id=contact.workspace_id, **{name: value}))
             return

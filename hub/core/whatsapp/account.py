@@ -5,6 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hub.core import contacts
+from hub.core.db import savepoint
 from hub.core.events import emit
 from hub.core.models import Connection, Template, iso_utc, utcnow
 from hub.core.sending import portfolio
@@ -77,7 +78,7 @@ def _template(session, workspace_id: str, waba_id: str, value: dict) -> Template
         template = Template(workspace_id=workspace_id, waba_id=waba_id, meta_id=meta_id or None,
                             name=name or meta_id, language=language or "", components=[])
         try:
-            with session.begin_nested():
+            with savepoint(session):
                 session.add(template)
             return template
         except IntegrityError:

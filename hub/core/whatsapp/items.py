@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, InternalError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from hub.core.db import OPTIMISTIC
+
 log = logging.getLogger(__name__)
 MAX_RECORDED = 50  # skipped items listed in an outcome (all are counted and logged)
 TRANSIENT = (OperationalError, InterfaceError, InternalError, PoolTimeout)
@@ -103,8 +105,13 @@ class Items:
     @contextlib.contextmanager
     def isolated(self, at: str) -> Iterator[Run]:
         """Run the block in a savepoint; a data error rolls back only this item and is recorded
-        (the yielded :class:`Run` then says ``ok=False``)."""
+        (the yielded :class:`Run` then says ``ok=False``). In an optimistic pass
+        (``hub.core.db.savepoint``) the block runs as it is: an error ends the pass, and the
+        event is processed again with savepoints, where it is isolated and recorded."""
         marks, run = (len(self.domain), len(self.jobs)), Run()
+        if self.session.info.get(OPTIMISTIC):  # no savepoint: an error fails the whole pass (see db.savepoint)
+            yield run
+            return
         try:
             with self.session.begin_nested():
                 yield run

@@ -15,13 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.core import contacts
-from hub.core.db import lock
+from hub.core.bsuid import SYSTEM_CHANGED
+from hub.core.db import lock, savepoint
 from hub.core.events import emit
-from hub.core.sending import marketing, windows
-from hub.core.sending.results import confirm_from_status
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
 from hub.core.pricing.record import record_pricing
-from hub.core.bsuid import SYSTEM_CHANGED
+from hub.core.sending import marketing, windows
+from hub.core.sending.results import confirm_from_status
 from hub.core.whatsapp import rekey
 from hub.core.whatsapp.events import DomainEvent
 from hub.core.whatsapp.items import Items, digest, digits, obj, text
@@ -77,7 +77,7 @@ def insert_message(session, **values) -> Message | None:
         return None
     message = Message(**values)
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(message)
     except IntegrityError:  # a concurrent job inserted it first
         return None
