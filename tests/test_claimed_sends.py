@@ -76,3 +76,40 @@ def test_a_reminder_due_at_once_stays_cancellable(client, coexistence, simulator
         assert send.status == "cancelled"
     assert not [r for r in list(simulator.requests) if r["phone_number_id"] == coexistence.phone_number_id
                 and r["body"].get("to") == "14155557402"]
+
+
+def test_one_job_serves_the_events_waiting_behind_it_and_one_deliver_job_their_sends(
+        client, coexistence, simulator, run_jobs, monkeypatch):
+    """Under a backlog the first ingest job also processes the oldest events still waiting
+    (each in its own transaction), takes their jobs off the queue, and one ``deliver`` job
+    sends what they all claimed; every send still goes out once."""
+    from hub.core import processing
+    from hub.core.processing import BATCH, process_event
+
+    monkeypatch.setattr(processing, "BATCH_SECONDS", 60.0)  # a slow machine still takes the whole batch
+    coexistence.add_template("order_confirmation", body_params=1)
+    secrets = {"webhook_secret": "acme-secret"}
+    inst = client.install(coexistence.workspace, "acme", {**secrets, "api_token": "t", "default_country": "US"})
+    phones = [f"+1415555{7410 + k}" for k in range(BATCH + 2)]
+    for k, phone in enumerate(phones):
+        r = client.deliver("acme", inst["id"], {**ORDER, "id": ORDER["id"] + 10 + k, "phone": phone}, secrets,
+                           {"X-Acme-Topic": "order.created", "X-Acme-Webhook-Id": f"backlog-{k}"})
+        assert r.status_code == 200
+    ingest = client.rt.queues["ingest"]
+    [first, *behind] = ingest.get_jobs()
+    assert len(behind) == BATCH + 1
+    ingest.remove(first)
+    process_event(*first.args)  # one worker takes the first job
+    with client.rt.db.session() as s:
+        sends = s.scalars(select(Send).where(Send.workspace_id == coexistence.workspace.id).order_by(Send.id)).all()
+    assert [s.to for s in sends] == [p.lstrip("+") for p in phones[:BATCH]]  # the oldest, in order
+    assert len({s.claim_token for s in sends}) == 1
+    assert ingest.count == 2  # the jobs of the events it did are gone: the two left stay queued
+    [deliver] = [j for j in client.rt.queues["send"].get_jobs() if j.func_name == DELIVER]
+    assert deliver.args == (sends[0].claim_token, *(s.id for s in sends))
+    run_jobs()
+    with client.rt.db.session() as s:
+        done = s.scalars(select(Send).where(Send.workspace_id == coexistence.workspace.id)).all()
+    assert sorted(s.status for s in done) == ["sent"] * len(phones)
+    sent_to = [r["body"]["to"] for r in list(simulator.requests) if r["phone_number_id"] == coexistence.phone_number_id]
+    assert sorted(sent_to) == sorted(p.lstrip("+") for p in phones)

@@ -6,9 +6,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.core.bsuid import is_bsuid
-from hub.core.db import lock, savepoint
+from hub.core.db import OPTIMISTIC, lock, savepoint
 from hub.core.events import emit
 from hub.core.models import Attribution, Contact, Message, Send, utcnow
+
+_LOCKED = "coexhub_contacts"  # ``session.info``: the contacts an optimistic pass has locked
 
 
 def upsert(session: Session, workspace_id: str, *, wa_id: str | None = None, user_id: str | None = None,
@@ -22,11 +24,31 @@ def upsert(session: Session, workspace_id: str, *, wa_id: str | None = None, use
     is found and used instead of failing on the unique key."""
     if not wa_id and not user_id:
         return None
-    contact = _find_or_add(session, workspace_id, wa_id, user_id, source, {**(created_with or {}), **values})
+    contact = _locked_already(session, workspace_id, wa_id, user_id) or \
+        _find_or_add(session, workspace_id, wa_id, user_id, source, {**(created_with or {}), **values})
     for key, value in values.items():
         if value is not None:
             setattr(contact, key, value)
     session.flush()
+    return contact
+
+
+def _locked_already(session: Session, workspace_id: str, wa_id: str | None, user_id: str | None) -> Contact | None:
+    """The contact this transaction already found (and locked) by these ids, when nothing can
+    have changed it since: only in an optimistic pass (``hub.core.db.savepoint``), where no
+    savepoint can roll an insert back. A merge or a new id goes to the database."""
+    if not session.info.get(OPTIMISTIC):
+        return None
+    for contact in session.info.get(_LOCKED, ()):
+        if contact.workspace_id == workspace_id and (not wa_id or contact.wa_id == wa_id) \
+                and (not user_id or contact.user_id == user_id):
+            return contact
+    return None
+
+
+def _remember(session: Session, contact: Contact) -> Contact:
+    if session.info.get(OPTIMISTIC):
+        session.info.setdefault(_LOCKED, []).append(contact)
     return contact
 
 
@@ -57,7 +79,7 @@ def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id
     if contact is not None:
         contact.wa_id = contact.wa_id or wa_id
         contact.user_id = contact.user_id or user_id
-        return contact
+        return _remember(session, contact)
     contact = Contact(workspace_id=workspace_id, wa_id=wa_id, user_id=user_id, source=source,
                       tags=[], attributes={}, **{k: v for k, v in values.items() if v is not None})
     try:
@@ -70,7 +92,7 @@ def _find_or_add(session: Session, workspace_id: str, wa_id: str | None, user_id
             raise
         return _find_or_add(session, workspace_id, wa_id, user_id, source, values)
     emit.contact_created(session, contact)
-    return contact
+    return _remember(session, contact)
 
 
 def add_tags(contact: Contact, tags: list[str]) -> None:

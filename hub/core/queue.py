@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from typing import Any
@@ -88,6 +89,27 @@ class Queues:
                         return False  # a copy waits in the queue and will look for the work
                     break  # running: try the follower id
         return False
+
+    def discard(self, name: str, job_ids: list[str]) -> int:
+        """Take jobs (ids as given to ``enqueue``) still waiting in queue ``name`` off it and
+        delete them: their work was done by another job. A job that also does other rows' work
+        (``cover``) stays, and so does one a worker took already (it finds its work done).
+        Returns how many were taken off (one round trip)."""
+        return int(self._discard(keys=[self.by_name[name].key, f"{self.prefix}:covered"],
+                                 args=[self.prefix, Job.redis_job_namespace_prefix, *job_ids]))
+
+    @functools.cached_property
+    def _discard(self):
+        return self.redis.register_script("""
+            local taken = 0
+            for i = 3, #ARGV do
+              local job = ARGV[1] .. '-' .. ARGV[i]
+              if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 and redis.call('LREM', KEYS[1], 1, job) > 0 then
+                redis.call('DEL', ARGV[2] .. job)
+                taken = taken + 1
+              end
+            end
+            return taken""")
 
     def _drop_finished(self, job_id: str) -> JobStatus | None:
         """A failed (kept for inspection), finished or orphaned job must not block its id: delete

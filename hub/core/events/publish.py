@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from hub.core.events.catalogue import EVENT_TYPES, matches
 from hub.core.logs import event
-from hub.core.models import OutboundDelivery, OutboundEvent, Subscription, iso_utc, utcnow
+from hub.core.models import OutboundDelivery, OutboundEvent, Subscription, iso_utc, new_id, utcnow
 
 log = logging.getLogger(__name__)
 _JOBS = "coexhub_outbox_jobs"
@@ -42,9 +42,8 @@ def record(session: Session, workspace_id: str, type: str, data: dict[str, Any],
             event(log, "event data does not match its schema", level=logging.WARNING, type=type,
                   errors=str(errors)[:300])
     now = utcnow()
-    evt = OutboundEvent(workspace_id=workspace_id, type=type, data=data, created_at=now)
-    session.add(evt)
-    session.flush()
+    evt = OutboundEvent(id=new_id("evt"), workspace_id=workspace_id, type=type, data=data, created_at=now)
+    session.add(evt)  # written with the transaction's next flush (the events of one flush in one INSERT)
     if only is None:
         subs = [sub for sub in _subscriptions(session, workspace_id) if matches(sub.events, type)]
     else:
@@ -53,9 +52,9 @@ def record(session: Session, workspace_id: str, type: str, data: dict[str, Any],
     rows = [OutboundDelivery(workspace_id=workspace_id, kind="webhook", target=sub.id, event_type=type,
                              event_id=evt.id, payload=payload, installation_id=installation_id,
                              next_attempt_at=now, enqueued_at=now) for sub in subs]
-    session.add_all(rows)
-    session.flush()
     if rows:
+        session.add_all(rows)
+        session.flush()
         enqueue_after_commit(session, rows)
     event(log, "event published", type=type, event_id=evt.id, workspace_id=workspace_id, deliveries=len(rows))
     return evt, rows
@@ -66,8 +65,6 @@ def _subscriptions(session: Session, workspace_id: str) -> list[Subscription]:
     three events asks once); a flush that writes a subscription drops what was read."""
     transaction = session.get_transaction()
     cache = session.info.get(_SUBS)
-    if cache is None:
-        sa_event.listen(session, "before_flush", _drop_subscriptions)
     if cache is None or cache[0] is not transaction:
         cache = session.info[_SUBS] = (transaction, {})
     if workspace_id not in cache[1]:
@@ -76,8 +73,9 @@ def _subscriptions(session: Session, workspace_id: str) -> list[Subscription]:
     return cache[1][workspace_id]
 
 
+@sa_event.listens_for(Session, "before_flush")
 def _drop_subscriptions(session: Session, _flush_context, _instances) -> None:
-    if any(isinstance(row, Subscription) for row in (*session.new, *session.dirty, *session.deleted)):
+    if session.info.get(_SUBS) and any(isinstance(row, Subscription) for row in (*session.new, *session.dirty, *session.deleted)):
         session.info[_SUBS] = (None, {})
 
 

@@ -86,9 +86,13 @@ def create_send(session: Session, *, workspace_id: str, connection: Connection |
     return send, True
 
 
+CLAIM_TOKEN = "coexhub_claim_token"  # ``session.info`` key
+
+
 def claim_token(session: Session) -> str:
-    """The claim token of the sends created in ``session``'s transaction (one ``deliver`` job)."""
-    return session.info.setdefault("coexhub_claim_token", secrets.token_hex(8))
+    """The claim token of the sends created in ``session``'s transaction (one ``deliver`` job;
+    a job processing several events in turn gives their transactions one, ``CLAIM_TOKEN``)."""
+    return session.info.setdefault(CLAIM_TOKEN, secrets.token_hex(8))
 
 
 def recipient(session: Session, workspace_id: str, to: str | None, origin: str,
