@@ -166,3 +166,30 @@ def test_a_claim_beaten_to_its_rows_by_another_claims_the_next_ones(client, work
             s.execute(update(Send).where(Send.id.in_(list(taken | set(got))), Send.id.not_in(mine))
                       .values(status="queued", claim_token=None))
             s.execute(update(Send).where(Send.id.in_(mine)).values(status="failed", claim_token=None))
+
+
+def test_a_claim_shares_its_batch_among_the_numbers_with_queued_sends(client, workspace, simulator):
+    """One number's long queue does not take the whole batch: each number with queued sends
+    gets its share of the claim (the oldest first), on both databases."""
+    numbers = [onboard(client, workspace, simulator)[0] for _ in range(3)]
+    rt, made = client.rt, {n: [] for n in numbers}
+    with rt.db.session() as s:  # any other test's queued sends are not this test's to claim
+        others = list(s.scalars(select(Send.id).where(Send.status == "queued")))
+        s.execute(update(Send).where(Send.id.in_(others)).values(status="scheduled"))
+    try:
+        for conn_id, count in zip(numbers, (30, 2, 2)):  # the busy number's sends are the oldest
+            for i in range(count):
+                r = client.post("/api/v1/messages", headers=workspace.headers,
+                                json={"to": f"+14155560{numbers.index(conn_id)}{len(made[conn_id]):02d}",
+                                      "template": "order_update", "params": ["x"], "connection_id": conn_id})
+                assert r.status_code == 202, r.json
+                made[conn_id].append(client.row_id(r.json["id"]))
+        got = pipeline.claim(rt, claim_token="share", limit=10, per_number=20)
+        by_number = {n: sorted(set(got) & set(ids)) for n, ids in made.items()}
+        assert by_number == {numbers[0]: made[numbers[0]][:4], numbers[1]: made[numbers[1]],
+                             numbers[2]: made[numbers[2]]}
+    finally:
+        with rt.db.session() as s:
+            s.execute(update(Send).where(Send.id.in_([i for ids in made.values() for i in ids]))
+                      .values(status="failed", claim_token=None))
+            s.execute(update(Send).where(Send.id.in_(others)).values(status="queued"))

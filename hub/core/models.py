@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -329,7 +330,9 @@ class Send(Base):
                       Index("ix_sends_list", "workspace_id", "id"),
                       Index("ix_sends_status_list", "workspace_id", "status", "id"),
                       Index("ix_sends_contact", "contact_id", "id"),
-                      Index("ix_sends_created", "workspace_id", "created_at"))
+                      Index("ix_sends_created", "workspace_id", "created_at"),
+                      Index("ix_sends_queued", "connection_id", "id", postgresql_where=text("status = 'queued'"),
+                            sqlite_where=text("status = 'queued'")))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = _workspace_fk()
     connection_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("connections.id", ondelete="CASCADE"))

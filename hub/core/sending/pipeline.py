@@ -17,7 +17,7 @@ import secrets
 import time
 from collections import Counter
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, text, tuple_, update
 
 from hub.core import bsuid, contacts
 from hub.core.events import emit
@@ -121,23 +121,57 @@ def deliver_one(send_id: int) -> int:
 
 
 def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
-    """Atomically move queued sends to ``sending`` under ``claim_token`` — at most
-    ``per_number`` per connection, so one number's broadcast never starves the others — and
-    return their ids."""
-    ranked = select(Send.id, func.row_number().over(partition_by=Send.connection_id, order_by=Send.id)
-                    .label("rank")).where(Send.status == "queued").subquery()
-    wanted = Send.id.in_(select(ranked.c.id).where(ranked.c.rank <= per_number).order_by(ranked.c.id).limit(limit))
+    """Atomically move queued sends to ``sending`` under ``claim_token`` — the oldest, with
+    ``limit`` shared among the numbers that have some (at most ``per_number`` each), so one
+    number's broadcast never starves the others — and return their ids."""
     for _ in range(CLAIM_TRIES):
         with rt.db.session() as session:  # a row another worker claimed first no longer matches
-            result = session.execute(update(Send).where(wanted, Send.status == "queued")
+            wanted = _oldest_per_number(session, limit, per_number)
+            if wanted is None:
+                return []
+            result = session.execute(update(Send).where(Send.id.in_(wanted), Send.status == "queued")
                                      .values(status="sending", claim_token=claim_token, attempted_at=None,
                                              updated_at=utcnow()).returning(Send.id),
                                      execution_options={"synchronize_session": False})
             ids = sorted(result.scalars())
-            # empty-handed after a concurrent claim took the same rows first: the queue is not empty
-            if ids or session.scalar(select(Send.id).where(Send.status == "queued").limit(1)) is None:
+            if ids:  # empty-handed after a concurrent claim took the same rows first: look again
                 return ids
     return []
+
+
+_QUEUED_NUMBERS = text("""
+    WITH RECURSIVE numbers(id) AS (
+        (SELECT connection_id FROM sends WHERE status = 'queued' AND connection_id IS NOT NULL
+         ORDER BY connection_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT connection_id FROM sends WHERE status = 'queued' AND connection_id > numbers.id
+                ORDER BY connection_id LIMIT 1)
+        FROM numbers WHERE numbers.id IS NOT NULL)
+    SELECT id FROM numbers WHERE id IS NOT NULL""")
+
+_OLDEST_OF = text("""
+    SELECT picked.id FROM unnest(CAST(:numbers AS varchar[])) AS number(id)
+    CROSS JOIN LATERAL (SELECT id FROM sends WHERE status = 'queued' AND connection_id = number.id
+                        ORDER BY id LIMIT :each) AS picked
+    ORDER BY picked.id LIMIT :limit""")
+
+
+def _oldest_per_number(session, limit: int, per_number: int) -> list[int] | None:
+    """The ids ``claim`` takes (None: nothing is queued): the oldest queued sends, each number's
+    share of ``limit`` at most (``per_number`` at most). On PostgreSQL the numbers are found by a
+    skip scan of ``ix_sends_queued`` (one index probe per number) and each number's oldest are
+    read from it: the cost follows the numbers and the batch, not the queue's length."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    numbers = session.scalars(_QUEUED_NUMBERS if postgresql else select(Send.connection_id).distinct().where(
+        Send.status == "queued", Send.connection_id.is_not(None))).all()
+    if not numbers:
+        return None
+    each = min(per_number, -(-limit // len(numbers)))
+    if postgresql:
+        return session.scalars(_OLDEST_OF, {"numbers": numbers, "each": each, "limit": limit}).all()
+    ranked = select(Send.id, func.row_number().over(partition_by=Send.connection_id, order_by=Send.id)
+                    .label("rank")).where(Send.status == "queued").subquery()  # SQLite: one writer, small queues
+    return session.scalars(select(ranked.c.id).where(ranked.c.rank <= each).order_by(ranked.c.id).limit(limit)).all()
 
 
 def run(rt, send_ids: list[int], claim_token: str | None = None, now: dt.datetime | None = None) -> int:
