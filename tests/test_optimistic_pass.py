@@ -2,7 +2,6 @@
 rolled back and processed again with them (``hub.core.db.savepoint``). The outcome is the same
 either way: these tests show the first pass saves the savepoints, and that a lost insert race
 and a failing plugin in it end as they would with savepoints."""
-import json
 import logging
 
 import pytest
@@ -11,14 +10,7 @@ from sqlalchemy import func, insert, select
 
 from hub.core.models import Contact, InboundEvent, Message, OutboundEvent
 from hub.testing import payloads as p
-
-
-def post(client, envelope) -> int:
-    body = json.dumps(envelope).encode()
-    response = client.post("/webhooks/whatsapp", data=body,
-                           headers={"Content-Type": "application/json", **p.sign(body, "test-app-secret")})
-    assert response.status_code == 200, response.json
-    return client.row_id(response.json["event_id"])
+from tests.test_concurrency import post
 
 
 @pytest.fixture

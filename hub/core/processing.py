@@ -63,7 +63,7 @@ def process_event(event_id: int, *more: int, request_ids: list[str | None] | Non
         while len(ids) + len(taken) < BATCH and time.monotonic() - started < BATCH_SECONDS:
             queued = InboundEvent.enqueued_at.is_not(None) & (InboundEvent.next_attempt_at <= utcnow())
             eid, _ = _run(rt, queued & InboundEvent.id.not_in([*ids, *taken]), "the oldest waiting inbound event",
-                          claim, jobs)
+                          claim, jobs, mine=False)
             if eid is None:
                 break
             taken.append(eid)
@@ -79,10 +79,14 @@ def process_event(event_id: int, *more: int, request_ids: list[str | None] | Non
     return statuses[0] if len(set(statuses)) == 1 else ",".join(statuses)
 
 
-def _run(rt: Runtime, which, what: str, claim: str, jobs: list[tuple]) -> tuple[int | None, str]:
+def _run(rt: Runtime, which, what: str, claim: str, jobs: list[tuple], *, mine: bool = True
+         ) -> tuple[int | None, str]:
+    """``_process`` (patiently); its jobs join ``jobs``, its status the job metrics (unless
+    the look was for a waiting event, not ``mine``, and found none)."""
     event_id, status, more = patiently(what, lambda: _process(rt, which, claim), patience=DB_PATIENCE)
     jobs += more
-    count_job(rt, "process_event", status)
+    if mine or event_id is not None:
+        count_job(rt, "process_event", status)
     return event_id, status
 
 
