@@ -39,16 +39,18 @@ def _locked_already(session: Session, workspace_id: str, wa_id: str | None, user
     savepoint can roll an insert back. A merge or a new id goes to the database."""
     if not session.info.get(OPTIMISTIC):
         return None
-    for contact in session.info.get(_LOCKED, ()):
-        if contact.workspace_id == workspace_id and (not wa_id or contact.wa_id == wa_id) \
-                and (not user_id or contact.user_id == user_id):
-            return contact
+    contact = session.info.get(_LOCKED, {}).get((workspace_id, "wa", wa_id) if wa_id else (workspace_id, "user", user_id))
+    if contact is not None and (not wa_id or contact.wa_id == wa_id) and (not user_id or contact.user_id == user_id):
+        return contact
     return None
 
 
 def _remember(session: Session, contact: Contact) -> Contact:
     if session.info.get(OPTIMISTIC):
-        session.info.setdefault(_LOCKED, []).append(contact)
+        known = session.info.setdefault(_LOCKED, {})
+        for kind, key in (("wa", contact.wa_id), ("user", contact.user_id)):
+            if key:
+                known[contact.workspace_id, kind, key] = contact
     return contact
 
 

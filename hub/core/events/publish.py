@@ -75,7 +75,8 @@ def _subscriptions(session: Session, workspace_id: str) -> list[Subscription]:
 
 @sa_event.listens_for(Session, "before_flush")
 def _drop_subscriptions(session: Session, _flush_context, _instances) -> None:
-    if session.info.get(_SUBS) and any(isinstance(row, Subscription) for row in (*session.new, *session.dirty, *session.deleted)):
+    if session.info.get(_SUBS) and any(isinstance(row, Subscription)
+                                       for row in (*session.new, *session.dirty, *session.deleted)):
         session.info[_SUBS] = (None, {})
 
 
