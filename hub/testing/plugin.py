@@ -101,13 +101,21 @@ def coexhub_runtime(coexhub_settings, coexhub_extra_plugins):
 
 @pytest.fixture
 def app(coexhub_runtime):
-    """A fresh Flask app on the session's runtime; queues start empty."""
+    """A fresh Flask app on the session's runtime; queues start empty, so the events earlier
+    tests left pending are no longer waiting for a job either (a job does not take them from
+    the backlog; a scheduler tick still enqueues them)."""
+    from sqlalchemy import update
+
     from hub.app import create_app
+    from hub.core.models import InboundEvent
     from hub.core.runtime import install
 
     install(coexhub_runtime)
     for queue in coexhub_runtime.queues.all():
         queue.empty()
+    with coexhub_runtime.db.session() as session:
+        session.execute(update(InboundEvent).where(InboundEvent.status == "pending", InboundEvent.enqueued_at.is_not(None))
+                        .values(enqueued_at=None))
     application = create_app(runtime=coexhub_runtime)
     application.config["TESTING"] = True
     return application
