@@ -95,7 +95,7 @@ class WebhookApp:
         event_id, duplicate = await ingest.store_async(self.rt, **found.fields)
         if whatsapp.needs_link(found, event_id):
             await asyncio.to_thread(whatsapp.link_more, self.rt, found, event_id)
-        return 200, whatsapp.answer(found, event_id, duplicate)
+        return 200, webhooks.stored_answer(event_id, duplicate, found.problem)
 
     async def _connector(self, scope: Scope, receive, headers: dict[str, str], state: dict) -> tuple[int, dict]:
         _, _, connector_name, installation_id = scope["path"].split("/")

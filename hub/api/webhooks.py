@@ -91,10 +91,14 @@ def intake(rt, connector, inst, incoming: IncomingRequest) -> Intake:
 
 def answer(found: Intake, event_id: int | None = None, duplicate: bool = False) -> dict[str, Any]:
     """The 200 answer's JSON body."""
-    if found.ping:
-        return {"ok": True, "ping": True}
+    return {"ok": True, "ping": True} if found.ping else stored_answer(event_id, duplicate, found.problem)
+
+
+def stored_answer(event_id: int | None, duplicate: bool, problem: str | None) -> dict[str, Any]:
+    """The 200 answer to a stored webhook (this route's and Meta's): its public event id,
+    whether it was a duplicate, and why it was kept as rejected."""
     return {"ok": True, "event_id": event_id and ids.encode("evt", event_id), "duplicate": duplicate,
-            **({"rejected": found.problem} if found.problem else {})}
+            **({"rejected": problem} if problem else {})}
 
 
 def _safely(check, incoming: IncomingRequest) -> bool:

@@ -51,18 +51,20 @@ def _sqlite_insert():
 
 
 @functools.cache
-def _pg_insert(columns: tuple[str, ...]) -> str:
+def _pg_insert(columns: tuple[str, ...]) -> tuple[str, tuple[bool, ...]]:
     """``INSERT … SELECT FROM unnest(one array per column)`` for ``columns`` (their types from the
-    model): one short statement whatever the batch size, so it is prepared once."""
+    model): one short statement whatever the batch size, so it is prepared once; and which of
+    the columns are JSON (their values are wrapped for psycopg)."""
     from sqlalchemy.dialects import postgresql
 
     names, dialect = ", ".join(columns), postgresql.dialect()
+    types = [InboundEvent.__table__.c[c].type for c in columns]
     # the types without their lengths: an explicit cast to varchar(n) would cut a long value silently
-    arrays = ", ".join(f"%b::{InboundEvent.__table__.c[c].type.compile(dialect=dialect).split('(')[0]}[]"
-                       for c in columns)
+    arrays = ", ".join(f"%b::{kind.compile(dialect=dialect).split('(')[0]}[]" for kind in types)
     return (f"INSERT INTO inbound_events ({names}) SELECT {names} FROM unnest({arrays})"
             f" WITH ORDINALITY AS batch ({names}, n) ORDER BY n"  # ids in hand-over order
-            " ON CONFLICT (provider, scope, dedupe_key) DO NOTHING RETURNING id, provider, scope, dedupe_key")
+            " ON CONFLICT (provider, scope, dedupe_key) DO NOTHING RETURNING id, provider, scope, dedupe_key",
+            tuple(isinstance(kind, JSON) for kind in types))
 
 
 def _insert_postgresql(conn, rows: list[dict]) -> dict[tuple[str, str, str], int]:
@@ -75,10 +77,10 @@ def _insert_postgresql(conn, rows: list[dict]) -> dict[tuple[str, str, str], int
     from sqlalchemy.exc import DBAPIError
 
     raw, columns = conn.connection.driver_connection, tuple(rows[0])  # every row has ``row``'s keys
-    statement = _pg_insert(columns)
+    statement, json_columns = _pg_insert(columns)
     dumps = conn.dialect._json_serializer or json.dumps
-    params = [[Json(row[c], dumps) for row in rows] if isinstance(InboundEvent.__table__.c[c].type, JSON)
-              else [row[c] for row in rows] for c in columns]
+    params = [[Json(row[c], dumps) for row in rows] if is_json else [row[c] for row in rows]
+              for c, is_json in zip(columns, json_columns)]
     try:
         with raw.cursor() as cur:
             cur.execute(statement, params, prepare=True)

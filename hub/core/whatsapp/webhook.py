@@ -2,8 +2,9 @@
 
 One Meta app webhook serves every workspace. Ingest verifies ``X-Hub-Signature-256`` on the
 raw body, stores the envelope (deduped on its SHA-256: Meta redelivers identical bodies),
-enqueues it and answers 200; routing to connections by ``phone_number_id`` happens in the job. The POST's
-steps (``intake``, ``link_more``, ``answer``) are shared with ``hub.api.fast_webhooks``.
+enqueues it and answers 200; routing to connections by ``phone_number_id`` happens in the job.
+The POST's steps (``intake``, ``link_more``; its answer is ``hub.api.webhooks.stored_answer``)
+are shared with ``hub.api.fast_webhooks``.
 A signed body that is not an envelope is stored as ``rejected`` (visible, never processed) and
 still answered 200: nothing Meta signed is lost, and Meta does not retry it for days.
 """
@@ -21,8 +22,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
-from hub.api import ids
 from hub.api.errors import ApiError, error_response
+from hub.api.webhooks import stored_answer
 from hub.core import ingest, tenancy
 from hub.core.metrics import count
 from hub.core.models import Connection
@@ -62,7 +63,7 @@ def receive():
     event_id, duplicate = ingest.store(rt, **found.fields)
     if needs_link(found, event_id):
         link_more(rt, found, event_id)
-    return jsonify(answer(found, event_id, duplicate))
+    return jsonify(stored_answer(event_id, duplicate, found.problem))
 
 
 @dataclass
@@ -105,11 +106,6 @@ def link_more(rt, found: Intake, event_id: int) -> None:
     except Exception:  # stored is what counts; processing links them again
         log.exception("could not link inbound event %s to workspaces %s", event_id, found.workspaces[1:])
 
-
-def answer(found: Intake, event_id: int | None, duplicate: bool) -> dict[str, Any]:
-    """The 200 answer's JSON body."""
-    return {"ok": True, "event_id": event_id and ids.encode("evt", event_id), "duplicate": duplicate,
-            **({"rejected": found.problem} if found.problem else {})}
 
 
 def understood(body: bytes) -> tuple[object, str | None]:
