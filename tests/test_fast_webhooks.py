@@ -166,7 +166,6 @@ def test_concurrent_webhooks_are_answered_only_after_their_batch_is_committed(
         client, workspace, acme_installation, connection, live_asgi, run_jobs):
     inst, secrets_ = acme_installation
     rt = client.rt
-    committer = ingest.committer(rt)
     answers: dict[int, dict] = {}
     errors: list[BaseException] = []
 
@@ -188,7 +187,7 @@ def test_concurrent_webhooks_are_answered_only_after_their_batch_is_committed(
     with writes_held(rt, lambda: post(999, "fast-warm")):
         for t in threads:
             t.start()
-        wait_for(lambda: committer.waiting() == 8, "every request to reach the committer")
+        wait_for(lambda: ingest.waiting(rt) == 8, "every request to reach the committer")
         assert not answers and not errors  # nothing answered while its rows cannot be committed
     for t in threads:
         t.join(60)

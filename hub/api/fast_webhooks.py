@@ -6,8 +6,10 @@ functions), answer with the same JSON bodies and errors (413 past ``COEXHUB_MAX_
 404 unknown or disabled installation, 401 bad signature, 400 malformed, 500 on a defect), the
 same ``X-Request-Id`` and metrics, and one log line per request (``request_log``). They wait
 for the group commit with ``ingest.store_async``: a worker's requests share batches without a
-thread per request or a thread wake-up per request (one call into the loop per batch), so the
-200 still leaves only once the row is committed and its batch's job enqueued.
+thread per request. On PostgreSQL the loop commits them itself (asynchronous psycopg and
+redis clients, ``group_commit.LoopCommitter``; the ASGI shutdown commits what it holds), on
+SQLite the committer thread does (one call into the loop per batch). Either way the 200
+leaves only once the row is committed and its batch's job enqueued.
 
 A connector's own code (verification, parsing: plugins) and the installation lookup run in a
 worker thread, never on the loop; the Meta route's checks are ours and run on it (its routing
@@ -59,7 +61,7 @@ class WebhookApp:
             if len(parts) == 4 and parts[1] == "webhooks" and parts[2] and parts[3]:
                 return await self._serve(scope, receive, send, webhooks.RULE, self._connector)
         if scope["type"] == "lifespan":
-            return await _lifespan(receive, send)
+            return await self._lifespan(receive, send)
         await self.fallback(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive, send, rule: str, handler: Handler) -> None:
@@ -108,6 +110,16 @@ class WebhookApp:
             return 200, webhooks.answer(found)
         return 200, webhooks.answer(found, *await ingest.store_async(self.rt, **found.fields))
 
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await ingest.stop_loop_committer(self.rt)  # what its requests handed over is committed
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
     async def _body(self, receive, headers: dict[str, str]) -> bytes:
         """The request body; 413 (as Flask's ``MAX_CONTENT_LENGTH``) once it is larger than allowed."""
         length = headers.get("Content-Length")
@@ -144,13 +156,3 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 def _query(scope: Scope) -> list[tuple[str, str]]:
     return parse_qsl(scope.get("query_string", b"").decode("utf-8", "replace"), keep_blank_values=True)
-
-
-async def _lifespan(receive, send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -14,6 +14,10 @@ waits for one round trip, as before.
 A batch the database refuses for one row's sake (a ``DataError`` or similar, not a lost
 connection) is retried row by row, so only that request fails. The thread exits after
 ``IDLE_SECONDS`` without work and is started again on demand (also after a fork).
+
+``LoopCommitter`` does the same on an event loop, with asynchronous drivers: one task per loop
+commits the batches of that loop's requests, so no thread has to win the GIL back from the
+loop after each round trip (the web worker's webhook routes on PostgreSQL, ``ingest.store_async``).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -53,6 +57,9 @@ class _Batch:
         """Wake the threads and event loops waiting on this batch."""
         self.done.set()
         for loop, futures in self.loops.items():
+            if loop is _running_loop():  # a ``LoopCommitter``'s own loop
+                _resolve(futures)
+                continue
             try:
                 loop.call_soon_threadsafe(_resolve, futures)  # one wake-up per loop and batch
             except RuntimeError:  # that loop is closed: nobody is left to wake
@@ -137,37 +144,142 @@ class Committer:
             log.exception("after-commit hand-off of %d inbound events failed", len(batch.rows))
 
     def _commit(self, batch: _Batch) -> None:
-        first: dict[Key, int] = {}  # a key twice in one batch: the later ones are duplicates
-        unique = [i for i, row in enumerate(batch.rows)
-                  if first.setdefault(_key(row), i) == i]
-        try:
-            with self.engine.connect() as conn:
-                ids = self.insert(conn, [batch.rows[i] for i in unique])
-        except (OperationalError, InterfaceError) as exc:  # the database is away: every row fails
-            batch.error = exc
-            return
-        except DBAPIError:  # one row the database refuses: find it, store the others
-            log.warning("a batch of %d inbound events was refused; inserting them one by one", len(unique))
-            ids = self._one_by_one(batch, unique)
-        except Exception as exc:  # noqa: BLE001 -- handed to every waiter, raised in its request
-            batch.error = exc
-            return
-        for i, row in enumerate(batch.rows):  # a later copy of a refused row fails with it
-            if first[_key(row)] in batch.refused:
-                batch.refused[i] = batch.refused[first[_key(row)]]
-        batch.ids = [ids.get(_key(row)) if first[_key(row)] == i else None
-                     for i, row in enumerate(batch.rows)]
-
-    def _one_by_one(self, batch: _Batch, unique: list[int]) -> dict[Key, int]:
-        ids: dict[Key, int] = {}
-        for i in unique:
+        steps = _commit_steps(batch)
+        rows = _step(steps)
+        while rows is not None:
             try:
                 with self.engine.connect() as conn:
-                    ids.update(self.insert(conn, [batch.rows[i]]))
-            except Exception as exc:  # noqa: BLE001 -- that request fails (500); the provider retries
+                    ids = self.insert(conn, rows)
+            except Exception as exc:  # noqa: BLE001 -- ``_commit_steps`` decides what it means
+                rows = _step(steps, error=exc)
+            else:
+                rows = _step(steps, ids)
+
+
+class LoopCommitter:
+    """``Committer`` for the tasks of one event loop, committing on that loop: ``insert(rows)``
+    and ``after(rows, extras, ids)`` are coroutines (``insert`` raises SQLAlchemy's exceptions,
+    as ``Committer``'s does). One task takes the batches in turn, as the thread does. It ends
+    after ``IDLE_SECONDS`` without work, or at ``stop()``, and awaits ``closed()`` then."""
+
+    def __init__(self, insert: Callable[[list[dict]], Awaitable[dict[Key, int]]],
+                 after: Callable[[list[dict], list[Any], list[int | None]], Awaitable[None]],
+                 closed: Callable[[], Awaitable[None]]):
+        self.insert, self.after, self.closed = insert, after, closed
+        self.open = _Batch()
+        self.busy = 0  # rows of the batch being committed now
+        self.task: asyncio.Task | None = None
+        self.work: asyncio.Future | None = None  # set when a row arrives for an idle task
+        self.stopping = False
+
+    def waiting(self) -> int:
+        return self.busy + len(self.open.rows)
+
+    async def submit_async(self, row: dict[str, Any], extra: Any = None) -> int | None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        batch, index = self.open, len(self.open.rows)
+        batch.rows.append(row)
+        batch.extras.append(extra)
+        batch.loops.setdefault(loop, []).append(future)
+        if self.task is None:
+            self.task = loop.create_task(self._run(), name="coexhub-group-commit")
+        self._wake()
+        await future
+        return batch.result(index)
+
+    async def stop(self) -> None:
+        """Commit and hand off what was handed over so far, then close (the loop's shutdown)."""
+        self.stopping = True
+        self._wake()
+        if self.task is not None:
+            await self.task
+        else:
+            await self.closed()
+
+    def _wake(self) -> None:
+        if self.work is not None and not self.work.done():
+            self.work.set_result(None)
+
+    async def _run(self) -> None:
+        while self.open.rows or not self.stopping:
+            if not self.open.rows:
+                self.work = asyncio.get_running_loop().create_future()
+                try:
+                    await asyncio.wait_for(self.work, IDLE_SECONDS)
+                except TimeoutError:
+                    if not self.open.rows:
+                        break
+                continue
+            batch, self.open = self.open, _Batch()
+            self.busy = len(batch.rows)
+            try:
+                await self._commit(batch)
+                if batch.error is None:
+                    await self.after(batch.rows, batch.extras, batch.ids)
+            except Exception:  # as in ``Committer._after``
+                log.exception("after-commit hand-off of %d inbound events failed", len(batch.rows))
+            finally:
+                self.busy = 0
+                batch.finish()
+        self.task = None
+        await self.closed()
+
+    async def _commit(self, batch: _Batch) -> None:
+        steps = _commit_steps(batch)
+        rows = _step(steps)
+        while rows is not None:
+            try:
+                ids = await self.insert(rows)
+            except Exception as exc:  # noqa: BLE001 -- ``_commit_steps`` decides what it means
+                rows = _step(steps, error=exc)
+            else:
+                rows = _step(steps, ids)
+
+
+def _commit_steps(batch: _Batch) -> Generator[list[dict], dict[Key, int], None]:
+    """A batch's commit, for both committers: yields the rows to insert next and is sent the ids
+    the insert returned, or thrown its error. Each key's first row is inserted (later copies in
+    the batch are duplicates). A database that is away fails every row; a batch the database
+    refuses for one row's sake is inserted row by row, so only that row fails."""
+    first: dict[Key, int] = {}
+    unique = [i for i, row in enumerate(batch.rows) if first.setdefault(_key(row), i) == i]
+    try:
+        ids = yield [batch.rows[i] for i in unique]
+    except (OperationalError, InterfaceError) as exc:  # the database is away: every row fails
+        batch.error = exc
+        return
+    except DBAPIError:  # one row the database refuses: find it, store the others
+        log.warning("a batch of %d inbound events was refused; inserting them one by one", len(unique))
+        ids = {}
+        for i in unique:
+            try:
+                ids.update((yield [batch.rows[i]]))
+            except Exception as exc:  # that request fails (500); the provider retries
                 log.exception("inbound event row refused by the database")
                 batch.refused[i] = exc
-        return ids
+    except Exception as exc:  # noqa: BLE001 -- handed to every waiter, raised in its request
+        batch.error = exc
+        return
+    for i, row in enumerate(batch.rows):  # a later copy of a refused row fails with it
+        if first[_key(row)] in batch.refused:
+            batch.refused[i] = batch.refused[first[_key(row)]]
+    batch.ids = [ids.get(_key(row)) if first[_key(row)] == i else None for i, row in enumerate(batch.rows)]
+
+
+def _step(steps: Generator, result: Any = None, error: BaseException | None = None) -> list[dict] | None:
+    """Advance ``_commit_steps``: the rows to insert next, or ``None`` once the batch is settled."""
+    try:
+        return steps.throw(error) if error is not None else steps.send(result)
+    except StopIteration:
+        return None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _resolve(futures: list[asyncio.Future]) -> None:

@@ -7,17 +7,19 @@ never retried, and the provider still gets its 2xx (a retry would bring the same
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
 import logging
 import threading
+import weakref
 from functools import partial
 from typing import Any, Mapping
 
 from sqlalchemy import JSON, update
 
-from hub.core.group_commit import Committer
+from hub.core.group_commit import Committer, LoopCommitter
 from hub.core.logs import current_request_id
 from hub.core.metrics import count
 from hub.core.models import InboundEvent, utcnow
@@ -67,20 +69,25 @@ def _pg_insert(columns: tuple[str, ...]) -> tuple[str, tuple[bool, ...]]:
             tuple(isinstance(kind, JSON) for kind in types))
 
 
+def _pg_statement(rows: list[dict], dumps) -> tuple[str, list[list]]:
+    """The ``unnest`` statement for these rows' columns and its parameters: one list per column."""
+    from psycopg.types.json import Json
+
+    columns = tuple(rows[0])  # every row has ``row``'s keys
+    statement, json_columns = _pg_insert(columns)
+    return statement, [[Json(row[c], dumps) for row in rows] if is_json else [row[c] for row in rows]
+                       for c, is_json in zip(columns, json_columns)]
+
+
 def _insert_postgresql(conn, rows: list[dict]) -> dict[tuple[str, str, str], int]:
     """One ``INSERT … SELECT FROM unnest(arrays)``: one statement (autocommit: one round trip,
     one commit) whose text does not depend on the batch size, so psycopg parses and prepares it
     once (a multi-row ``VALUES`` is a new long statement for every batch size, parsed again each
     time: that was most of a batch's CPU)."""
     import psycopg
-    from psycopg.types.json import Json
-    from sqlalchemy.exc import DBAPIError
 
-    raw, columns = conn.connection.driver_connection, tuple(rows[0])  # every row has ``row``'s keys
-    statement, json_columns = _pg_insert(columns)
-    dumps = conn.dialect._json_serializer or json.dumps
-    params = [[Json(row[c], dumps) for row in rows] if is_json else [row[c] for row in rows]
-              for c, is_json in zip(columns, json_columns)]
+    raw = conn.connection.driver_connection
+    statement, params = _pg_statement(rows, conn.dialect._json_serializer or json.dumps)
     try:
         with raw.cursor() as cur:
             cur.execute(statement, params, prepare=True)
@@ -88,7 +95,14 @@ def _insert_postgresql(conn, rows: list[dict]) -> dict[tuple[str, str, str], int
     except psycopg.Error as exc:  # as SQLAlchemy's (the committer tells "away" from "refused" by them)
         if raw.closed or isinstance(exc, psycopg.OperationalError):
             conn.invalidate()
-        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+        raise _as_sqlalchemy(statement, exc) from exc
+
+
+def _as_sqlalchemy(statement: str, exc: Exception) -> Exception:
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    return DBAPIError.instance(statement, None, exc, psycopg.Error)
 
 
 _COMMITTERS_LOCK = threading.Lock()
@@ -141,9 +155,35 @@ def store(rt, **fields: Any) -> tuple[int | None, bool]:
 
 
 async def store_async(rt, **fields: Any) -> tuple[int | None, bool]:
-    """``store`` for an asyncio task: the same batches, waited on without blocking the loop."""
+    """``store`` for an asyncio task: the same batches, waited on without blocking the loop
+    (on PostgreSQL committed by the loop itself: ``loop_committer``)."""
     values = row(**fields)
-    return _stored(values, await committer(rt).submit_async(values, current_request_id()))
+    found = committer(rt) if rt.db.is_sqlite else loop_committer(rt)
+    return _stored(values, await found.submit_async(values, current_request_id()))
+
+
+def loop_committer(rt) -> LoopCommitter:
+    """The running loop's committer for this runtime (PostgreSQL: asynchronous drivers)."""
+    loop = asyncio.get_running_loop()
+    by_loop = rt.db.__dict__.setdefault("loop_committers", weakref.WeakKeyDictionary())
+    found = by_loop.get(loop)
+    if found is None:
+        backends = _LoopBackends(rt)
+        found = by_loop[loop] = LoopCommitter(backends.insert, backends.after, backends.close)
+    return found
+
+
+def waiting(rt) -> int:
+    """Rows handed to this runtime's committers and not answered yet (thread and loops)."""
+    loops = list(rt.db.__dict__.get("loop_committers", {}).values())
+    return committer(rt).waiting() + sum(found.waiting() for found in loops)
+
+
+async def stop_loop_committer(rt) -> None:
+    """Commit what the running loop's committer holds and close its connections (shutdown)."""
+    found = rt.db.__dict__.get("loop_committers", {}).pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.stop()
 
 
 def _stored(values: dict[str, Any], event_id: int | None) -> tuple[int | None, bool]:
@@ -156,29 +196,89 @@ def _stored(values: dict[str, Any], event_id: int | None) -> tuple[int | None, b
 def _hand_off(rt, rows: list[dict], request_ids: list[str | None], ids: list[int | None]) -> None:
     """After a batch's commit: ONE job for its new pending events (in id order) and the
     counters, in one Redis round trip. A failure leaves them to the scheduler."""
-    fresh = [(event_id, rid) for row, rid, event_id in zip(rows, request_ids, ids)
-             if event_id is not None and row["status"] == "pending"]
-    fresh.sort()
-    counts: dict[tuple[str, str], int] = {}
-    for row, event_id in zip(rows, ids):
-        result = "duplicate" if event_id is None else "stored" if row["status"] == "pending" else row["status"]
-        counts[row["provider"], result] = counts.get((row["provider"], result), 0) + 1
+    fresh = _fresh(rows, request_ids, ids)
     try:
         pipe = rt.redis.pipeline(transaction=False)
-        if fresh:
-            queue, func, args, job_id = process_job(*(event_id for event_id, _ in fresh))
-            rids = [rid for _, rid in fresh]
-            rt.queues.enqueue(queue, func, *args, job_id=job_id, pipeline=pipe, request_id=rids[0],
-                              kwargs={"request_ids": rids} if len(fresh) > 1 and any(rids) else None)
-            if len(fresh) > 1:
-                rt.queues.cover(pipe, args, job_id)
-        for (provider, result), amount in counts.items():
-            count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, amount=amount,
-                  provider=provider, result=result)
+        _hand_off_commands(rt, pipe, fresh, rows, ids)
         pipe.execute()
     except Exception:  # stored is enough: the scheduler enqueues them (at its next tick once marked so)
         log.exception("could not enqueue inbound events %s; the scheduler will retry", [i for i, _ in fresh])
         _not_enqueued(rt, [event_id for event_id, _ in fresh])
+
+
+def _fresh(rows: list[dict], request_ids: list[str | None], ids: list[int | None]) -> list[tuple[int, str | None]]:
+    """The new pending events of a batch, with their request ids, in id order."""
+    return sorted((event_id, rid) for row, rid, event_id in zip(rows, request_ids, ids)
+                  if event_id is not None and row["status"] == "pending")
+
+
+def _hand_off_commands(rt, pipe, fresh: list[tuple[int, str | None]], rows: list[dict],
+                       ids: list[int | None]) -> None:
+    """``_hand_off``'s commands, added to ``pipe`` (nothing is sent): the job and the counters."""
+    if fresh:
+        queue, func, args, job_id = process_job(*(event_id for event_id, _ in fresh))
+        rids = [rid for _, rid in fresh]
+        rt.queues.enqueue(queue, func, *args, job_id=job_id, pipeline=pipe, request_id=rids[0],
+                          kwargs={"request_ids": rids} if len(fresh) > 1 and any(rids) else None)
+        if len(fresh) > 1:
+            rt.queues.cover(pipe, args, job_id)
+    counts: dict[tuple[str, str], int] = {}
+    for row, event_id in zip(rows, ids):
+        result = "duplicate" if event_id is None else "stored" if row["status"] == "pending" else row["status"]
+        counts[row["provider"], result] = counts.get((row["provider"], result), 0) + 1
+    for (provider, result), amount in counts.items():
+        count(rt.redis, rt.settings.key_prefix, "ingest", pipeline=pipe, amount=amount,
+              provider=provider, result=result)
+
+
+class _LoopBackends:
+    """An event loop's own PostgreSQL connection (autocommit) and Redis client, for its
+    ``LoopCommitter``: the same statement and the same Redis commands as the thread's."""
+
+    def __init__(self, rt):
+        import redis.asyncio
+
+        from hub.core.queue import socket_url
+
+        self.rt, self.pg = rt, None
+        self.redis = redis.asyncio.Redis.from_url(rt.settings.redis_url or socket_url(rt.redis))
+        self.dumps = rt.db.engine.dialect._json_serializer or json.dumps
+
+    async def insert(self, rows: list[dict]) -> dict[tuple[str, str, str], int]:
+        import psycopg
+
+        statement, params = _pg_statement(rows, self.dumps)
+        try:
+            if self.pg is None or self.pg.closed:
+                engine = self.rt.db.engine
+                cargs, cparams = engine.dialect.create_connect_args(engine.url)
+                self.pg = await psycopg.AsyncConnection.connect(*cargs, autocommit=True, **cparams)
+            async with self.pg.cursor() as cur:
+                await cur.execute(statement, params, prepare=True)
+                return {(provider, scope, key): event_id for event_id, provider, scope, key in await cur.fetchall()}
+        except psycopg.Error as exc:
+            raise _as_sqlalchemy(statement, exc) from exc
+
+    async def after(self, rows: list[dict], request_ids: list[str | None], ids: list[int | None]) -> None:
+        fresh = _fresh(rows, request_ids, ids)
+        try:
+            if not self.rt.queues["ingest"].redis_server_version:  # RQ asks once per queue: not on the loop
+                await asyncio.to_thread(self.rt.queues["ingest"].get_redis_server_version)
+            commands = self.rt.redis.pipeline(transaction=False)  # only records the commands
+            _hand_off_commands(self.rt, commands, fresh, rows, ids)
+            pipe = self.redis.pipeline(transaction=False)
+            for args, options in commands.command_stack:
+                pipe.execute_command(*args, **options)
+            await pipe.execute()
+        except Exception:
+            log.exception("could not enqueue inbound events %s; the scheduler will retry", [i for i, _ in fresh])
+            await asyncio.to_thread(_not_enqueued, self.rt, [event_id for event_id, _ in fresh])
+
+    async def close(self) -> None:
+        if self.pg is not None:
+            pg, self.pg = self.pg, None
+            await pg.close()
+        await self.redis.aclose()
 
 
 def _not_enqueued(rt, event_ids: list[int]) -> None:
