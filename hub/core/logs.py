@@ -8,7 +8,6 @@ secret (token, secret, signature, key, password, authorization) are never writte
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
 import functools
 import json
 import logging
@@ -115,9 +114,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, separators=(",", ":"))
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted (every line of a second shares it)
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    stamp = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    global _second
+    seconds = int(record.created)
+    if _second[0] != seconds:
+        _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{_second[1]}.{int((record.created - seconds) * 1000):03d}Z"
 
 
 def formatter(fmt: str | None = None) -> logging.Formatter:
