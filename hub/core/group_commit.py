@@ -222,8 +222,10 @@ class LoopCommitter:
             finally:
                 self.busy = 0
                 batch.finish()
-        self.task = None
         await self.closed()
+        self.task = None
+        if self.open.rows:  # handed over while the connections were closing: start again
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="coexhub-group-commit")
 
     async def _commit(self, batch: _Batch) -> None:
         steps = _commit_steps(batch)
