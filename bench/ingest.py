@@ -507,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="py-spy (raw folded stacks, 200 Hz) one worker of --profile-target for SECONDS "
                          "during its first measured round")
     ap.add_argument("--profile-target", default="meta", choices=TARGETS)
+    ap.add_argument("--close", action="store_true",
+                    help="every request asks to close its connection (Connection: close), as a proxy without "
+                         "upstream keep-alive sends them (nginx's default); without it wrk keeps 32 connections open")
     ap.add_argument("--out", default=str(BENCH / "results"))
     args = ap.parse_args(argv)
     targets = [t.strip() for t in args.targets.replace(" ", ",").split(",") if t.strip()]
@@ -523,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
                      "wrk_threads": args.threads, "gunicorn_workers": args.workers,
-                     "hub_worker": args.hub_worker, "hub_threads": args.hub_threads, "base_threads": args.base_threads, "rounds": args.rounds}, "targets": {}}
+                     "hub_worker": args.hub_worker, "hub_threads": args.hub_threads, "base_threads": args.base_threads, "rounds": args.rounds,
+                     "connection_close": args.close}, "targets": {}}
     servers: list[Gunicorn] = []
     backends = None
 
@@ -566,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
             "meta": ("hub_app:app", "/webhooks/whatsapp", "meta", "-", meta_sig_args),
             "pywa": ("pywa_app:app", "/webhooks/whatsapp", "meta", "-", meta_sig_args),
         }
+        if args.close:
+            plan = {name: (*first, [*extra, "Connection:close"]) for name, (*first, extra) in plan.items()}
         files = {"meta": meta_main, "store": store_main}
         live: dict[str, Gunicorn] = {}
         for name in targets:  # every server up first: with --rounds they take turns
@@ -666,7 +672,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(results: dict) -> str:
     lines = [f"backends: {results.get('backends', 'n/a')}; {results['machine']['cpus']} CPUs; "
-             f"{results['settings']['connections']} connections; gunicorn -w {results['settings']['gunicorn_workers']}",
+             f"{results['settings']['connections']} connections"
+             + (" (each closed after its request)" if results["settings"].get("connection_close") else "")
+             + f"; gunicorn -w {results['settings']['gunicorn_workers']}",
              f"rounds: {results['settings'].get('rounds', 1)}; load average (1 min) during the run: "
              + ", ".join(f"{x:.1f}" for x in results.get("load_averages", [])),
              "", "| target | req/s | p50 ms | p99 ms | worst round p99 ms | non-2xx | vs bare "
