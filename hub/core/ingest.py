@@ -201,9 +201,8 @@ def _hand_off(rt, rows: list[dict], request_ids: list[str | None], ids: list[int
         pipe = rt.redis.pipeline(transaction=False)
         _hand_off_commands(rt, pipe, fresh, rows, ids)
         pipe.execute()
-    except Exception:  # stored is enough: the scheduler enqueues them (at its next tick once marked so)
-        log.exception("could not enqueue inbound events %s; the scheduler will retry", [i for i, _ in fresh])
-        _not_enqueued(rt, [event_id for event_id, _ in fresh])
+    except Exception as exc:  # noqa: BLE001 -- stored is enough: the scheduler enqueues them (next tick once marked)
+        _not_enqueued(rt, fresh, exc)
 
 
 def _fresh(rows: list[dict], request_ids: list[str | None], ids: list[int | None]) -> list[tuple[int, str | None]]:
@@ -270,9 +269,8 @@ class _LoopBackends:
             for args, options in commands.command_stack:
                 pipe.execute_command(*args, **options)
             await pipe.execute()
-        except Exception:
-            log.exception("could not enqueue inbound events %s; the scheduler will retry", [i for i, _ in fresh])
-            await asyncio.to_thread(_not_enqueued, self.rt, [event_id for event_id, _ in fresh])
+        except Exception as exc:  # noqa: BLE001 -- as in ``_hand_off``
+            await asyncio.to_thread(_not_enqueued, self.rt, fresh, exc)
 
     async def close(self) -> None:
         if self.pg is not None:
@@ -281,7 +279,10 @@ class _LoopBackends:
         await self.redis.aclose()
 
 
-def _not_enqueued(rt, event_ids: list[int]) -> None:
+def _not_enqueued(rt, fresh: list[tuple[int, str | None]], error: Exception) -> None:
+    """A batch's hand-off failed: log it, and mark its new events as waiting for the scheduler."""
+    event_ids = [event_id for event_id, _ in fresh]
+    log.error("could not enqueue inbound events %s; the scheduler will retry", event_ids, exc_info=error)
     if not event_ids:
         return
     try:

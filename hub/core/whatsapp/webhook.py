@@ -107,7 +107,6 @@ def link_more(rt, found: Intake, event_id: int) -> None:
         log.exception("could not link inbound event %s to workspaces %s", event_id, found.workspaces[1:])
 
 
-
 def understood(body: bytes) -> tuple[object, str | None]:
     """``(envelope, None)``, or ``(what was parsed, reason)`` when it is not a WhatsApp envelope."""
     try:
