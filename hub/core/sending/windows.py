@@ -12,10 +12,8 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import and_, or_, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.core.db import savepoint
 from hub.core.models import Connection, Contact, ContactWindow, Send, utcnow
 from hub.core.sending.sends import AUTOMATED
 
@@ -59,24 +57,28 @@ def held_until(row: ContactWindow | None, origin: str, now: dt.datetime | None =
 
 
 def _raise(session: Session, connection_id: str, contact: Contact, name: str, value: dt.datetime) -> None:
-    """Set the pair's ``name`` to ``max(name, value)``, inserting the row when missing; one
-    conditional UPDATE, so concurrent jobs never lower it and a concurrent insert is tolerated."""
-    if session.get(ContactWindow, (connection_id, contact.id)) is None:
-        try:
-            with savepoint(session):
-                session.add(ContactWindow(connection_id=connection_id, contact_id=contact.id,
-                                          workspace_id=contact.workspace_id, **{name: value}))
-            return
-        except IntegrityError:  # another job inserted it a moment ago: raise theirs below
-            pass
+    """Set the pair's ``name`` to ``max(name, value)``, inserting the row when missing: one
+    ``INSERT … ON CONFLICT DO UPDATE … WHERE``, so concurrent jobs never lower it and never
+    collide on the insert."""
     column = getattr(ContactWindow, name)
-    session.execute(update(ContactWindow).where(
-        ContactWindow.connection_id == connection_id, ContactWindow.contact_id == contact.id,
-        or_(column.is_(None), column < value)).values({column: value, ContactWindow.updated_at: utcnow()}),
-        execution_options={"synchronize_session": False})
-    row = session.get(ContactWindow, (connection_id, contact.id))
-    if row is not None:
+    now = utcnow()
+    upsert = _insert(session)(ContactWindow).values(connection_id=connection_id, contact_id=contact.id,
+                                                   workspace_id=contact.workspace_id, updated_at=now,
+                                                   **{name: value})
+    session.execute(upsert.on_conflict_do_update(
+        index_elements=[ContactWindow.connection_id, ContactWindow.contact_id],
+        set_={name: upsert.excluded[name], "updated_at": now}, where=or_(column.is_(None), column < value)))
+    row = session.identity_map.get(session.identity_key(ContactWindow, (connection_id, contact.id)))
+    if row is not None:  # loaded before: read the new values on next access
         session.expire(row, [name, "updated_at"])
+
+
+def _insert(session: Session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def record_inbound(session: Session, connection_id: str, contact: Contact, when: dt.datetime) -> None:

@@ -29,6 +29,7 @@ from hub.core.whatsapp.items import Items, digest, digits, obj, text
 STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 DEFAULT_STOP = ("STOP", "UNSUBSCRIBE", "STOP ALL", "CANCEL", "PARAR", "ALTO", "DETENER")
 DEFAULT_START = ("START", "SUBSCRIBE", "UNSTOP")
+NO_WINDOW = ("system", "unsupported", "revoke")  # customer messages that open no 24-hour window
 
 
 def ts(value: Any) -> dt.datetime:
@@ -133,9 +134,10 @@ def _sender_of(msg: dict, names: dict) -> tuple:
 def _customer_message(session, conn: Connection, msg: dict, names: dict, out: list[DomainEvent], opt) -> None:
     wa_id, name, user_id, username = _sender_of(msg, names)
     user_id = user_id or text(msg.get("from_user_id"))
-    contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name,
-                              username=username)
     kind, when = text(msg.get("type")) or "unknown", ts(msg.get("timestamp"))
+    opens_window = kind not in NO_WINDOW
+    contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name,
+                              username=username, created_with={"last_inbound_at": when} if opens_window else None)
     if kind == "revoke":  # the customer deleted a message (perhaps before we saw it)
         original = _original(session, conn, text(obj(msg.get("revoke")).get("original_message_id")),
                              contact, "in", "customer", when)
@@ -150,7 +152,7 @@ def _customer_message(session, conn: Connection, msg: dict, names: dict, out: li
         return  # redelivery: already normalized and dispatched
     if kind == "system" and text(obj(msg.get("system")).get("type")) == SYSTEM_CHANGED:
         rekey.user_changed_user_id(session, conn, contact, msg, out)
-    if contact is not None and kind not in ("system", "unsupported", "revoke"):
+    if contact is not None and opens_window:
         windows.record_inbound(session, conn.id, contact, when)  # opens this number's 24-hour window
         opt(contact, text_of(msg))
     out.append(DomainEvent("message.received", conn.workspace_id, conn.id, _message_data(message, contact),

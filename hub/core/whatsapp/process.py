@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 
 from sqlalchemy import select
 
@@ -43,6 +44,14 @@ def process_whatsapp(rt, session, event: InboundEvent):
     items = Items(session, domain, jobs)
     outcome = {"changes": 0, "unrouted": 0, "ignored_fields": [], "events": 0, "sends": []}
     workspaces: dict[str, None] = {}
+    rows: dict[str, Workspace | None] = {}
+
+    def workspace(workspace_id: str) -> Workspace | None:
+        """The workspace's row, read once per event (the session's identity map holds rows weakly)."""
+        if workspace_id not in rows:
+            rows[workspace_id] = session.get(Workspace, workspace_id)
+        return rows[workspace_id]
+
     for entry_at, entry in items.each(envelope, "entry", ""):
         for at, change in items.each(entry, "changes", entry_at):
             outcome["changes"] += 1
@@ -55,7 +64,8 @@ def process_whatsapp(rt, session, event: InboundEvent):
                 continue
             workspaces.update(dict.fromkeys(c.workspace_id for c in conns))
             with items.isolated(at):
-                _apply(session, change["field"], change.get("value") or {}, conns, outcome, items, f"{at}.value")
+                _apply(session, change["field"], change.get("value") or {}, conns, outcome, items,
+                       f"{at}.value", workspace)
     tenancy.link(session, event, workspaces)  # listed under every workspace it concerns
     for n, item in enumerate(list(domain)):  # outward events (subscriptions), each isolated
         with items.isolated(f"events[{n}] ({item.type}) published"):
@@ -63,7 +73,7 @@ def process_whatsapp(rt, session, event: InboundEvent):
     for n, item in enumerate(list(domain)):  # a plugin failing on one event does not sink the others
         sends: list[int] = []
         with items.isolated(f"events[{n}] ({item.type}) in plugins") as run:
-            for executor, actions in plugin_actions(rt, session, item):
+            for executor, actions in plugin_actions(rt, session, item, workspace(item.workspace_id)):
                 executor.run(actions)
                 jobs += executor.jobs
                 sends += executor.outcome["sends"]
@@ -117,7 +127,7 @@ def _route(session, entry: dict, change: dict, at: str, items: Items) -> list[Co
 
 
 def _apply(session, field: str, value: dict, conns: list[Connection], outcome: dict, items: Items,
-           at: str) -> None:
+           at: str, workspace: Callable[[str], Workspace | None]) -> None:
     """Normalize one routed change into rows and domain events."""
     domain, jobs = items.domain, items.jobs
     if field in BY_WABA:
@@ -134,7 +144,8 @@ def _apply(session, field: str, value: dict, conns: list[Connection], outcome: d
         return
     conn = conns[0]
     if field == "messages":
-        messages.customer_messages(session, conn, value, domain, OptOut(session, conn, jobs, domain), items, at)
+        opt_out = OptOut(session, conn, jobs, domain, workspace(conn.workspace_id))
+        messages.customer_messages(session, conn, value, domain, opt_out, items, at)
         messages.statuses(session, conn, value, domain, items, at)
         for error in value["errors"] if isinstance(value.get("errors"), list) else ():
             log.warning("Meta reported a system error for %s: %s", conn.phone_number_id, error)
@@ -147,9 +158,10 @@ def _apply(session, field: str, value: dict, conns: list[Connection], outcome: d
 class OptOut:
     """STOP/START keywords (workspace setting ``opt_out_keywords`` / ``opt_in_keywords``)."""
 
-    def __init__(self, session, conn: Connection, jobs: list, domain: list[DomainEvent]):
+    def __init__(self, session, conn: Connection, jobs: list, domain: list[DomainEvent],
+                 workspace: Workspace | None):
         self.session, self.conn, self.jobs, self.domain = session, conn, jobs, domain
-        settings = session.get(Workspace, conn.workspace_id).settings or {}
+        settings = (workspace.settings if workspace is not None else None) or {}
         self.stop = {k.casefold() for k in settings.get("opt_out_keywords", messages.DEFAULT_STOP)}
         self.start = {k.casefold() for k in settings.get("opt_in_keywords", messages.DEFAULT_START)}
         self.settings = settings
@@ -181,7 +193,8 @@ class OptOut:
             self.jobs += jobs_for(send)
 
 
-def plugin_actions(rt, session, item: DomainEvent) -> list[tuple[Executor, list]]:
+def plugin_actions(rt, session, item: DomainEvent,
+                   workspace: Workspace | None) -> list[tuple[Executor, list]]:
     """Actions from each enabled installation's ``on_whatsapp`` handlers (run with that
     installation's context) and from the global ``coexhub_whatsapp_event`` hook."""
     out = []
@@ -196,7 +209,6 @@ def plugin_actions(rt, session, item: DomainEvent) -> list[tuple[Executor, list]
         actions = connector.handle_whatsapp(item, ctx)
         if actions:
             out.append((Executor(session, item.workspace_id, installation=inst), actions))
-    workspace = session.get(Workspace, item.workspace_id)
     hooked = [a for batch in rt.plugins.hook.coexhub_whatsapp_event(event=item, workspace=workspace)
               for a in (batch or ())]
     if hooked:
