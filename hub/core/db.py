@@ -126,6 +126,16 @@ def savepoint(session: Session) -> Iterator[None]:
         raise NeedsSavepoints(f"{type(exc).__name__} in an optimistic pass") from exc
 
 
+def dialect_insert(dialect: str):
+    """The dialect's ``insert`` construct (it has ``on_conflict_do_nothing`` and
+    ``on_conflict_do_update``): PostgreSQL's, else SQLite's."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def lock(query, session: Session):
     """``query`` locking its rows on PostgreSQL (``FOR NO KEY UPDATE``: rows read to be changed
     stay consistent under concurrent jobs, while inserts that only reference them are not

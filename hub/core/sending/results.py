@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, exists, func, or_, select, update
 
+from hub.core.db import dialect_insert
 from hub.core.models import Connection, InboundEvent, Message, Send, utcnow
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,7 @@ _SENT = (update(Send).where(Send.id == bindparam("b_id"), or_(*(Send.status == s
 
 
 def _insert_ignore(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(Message).on_conflict_do_nothing().returning(Message.wamid)
+    return dialect_insert(dialect)(Message).on_conflict_do_nothing().returning(Message.wamid)
 
 
 def confirm_from_status(session, conn: Connection, status: dict[str, Any], message: Message | None) -> Send | None:

@@ -14,6 +14,7 @@ import datetime as dt
 from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from hub.core.db import dialect_insert
 from hub.core.models import Connection, Contact, ContactWindow, Send, utcnow
 from hub.core.sending.sends import AUTOMATED
 
@@ -62,23 +63,15 @@ def _raise(session: Session, connection_id: str, contact: Contact, name: str, va
     collide on the insert."""
     column = getattr(ContactWindow, name)
     now = utcnow()
-    upsert = _insert(session)(ContactWindow).values(connection_id=connection_id, contact_id=contact.id,
-                                                   workspace_id=contact.workspace_id, updated_at=now,
-                                                   **{name: value})
+    insert = dialect_insert(session.get_bind().dialect.name)
+    upsert = insert(ContactWindow).values(connection_id=connection_id, contact_id=contact.id,
+                                          workspace_id=contact.workspace_id, updated_at=now, **{name: value})
     session.execute(upsert.on_conflict_do_update(
         index_elements=[ContactWindow.connection_id, ContactWindow.contact_id],
         set_={name: upsert.excluded[name], "updated_at": now}, where=or_(column.is_(None), column < value)))
     row = session.identity_map.get(session.identity_key(ContactWindow, (connection_id, contact.id)))
     if row is not None:  # loaded before: read the new values on next access
         session.expire(row, [name, "updated_at"])
-
-
-def _insert(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 def record_inbound(session: Session, connection_id: str, contact: Contact, when: dt.datetime) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.core import contacts
 from hub.core.bsuid import SYSTEM_CHANGED
-from hub.core.db import lock, savepoint
+from hub.core.db import OPTIMISTIC, lock, savepoint
 from hub.core.events import emit
 from hub.core.models import Connection, Contact, Message, Send, Workspace, iso_utc, utcnow
 from hub.core.pricing.record import record_pricing
@@ -70,11 +70,12 @@ def text_of(msg: dict) -> str | None:
     return None
 
 
-def insert_message(session, **values) -> Message | None:
-    """Insert unless ``(connection_id, wamid)`` exists; None for a redelivered message."""
-    exists = session.scalar(select(Message.id).where(Message.connection_id == values["connection_id"],
-                                                     Message.wamid == values["wamid"]))
-    if exists:
+def insert_message(session, *, rarely_seen: bool = False, **values) -> Message | None:
+    """Insert unless ``(connection_id, wamid)`` exists; None for a redelivered message.
+    ``rarely_seen``: in an optimistic pass (``hub.core.db.savepoint``) insert without looking
+    first; a copy already stored fails the pass, which runs again with savepoints and looks."""
+    if not (rarely_seen and session.info.get(OPTIMISTIC)) and session.scalar(select(Message.id).where(
+            Message.connection_id == values["connection_id"], Message.wamid == values["wamid"])):
         return None
     message = Message(**values)
     try:
@@ -137,14 +138,15 @@ def _customer_message(session, conn: Connection, msg: dict, names: dict, out: li
     kind, when = text(msg.get("type")) or "unknown", ts(msg.get("timestamp"))
     opens_window = kind not in NO_WINDOW
     contact = contacts.upsert(session, conn.workspace_id, wa_id=wa_id, user_id=user_id, profile_name=name,
-                              username=username, created_with={"last_inbound_at": when} if opens_window else None)
+                              username=username,
+                              created_with={"last_inbound_at": when} if opens_window else None)
     if kind == "revoke":  # the customer deleted a message (perhaps before we saw it)
         original = _original(session, conn, text(obj(msg.get("revoke")).get("original_message_id")),
                              contact, "in", "customer", when)
         if original is not None:
             original.revoked_at = when
-    message = insert_message(
-        session, workspace_id=conn.workspace_id, connection_id=conn.id,
+    message = insert_message(  # seen again only in a new envelope (ingest dedupes a redelivered one)
+        session, rarely_seen=True, workspace_id=conn.workspace_id, connection_id=conn.id,
         contact_id=contact.id if contact else None, wamid=text(msg.get("id")) or f"noid:{digest(msg)}",
         direction="in", origin="customer", type=kind, body=message_content(msg),
         context_wamid=text(obj(msg.get("context")).get("id")), status="received", timestamp=when)
