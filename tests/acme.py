@@ -4,8 +4,8 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from hub.connector import (CancelScheduled, Connector, DisableInstallation, Emit, Header, HmacHeader, PolledEvent,
-                           RecordRevenue, ScheduleSend, SendTemplate, Skip, UpsertContact, WriteBack, hookimpl,
-                           on_webhook, secret)
+                           RecordRevenue, ScheduleSend, SendTemplate, SendText, Skip, UpsertContact, WriteBack,
+                           hookimpl, on_webhook, secret)
 
 WRITTEN: list[dict] = []
 FAIL_WRITES: dict[str, int] = {}  # order id → failures still to simulate
@@ -104,9 +104,12 @@ SEEN_EVENTS: list[tuple[str, str]] = []
 
 @hookimpl
 def coexhub_whatsapp_event(event, workspace):
-    """Every domain event reaches plugins; one that says "tag me" gets its contact tagged."""
+    """Every domain event reaches plugins; one that says "tag me" gets its contact tagged, one
+    that says "reply please" gets a text back."""
     SEEN_EVENTS.append((event.type, workspace.id))
     text = ((event.data.get("body") or {}).get("text") or {}).get("body", "")
     if event.type == "message.received" and text == "tag me":
         return [UpsertContact(wa_id=event.data["contact"]["wa_id"], tags=["tagged-by-plugin"])]
+    if event.type == "message.received" and text == "reply please":
+        return [SendText(to=event.data["contact"]["wa_id"], text="here is your answer")]
     return None

@@ -11,7 +11,7 @@ from hub.core.execute import Executor
 from hub.core.models import ContactWindow, Installation, Send
 from hub.core.processing import enqueue_all
 from hub.core.scheduler import tick
-from hub.testing import Connected
+from hub.testing import Connected, sends
 
 CUSTOMER, OTHER = "14155552671", "14155550142"
 
@@ -245,3 +245,21 @@ def test_sends_record_why_their_number_was_chosen(client, two_numbers, simulator
         assert (confirmation.connection_id, confirmation.connection_reason) == (a.id, "given")
     doc = client.get("/api/v1/openapi.json").json
     assert "customer_last_wrote" in str(doc["components"]["schemas"])
+
+
+def test_a_reply_made_while_the_message_is_processed_leaves_from_the_number_written_to_last(
+        client, two_numbers, simulator, run_jobs):
+    """A plugin answers "reply please" in the same transaction that records the message: the
+    reply goes from the number the customer wrote to last, also when an older message to the
+    other number is processed after it."""
+    a, b = two_numbers
+    now = int(time.time())
+    simulator.customer_message(b.phone_number_id, CUSTOMER, "hello B", timestamp=now - 600)
+    run_jobs()
+    simulator.customer_message(a.phone_number_id, CUSTOMER, "reply please", timestamp=now - 60)
+    run_jobs()
+    simulator.customer_message(b.phone_number_id, CUSTOMER, "reply please", timestamp=now - 300)  # arrives late
+    run_jobs()
+    replies = [s for s in sends(client.rt, a.workspace.id) if s.text == "here is your answer"]
+    assert [(s.connection_id, s.connection_reason, s.status) for s in replies] == \
+        [(a.id, "customer_last_wrote", "sent")] * 2

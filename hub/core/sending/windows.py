@@ -14,11 +14,12 @@ import datetime as dt
 from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from hub.core.db import dialect_insert
+from hub.core.db import OPTIMISTIC, dialect_insert
 from hub.core.models import Connection, Contact, ContactWindow, Send, utcnow
 from hub.core.sending.sends import AUTOMATED
 
 WINDOW = dt.timedelta(hours=24)
+_WROTE_LAST = "coexhub_wrote_last"  # ``session.info``: contact id → the number it wrote to last, this pass
 
 
 def window(session: Session, connection_id: str | None, contact_id: int | None) -> ContactWindow | None:
@@ -75,10 +76,14 @@ def _raise(session: Session, connection_id: str, contact: Contact, name: str, va
 
 
 def record_inbound(session: Session, connection_id: str, contact: Contact, when: dt.datetime) -> None:
-    """A customer message reached ``connection_id``: it opens (or extends) that number's window."""
+    """A customer message reached ``connection_id``: it opens (or extends) that number's window.
+    In an optimistic pass (no savepoint can undo this) the transaction remembers the number the
+    customer wrote to last, so a reply routed in it needs no query (``last_written``)."""
     _raise(session, connection_id, contact, "last_inbound_at", when)
-    if not contact.last_inbound_at or when > contact.last_inbound_at:
+    if not contact.last_inbound_at or when >= contact.last_inbound_at:  # the contact's row holds the latest
         contact.last_inbound_at = when
+        if session.info.get(OPTIMISTIC):
+            session.info.setdefault(_WROTE_LAST, {})[contact.id] = connection_id
 
 
 def hold(session: Session, contact: Contact, until: dt.datetime, connection_id: str | None = None) -> int:
@@ -130,6 +135,10 @@ def last_written(session: Session, workspace_id: str, contact_id: int | None) ->
     """The active number this customer wrote to most recently, or None."""
     if not contact_id:
         return None
+    wrote_last = session.info.get(_WROTE_LAST, {}).get(contact_id)  # see record_inbound
+    known = session.get(Connection, wrote_last) if wrote_last else None
+    if known is not None and known.workspace_id == workspace_id and known.status == "active":
+        return known
     return session.scalars(select(Connection).join(ContactWindow, and_(
         ContactWindow.connection_id == Connection.id, ContactWindow.contact_id == contact_id))
         .where(Connection.workspace_id == workspace_id, Connection.status == "active",
