@@ -46,6 +46,15 @@ class _Batch:
         self.done = threading.Event()
         self.loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}  # the waiting tasks' futures
 
+    def add(self, row: dict[str, Any], extra: Any, future: asyncio.Future | None = None) -> int:
+        """Hand ``row`` over (``future``: a waiting task's, registered before the batch can
+        finish); returns its index in the batch."""
+        self.rows.append(row)
+        self.extras.append(extra)
+        if future is not None:
+            self.loops.setdefault(future.get_loop(), []).append(future)
+        return len(self.rows) - 1
+
     def result(self, index: int) -> int | None:
         """Row ``index``'s id (``None``: a duplicate), or the error that kept it out."""
         error = self.error or self.refused.get(index)
@@ -107,11 +116,7 @@ class Committer:
                    future: asyncio.Future | None = None) -> tuple[_Batch, int]:
         with self.cond:
             batch = self.open  # at most one row per waiting request: batches stay small
-            index = len(batch.rows)
-            batch.rows.append(row)
-            batch.extras.append(extra)
-            if future is not None:  # registered before the batch can finish
-                batch.loops.setdefault(future.get_loop(), []).append(future)
+            index = batch.add(row, extra, future)
             if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
                 self.pid = os.getpid()
                 self.thread = threading.Thread(target=self._run, name="coexhub-group-commit", daemon=True)
@@ -178,10 +183,8 @@ class LoopCommitter:
     async def submit_async(self, row: dict[str, Any], extra: Any = None) -> int | None:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        batch, index = self.open, len(self.open.rows)
-        batch.rows.append(row)
-        batch.extras.append(extra)
-        batch.loops.setdefault(loop, []).append(future)
+        batch = self.open
+        index = batch.add(row, extra, future)
         if self.task is None:
             self.task = loop.create_task(self._run(), name="coexhub-group-commit")
         self._wake()

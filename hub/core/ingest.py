@@ -163,9 +163,13 @@ async def store_async(rt, **fields: Any) -> tuple[int | None, bool]:
 
 
 def loop_committer(rt) -> LoopCommitter:
-    """The running loop's committer for this runtime (PostgreSQL: asynchronous drivers)."""
+    """The running loop's committer for this runtime (PostgreSQL: asynchronous drivers; kept
+    on ``rt.db`` by loop, as ``committer`` keeps the thread's)."""
     loop = asyncio.get_running_loop()
-    by_loop = rt.db.__dict__.setdefault("loop_committers", weakref.WeakKeyDictionary())
+    by_loop = getattr(rt.db, "loop_committers", None)
+    if by_loop is None:
+        with _COMMITTERS_LOCK:
+            by_loop = rt.db.__dict__.setdefault("loop_committers", weakref.WeakKeyDictionary())
     found = by_loop.get(loop)
     if found is None:
         backends = _LoopBackends(rt)
@@ -175,13 +179,13 @@ def loop_committer(rt) -> LoopCommitter:
 
 def waiting(rt) -> int:
     """Rows handed to this runtime's committers and not answered yet (thread and loops)."""
-    loops = list(rt.db.__dict__.get("loop_committers", {}).values())
+    loops = list(getattr(rt.db, "loop_committers", {}).values())
     return committer(rt).waiting() + sum(found.waiting() for found in loops)
 
 
 async def stop_loop_committer(rt) -> None:
     """Commit what the running loop's committer holds and close its connections (shutdown)."""
-    found = rt.db.__dict__.get("loop_committers", {}).pop(asyncio.get_running_loop(), None)
+    found = getattr(rt.db, "loop_committers", {}).pop(asyncio.get_running_loop(), None)
     if found is not None:
         await found.stop()
 
