@@ -1,5 +1,5 @@
-"""A TCP proxy a test can cut and restore, to put a database "behind a cable" (port 0: no
-collisions under xdist)."""
+"""A TCP proxy a test can cut and restore, to put a database "behind a cable", or hold and
+release, to keep what is sent in flight (port 0: no collisions under xdist)."""
 from __future__ import annotations
 
 import socket
@@ -13,6 +13,8 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.up, self.closed = threading.Event(), False
         self.up.set()
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -36,10 +38,10 @@ class TcpProxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -65,7 +67,15 @@ class TcpProxy:
     def restore(self) -> None:
         self.up.set()
 
+    def hold(self) -> None:
+        """Keep the connections open but forward nothing until ``release``."""
+        self.flowing.clear()
+
+    def release(self) -> None:
+        self.flowing.set()
+
     def close(self) -> None:
         self.closed = True
+        self.release()
         self.cut()
         self.listener.close()

@@ -1,6 +1,7 @@
 """The event loop's own group committer (``ingest.loop_committer``, PostgreSQL): a loop's
-requests share a batch, one refused row fails alone, a lost connection fails only its batch,
-a failed Redis hand-off leaves the events to the scheduler, and shutdown commits what it holds.
+requests share a batch, are answered once it is committed (its Redis hand-off follows), one
+refused row fails alone, a lost connection fails only its batch, a failed Redis hand-off leaves
+the events to the scheduler, and shutdown commits what it holds.
 
 Each test runs its tasks on a fresh loop (``asyncio.run``) against the real database and Redis.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 import redis.asyncio
@@ -17,6 +19,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from hub.core import ingest
 from hub.core.models import InboundEvent, Installation
 from hub.core.scheduler import CHECK_AFTER, tick
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -41,6 +44,23 @@ def stored(rt, inst: dict) -> list[InboundEvent]:
         return s.scalars(select(InboundEvent).where(InboundEvent.scope == inst["id"]).order_by(InboundEvent.id)).all()
 
 
+@pytest.fixture
+def held_redis(rt):
+    """A proxy to the test Redis that can hold what is sent through it (``hand_off_through``)."""
+    kwargs = rt.redis.connection_pool.connection_kwargs
+    proxy = TcpProxy(kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379))
+    yield proxy
+    proxy.close()
+
+
+async def hand_off_through(proxy: TcpProxy, rt) -> None:
+    """The running loop's committer hands its batches off to Redis through ``proxy``."""
+    backends = ingest.loop_committer(rt).insert.__self__
+    await backends.redis.aclose()
+    db = rt.redis.connection_pool.connection_kwargs.get("db", 0)
+    backends.redis = redis.asyncio.Redis(port=proxy.port, db=db)
+
+
 async def submit_all(rt, many: list[dict]) -> list:
     """Hand ``many`` over from as many tasks, started together: they join one batch."""
     return await asyncio.gather(*(ingest.store_async(rt, **one) for one in many), return_exceptions=True)
@@ -61,6 +81,48 @@ def test_a_loops_requests_share_one_batch_one_job_and_are_processed(rt, acme_ins
     assert rt.queues.lost([f"event-{i}" for i in ids]) == set()  # the others are covered by it
     run_jobs(queues=("ingest",))
     assert [e.status for e in stored(rt, inst)] == ["processed"] * 5
+
+
+def test_requests_are_answered_once_committed_and_their_job_follows(rt, acme_installation, held_redis,
+                                                                    run_jobs):
+    inst, _ = acme_installation
+
+    async def scenario():
+        await hand_off_through(held_redis, rt)
+        held_redis.hold()
+        results = await submit_all(rt, [fields(inst, 1), fields(inst, 2)])  # answered: the hand-off is held
+        seen = [e.status for e in stored(rt, inst)], ingest.waiting(rt), rt.queues["ingest"].job_ids
+        held_redis.release()
+        await ingest.stop_loop_committer(rt)
+        return results, seen
+
+    results, (committed, in_flight, jobs) = asyncio.run(scenario())
+    ids = [event_id for event_id, _ in results]
+    assert all(ids) and committed == ["pending", "pending"]  # durable when answered
+    assert in_flight == 2 and jobs == []  # not handed off yet
+    assert rt.queues["ingest"].job_ids == [f"{rt.settings.key_prefix}-event-{min(ids)}"]  # then it was
+    run_jobs(queues=("ingest",))
+    assert [e.status for e in stored(rt, inst)] == ["processed"] * 2
+
+
+def test_run_jobs_waits_for_a_hand_off_in_flight(rt, acme_installation, held_redis, run_jobs):
+    inst, _ = acme_installation
+    answered, results = threading.Event(), []
+
+    async def scenario():
+        await hand_off_through(held_redis, rt)
+        held_redis.hold()
+        results.extend(await submit_all(rt, [fields(inst, 1)]))
+        answered.set()
+        await ingest.stop_loop_committer(rt)
+
+    web = threading.Thread(target=asyncio.run, args=(scenario(),))  # as a live web worker's loop
+    web.start()
+    assert answered.wait(30) and results[0][0]
+    threading.Timer(0.2, held_redis.release).start()
+    run_jobs(queues=("ingest",))  # waits for the hand-off, then runs its job
+    assert [e.status for e in stored(rt, inst)] == ["processed"]
+    web.join(30)
 
 
 def test_a_refused_row_fails_alone_and_the_rest_of_its_batch_is_stored(rt, acme_installation):

@@ -18,6 +18,10 @@ connection) is retried row by row, so only that request fails. The thread exits 
 ``LoopCommitter`` does the same on an event loop, with asynchronous drivers: one task per loop
 commits the batches of that loop's requests, so no thread has to win the GIL back from the
 loop after each round trip (the web worker's webhook routes on PostgreSQL, ``ingest.store_async``).
+It wakes a batch's waiters as soon as the batch is committed, and hands the batch off while
+they answer: an answered event is durable, and one whose hand-off a crash cuts short is
+enqueued by the scheduler, as when Redis refuses it. The requests' next batch fills up
+meanwhile, so batches are larger and each request waits one round trip less.
 """
 from __future__ import annotations
 
@@ -90,12 +94,13 @@ class Committer:
         self.engine, self.insert, self.after = engine, insert, after
         self.cond = threading.Condition()
         self.open = _Batch()
-        self.busy = 0  # rows of the batch being committed now
+        self.busy = 0  # rows of the batch being committed or handed off now
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
 
     def waiting(self) -> int:
-        """Rows handed over and not answered yet (the batch being committed and the next)."""
+        """Rows handed over and not handed off yet (the batch being committed or handed off, and
+        the next)."""
         with self.cond:
             return self.busy + len(self.open.rows)
 
@@ -172,7 +177,7 @@ class LoopCommitter:
                  closed: Callable[[], Awaitable[None]]):
         self.insert, self.after, self.closed = insert, after, closed
         self.open = _Batch()
-        self.busy = 0  # rows of the batch being committed now
+        self.busy = 0  # rows of the batch being committed or handed off now
         self.task: asyncio.Task | None = None
         self.work: asyncio.Future | None = None  # set when a row arrives for an idle task
         self.stopping = False
@@ -218,13 +223,15 @@ class LoopCommitter:
             self.busy = len(batch.rows)
             try:
                 await self._commit(batch)
+                batch.finish()  # committed, so durable: its requests answer while the hand-off runs
                 if batch.error is None:
                     await self.after(batch.rows, batch.extras, batch.ids)
             except Exception:  # as in ``Committer._after``
                 log.exception("after-commit hand-off of %d inbound events failed", len(batch.rows))
             finally:
                 self.busy = 0
-                batch.finish()
+                if not batch.done.is_set():
+                    batch.finish()
         await self.closed()
         self.task = None
         if self.open.rows:  # handed over while the connections were closing: start again

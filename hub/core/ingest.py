@@ -156,7 +156,8 @@ def store(rt, **fields: Any) -> tuple[int | None, bool]:
 
 async def store_async(rt, **fields: Any) -> tuple[int | None, bool]:
     """``store`` for an asyncio task: the same batches, waited on without blocking the loop
-    (on PostgreSQL committed by the loop itself: ``loop_committer``)."""
+    (on PostgreSQL committed by the loop itself, ``loop_committer``, which returns once the row
+    is committed and enqueues its job right after)."""
     values = row(**fields)
     found = committer(rt) if rt.db.is_sqlite else loop_committer(rt)
     return _stored(values, await found.submit_async(values, current_request_id()))
@@ -178,16 +179,18 @@ def loop_committer(rt) -> LoopCommitter:
 
 
 def waiting(rt) -> int:
-    """Rows handed to this runtime's committers and not answered yet (thread and loops)."""
+    """Rows handed to this runtime's committers whose hand-off is not done (thread and loops)."""
     loops = list(getattr(rt.db, "loop_committers", {}).values())
     return committer(rt).waiting() + sum(found.waiting() for found in loops)
 
 
 async def stop_loop_committer(rt) -> None:
     """Commit what the running loop's committer holds and close its connections (shutdown)."""
-    found = getattr(rt.db, "loop_committers", {}).pop(asyncio.get_running_loop(), None)
+    loop, by_loop = asyncio.get_running_loop(), getattr(rt.db, "loop_committers", {})
+    found = by_loop.get(loop)
     if found is not None:
-        await found.stop()
+        await found.stop()  # still counted by ``waiting`` meanwhile
+        by_loop.pop(loop, None)
 
 
 def _stored(values: dict[str, Any], event_id: int | None) -> tuple[int | None, bool]:

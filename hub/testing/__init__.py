@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,9 +224,14 @@ def sliding_max(times: list[float], window: float = 1.0) -> int:
 
 
 def drain(rt, *, queues: tuple[str, ...] | None = None, max_rounds: int = 50) -> int:
-    """Run queued jobs in this process until the queues (default: all) are empty."""
+    """Run queued jobs in this process until the queues (default: all) are empty (first waiting
+    for this process's webhooks still being handed off to Redis: a 200 can leave before that)."""
+    from hub.core import ingest
     from hub.core.logs import ContextJob
 
+    deadline = time.monotonic() + 30
+    while ingest.waiting(rt) and time.monotonic() < deadline:
+        time.sleep(0.005)
     ran = 0
     wanted = [rt.queues[name] for name in queues] if queues else rt.queues.all()
     for _ in range(max_rounds):
