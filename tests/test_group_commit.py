@@ -6,6 +6,7 @@ IMMEDIATE``; PostgreSQL: ``LOCK TABLE``) until every request has been handed to 
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
@@ -17,10 +18,11 @@ from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
 from hub.core import ingest
-from hub.core.models import InboundEvent, Send
+from hub.core.group_commit import Committer
+from hub.core.models import InboundEvent, Installation, Send
 from hub.core.scheduler import CHECK_AFTER, tick
 from hub.testing import sign
-from tests import acme
+from tests import acme, own_loop
 
 THREADS = 12
 
@@ -217,3 +219,47 @@ def test_events_covered_by_a_waiting_batch_job_are_not_enqueued_again_and_a_lost
     run_jobs(queues=("ingest",))
     assert [e.status for e in rows(rt, InboundEvent, scope=inst["id"])] == ["processed"] * 7
     assert not rt.redis.hlen(f"{rt.settings.key_prefix}:covered")  # nothing stale is left behind
+
+
+def test_the_committer_wakes_tasks_once_committed_and_threads_once_handed_off(client, acme_installation):
+    """An event loop's task answers as soon as its batch is committed, while the hand-off still
+    runs; a thread answers once its batch is handed off."""
+    inst, _ = acme_installation
+    rt = client.rt
+    with rt.db.session() as s:
+        workspace_id = s.get(Installation, inst["id"]).workspace_id
+    handed_off, release = [], threading.Event()
+
+    def hand_off(batch_rows, extras, ids):  # the rows marked "held": only once the test releases them
+        if "held" in extras:
+            assert release.wait(30)
+            handed_off.extend(i for i, extra in zip(ids, extras) if extra == "held")
+
+    committer = Committer(rt.db.autocommit, ingest._insert, hand_off)
+    new = [ingest.row(provider="acme", scope=inst["id"], dedupe_key=f"woken-{n}", body=b"{}", headers={},
+                      workspace_id=workspace_id, status="rejected", error="not processed here") for n in range(3)]
+    from_thread: list = []
+    first = threading.Thread(target=committer.submit, args=(new[0], "first"))
+    thread = threading.Thread(target=lambda: from_thread.append(committer.submit(new[2], "held")))
+
+    async def scenario():
+        with writes_held(rt, lambda: None):  # the committer waits on the first row meanwhile
+            first.start()
+            while committer.waiting() < 1:
+                await asyncio.sleep(0.01)
+            task = asyncio.ensure_future(committer.submit_async(new[1], "held"))
+            await asyncio.sleep(0)  # handed over: the thread's row joins the same batch or a later one
+            thread.start()
+            while committer.waiting() < 3:
+                await asyncio.sleep(0.01)
+        event_id = await asyncio.wait_for(task, 30)
+        seen = list(handed_off), thread.is_alive()
+        release.set()
+        thread.join(30)
+        first.join(30)
+        return event_id, seen
+
+    event_id, (handed_off_then, thread_waiting_then) = own_loop.run(scenario())
+    assert event_id and handed_off_then == [] and thread_waiting_then  # committed, not handed off yet
+    assert from_thread[0] and sorted(handed_off) == sorted([event_id, from_thread[0]])
+    assert [e.dedupe_key for e in rows(rt, InboundEvent, scope=inst["id"])] == ["woken-0", "woken-1", "woken-2"]

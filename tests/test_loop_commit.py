@@ -3,7 +3,7 @@ requests share a batch, are answered once it is committed (its Redis hand-off fo
 refused row fails alone, a lost connection fails only its batch, a failed Redis hand-off leaves
 the events to the scheduler, and shutdown commits what it holds.
 
-Each test runs its tasks on a fresh loop (``asyncio.run``) against the real database and Redis.
+Each test runs its tasks on a fresh loop (``own_loop.run``) against the real database and Redis.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from hub.core import ingest
 from hub.core.models import InboundEvent, Installation
 from hub.core.scheduler import CHECK_AFTER, tick
+from tests import own_loop
 from tests.tcp_proxy import TcpProxy
 
 
@@ -74,7 +75,7 @@ def test_a_loops_requests_share_one_batch_one_job_and_are_processed(rt, acme_ins
         await ingest.stop_loop_committer(rt)
         return results
 
-    results = asyncio.run(scenario())
+    results = own_loop.run(scenario())
     ids = [event_id for event_id, _ in results[:5]]
     assert ids == sorted(ids) and results[5] == (None, True)  # the second copy is a duplicate
     assert rt.queues["ingest"].job_ids == [f"{rt.settings.key_prefix}-event-{ids[0]}"]  # one job for the batch
@@ -96,7 +97,7 @@ def test_requests_are_answered_once_committed_and_their_job_follows(rt, acme_ins
         await ingest.stop_loop_committer(rt)
         return results, seen
 
-    results, (committed, in_flight, jobs) = asyncio.run(scenario())
+    results, (committed, in_flight, jobs) = own_loop.run(scenario())
     ids = [event_id for event_id, _ in results]
     assert all(ids) and committed == ["pending", "pending"]  # durable when answered
     assert in_flight == 2 and jobs == []  # not handed off yet
@@ -135,7 +136,7 @@ def test_a_refused_row_fails_alone_and_the_rest_of_its_batch_is_stored(rt, acme_
         await ingest.stop_loop_committer(rt)
         return results
 
-    first, refused, third = asyncio.run(scenario())
+    first, refused, third = own_loop.run(scenario())
     assert isinstance(refused, DataError)
     assert first[0] and third[0]
     assert [e.dedupe_key for e in stored(rt, inst)] == ["loop-1", "loop-3"]
@@ -154,7 +155,7 @@ def test_a_lost_connection_fails_only_its_batch_and_the_next_reconnects(rt, acme
         await ingest.stop_loop_committer(rt)
         return lost, again
 
-    lost, again = asyncio.run(scenario())
+    lost, again = own_loop.run(scenario())
     assert all(isinstance(result, OperationalError) for result in lost)  # 500: the provider sends them again
     assert again[0][0] is not None
     assert [e.dedupe_key for e in stored(rt, inst)] == ["loop-1", "loop-2"]
@@ -173,7 +174,7 @@ def test_a_failed_redis_hand_off_leaves_the_committed_events_to_the_scheduler(rt
         await ingest.stop_loop_committer(rt)
         return results
 
-    results = asyncio.run(scenario())
+    results = own_loop.run(scenario())
     assert all(event_id for event_id, _ in results)  # committed: the answer is a 200
     events = stored(rt, inst)
     jobs = {f"event-{e.id}" for e in events}
@@ -193,7 +194,7 @@ def test_shutdown_commits_what_was_handed_over_and_closes_the_connections(rt, ac
         await ingest.stop_loop_committer(rt)
         return [await one for one in waiting], backends
 
-    results, backends = asyncio.run(scenario())
+    results, backends = own_loop.run(scenario())
     assert all(event_id for event_id, _ in results)
     assert backends.pg is None
     assert len(stored(rt, inst)) == 3

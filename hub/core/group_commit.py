@@ -4,12 +4,14 @@ Each web process has one committer thread per database. A request thread hands i
 it and waits for the batch its row joined; the committer takes everything queued so far,
 runs ONE ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (autocommit: durable when it returns),
 calls ``after`` with the batch (the Redis hand-off: one job for the batch), then wakes the
-batch's waiters (each learns its id, or ``None`` for a duplicate): when a request answers,
-its row is committed and its job enqueued, as with one insert per request. A thread waits
-with ``submit``; an asyncio task with ``submit_async``, and the tasks of one event loop in a
-batch are woken by ONE call into their loop (no thread wake-up per request). While a batch is
-being committed the next one fills up, so batches grow with the load and a lone request
-waits for one round trip, as before.
+batch's waiters (each learns its id, or ``None`` for a duplicate). A thread waits with
+``submit``: when it returns, its row is committed and its job enqueued, as with one insert
+per request. An asyncio task waits with ``submit_async``, and the tasks of one event loop in a
+batch are woken by ONE call into their loop (no thread wake-up per request) as soon as the
+batch is committed: they answer while the hand-off runs. An answered event is durable, and
+one whose hand-off a crash cuts short is enqueued by the scheduler, as when Redis refuses it.
+While a batch is being committed and handed off the next one fills up, so batches grow with
+the load and a lone request waits for one round trip, as before.
 
 A batch the database refuses for one row's sake (a ``DataError`` or similar, not a lost
 connection) is retried row by row, so only that request fails. The thread exits after
@@ -18,10 +20,6 @@ connection) is retried row by row, so only that request fails. The thread exits 
 ``LoopCommitter`` does the same on an event loop, with asynchronous drivers: one task per loop
 commits the batches of that loop's requests, so no thread has to win the GIL back from the
 loop after each round trip (the web worker's webhook routes on PostgreSQL, ``ingest.store_async``).
-It wakes a batch's waiters as soon as the batch is committed, and hands the batch off while
-they answer: an answered event is durable, and one whose hand-off a crash cuts short is
-enqueued by the scheduler, as when Redis refuses it. The requests' next batch fills up
-meanwhile, so batches are larger and each request waits one round trip less.
 """
 from __future__ import annotations
 
@@ -69,7 +67,12 @@ class _Batch:
     def finish(self) -> None:
         """Wake the threads and event loops waiting on this batch."""
         self.done.set()
-        for loop, futures in self.loops.items():
+        self.wake_tasks()
+
+    def wake_tasks(self) -> None:
+        """Wake the event loops' tasks waiting on this batch (only once)."""
+        loops, self.loops = self.loops, {}
+        for loop, futures in loops.items():
             if loop is _running_loop():  # a ``LoopCommitter``'s own loop
                 _resolve(futures)
                 continue
@@ -141,6 +144,7 @@ class Committer:
                 self.busy = len(batch.rows)
             try:
                 self._commit(batch)
+                batch.wake_tasks()  # committed, so durable: tasks answer while the hand-off runs
                 if batch.error is None:
                     self._after(batch)
             finally:
@@ -223,15 +227,14 @@ class LoopCommitter:
             self.busy = len(batch.rows)
             try:
                 await self._commit(batch)
-                batch.finish()  # committed, so durable: its requests answer while the hand-off runs
+                batch.wake_tasks()  # as the thread does
                 if batch.error is None:
                     await self.after(batch.rows, batch.extras, batch.ids)
             except Exception:  # as in ``Committer._after``
                 log.exception("after-commit hand-off of %d inbound events failed", len(batch.rows))
             finally:
                 self.busy = 0
-                if not batch.done.is_set():
-                    batch.finish()
+                batch.finish()
         await self.closed()
         self.task = None
         if self.open.rows:  # handed over while the connections were closing: start again

@@ -156,8 +156,8 @@ def store(rt, **fields: Any) -> tuple[int | None, bool]:
 
 async def store_async(rt, **fields: Any) -> tuple[int | None, bool]:
     """``store`` for an asyncio task: the same batches, waited on without blocking the loop
-    (on PostgreSQL committed by the loop itself, ``loop_committer``, which returns once the row
-    is committed and enqueues its job right after)."""
+    (on PostgreSQL committed by the loop itself: ``loop_committer``). It returns once the row is
+    committed; its job is enqueued right after."""
     values = row(**fields)
     found = committer(rt) if rt.db.is_sqlite else loop_committer(rt)
     return _stored(values, await found.submit_async(values, current_request_id()))
