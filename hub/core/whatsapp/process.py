@@ -7,6 +7,7 @@ the event's ``outcome["skipped"]`` with the reason, and the rest of the envelope
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -44,14 +45,8 @@ def process_whatsapp(rt, session, event: InboundEvent):
     items = Items(session, domain, jobs)
     outcome = {"changes": 0, "unrouted": 0, "ignored_fields": [], "events": 0, "sends": []}
     workspaces: dict[str, None] = {}
-    rows: dict[str, Workspace | None] = {}
-
-    def workspace(workspace_id: str) -> Workspace | None:
-        """The workspace's row, read once per event (the session's identity map holds rows weakly)."""
-        if workspace_id not in rows:
-            rows[workspace_id] = session.get(Workspace, workspace_id)
-        return rows[workspace_id]
-
+    # each workspace's row, read once per event (the session's identity map holds rows weakly)
+    workspace: Callable[[str], Workspace | None] = functools.cache(functools.partial(session.get, Workspace))
     for entry_at, entry in items.each(envelope, "entry", ""):
         for at, change in items.each(entry, "changes", entry_at):
             outcome["changes"] += 1
