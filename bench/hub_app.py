@@ -27,3 +27,4 @@ def build():
 
 app = build()
 asgi = WebhookApp(app)  # as hub.asgi serves it
+asgi.rt.settle()

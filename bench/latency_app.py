@@ -50,3 +50,4 @@ else:
 
     app = create_app(runtime=runtime())  # the Flask app alone (``--web gthread``)
     asgi_app = WebhookApp(app, threads=int(os.environ.get("COEXHUB_WEB_THREADS") or 32))  # as hub.asgi
+    asgi_app.rt.settle()

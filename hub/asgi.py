@@ -11,3 +11,4 @@ from hub.api.fast_webhooks import WebhookApp
 from hub.app import create_app
 
 app = WebhookApp(create_app(), threads=int(os.environ.get("COEXHUB_WEB_THREADS") or 32))
+app.rt.settle()  # plugins loaded and the heap frozen before the first request

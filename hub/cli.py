@@ -151,7 +151,9 @@ def serve(host: str, port: int) -> None:
 
     rt = runtime()
     rt.db.migrate()
-    create_app(runtime=rt).run(host=host, port=port, threaded=True, use_reloader=False)
+    app = create_app(runtime=rt)
+    rt.settle()
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
 @cli.command()

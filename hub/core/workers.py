@@ -5,9 +5,10 @@
   has forgotten the old one). Only a stop signal, or an empty queue in burst mode, ends it.
 - **Liveness.** A ``Heartbeat`` thread keeps a short-lived key per worker, so the scheduler
   tells a killed worker's started jobs from a slow one's within seconds (``Queues.lost``).
-- **Fork mode.** ``prepare_for_fork`` loads the plugins and imports every job's module in
-  the parent once; each forked work horse inherits them, and drops the parent's pooled
-  database connections without closing them (``engine.dispose(close=False)``).
+- **Ready before the first job.** ``prepare`` loads the plugins, imports every job's module
+  and freezes the heap once (``Runtime.settle``). In fork mode each work horse inherits them,
+  and drops the parent's pooled database connections without closing them
+  (``engine.dispose(close=False)``).
 - **Queue order.** Queues are served round robin starting from ``send`` (``QUEUE_NAMES``).
 """
 from __future__ import annotations
@@ -24,7 +25,6 @@ import redis
 from rq import SimpleWorker, Worker
 from rq.utils import now as rq_now
 from rq.worker import DequeueStrategy
-from sqlalchemy.orm import configure_mappers
 
 from hub.core.logs import ContextJob
 from hub.core.queue import Heartbeat
@@ -67,23 +67,24 @@ class _FewerRoundTrips:
 
 
 class HubWorker(_StopAware, _FewerRoundTrips, Worker):
-    """Forks a work horse per job (isolation), on a parent prepared by ``prepare_for_fork``."""
+    """Forks a work horse per job (isolation), on a parent made ready by ``prepare``."""
 
 
 class HubSimpleWorker(_StopAware, _FewerRoundTrips, SimpleWorker):
     """Runs jobs in the worker process itself."""
 
 
-def prepare_for_fork(rt: Runtime) -> None:
-    """Do once in the parent what each forked job would otherwise redo: load plugins, import the
-    jobs' modules. The children must not share the parent's database connections."""
+def prepare(rt: Runtime, *, fork: bool) -> None:
+    """Do once, before the first job, what jobs would otherwise do on first use: import the
+    jobs' modules, load the plugins and settle the heap (``Runtime.settle``). A forked work
+    horse inherits all of it, but must not share the parent's database connections."""
     started = time.monotonic()
-    rt.plugins.connectors  # noqa: B018  (loads every plugin now)
     for name in JOB_MODULES:
         importlib.import_module(name)
-    configure_mappers()  # SQLAlchemy configures the models lazily, on first use: here, not per job
-    os.register_at_fork(after_in_child=lambda: rt.db.engine.dispose(close=False))
-    log.info("runtime and %d connectors ready for forking in %.2fs", len(rt.plugins.connectors),
+    rt.settle()
+    if fork:
+        os.register_at_fork(after_in_child=lambda: rt.db.engine.dispose(close=False))
+    log.info("runtime and %d connectors ready in %.2fs", len(rt.plugins.connectors),
              time.monotonic() - started)
 
 
@@ -91,8 +92,7 @@ def serve(rt: Runtime, queue_names: list[str] | None = None, *, fork: bool = Fal
           stopped: Callable[[], bool] = lambda: False) -> None:
     """Run a worker on ``queue_names`` (default: all, in priority order) until stopped,
     reconnecting whenever Redis goes away."""
-    if fork:
-        prepare_for_fork(rt)
+    prepare(rt, fork=fork)
     cls = HubWorker if fork else HubSimpleWorker
     heartbeat = Heartbeat(rt.redis, rt.settings.key_prefix)
     heartbeat.start()
