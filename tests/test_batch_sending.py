@@ -7,7 +7,6 @@ import secrets
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -129,43 +128,96 @@ def test_the_live_simulator_keeps_a_senders_connection_open(simulator):
     assert other.status_code == 200 and other.headers.get("connection") == "close"
 
 
-def test_a_claim_beaten_to_its_rows_by_another_claims_the_next_ones(client, workspace, simulator):
-    """Two workers claim at once (PostgreSQL, read committed): the one that waited on the other's
-    row locks finds its rows taken. It claims again while sends are queued, instead of returning
-    nothing — which ended its ``deliver_due`` job and left its worker idle for the rest of a burst."""
+def postgresql_only(client) -> None:
     if not make_url(client.rt.settings.database_url).drivername.startswith("postgresql"):
         pytest.skip("row locks between concurrent claims: PostgreSQL only (SQLite has one writer)")
-    conn_id, _ = onboard(client, workspace, simulator)
-    mine = []
-    for i in range(8):
+
+
+def queue_sends(client, workspace, conn_id: str, count: int, prefix: str) -> list[int]:
+    made = []
+    for i in range(count):
         r = client.post("/api/v1/messages", headers=workspace.headers,
-                        json={"to": f"+14155557{i:03d}", "template": "order_update", "params": ["x"],
+                        json={"to": f"+1415{prefix}{i:03d}", "template": "order_update", "params": ["x"],
                               "connection_id": conn_id})
         assert r.status_code == 202, r.json
-        mine.append(client.row_id(r.json["id"]))
+        made.append(client.row_id(r.json["id"]))
+    return made
+
+
+def hold_other_sends(rt, mine: list[int]) -> list[int]:
+    """Earlier tests' queued sends are not this test's to claim: scheduled until ``set_aside``."""
+    with rt.db.session() as s:
+        others = list(s.scalars(select(Send.id).where(Send.status == "queued", Send.id.not_in(mine))))
+        s.execute(update(Send).where(Send.id.in_(others)).values(status="scheduled"))
+    return others
+
+
+def set_aside(rt, mine: list[int], others: list[int]) -> None:
+    """This test's sends are not to be sent (failed); the others are queued again."""
+    with rt.db.session() as s:
+        s.execute(update(Send).where(Send.id.in_(mine)).values(status="failed", claim_token=None))
+        s.execute(update(Send).where(Send.id.in_(others)).values(status="queued"))
+
+
+def test_a_claim_skips_the_rows_another_claim_holds_without_waiting(client, workspace, simulator):
+    """Two workers claim at once (PostgreSQL): the second takes the next queued sends at once,
+    instead of waiting on the first one's row locks (the wait that let claims deadlock)."""
+    postgresql_only(client)
+    conn_id, _ = onboard(client, workspace, simulator)
+    mine = queue_sends(client, workspace, conn_id, 8, "5557")
     rt, got = client.rt, []
-    with rt.db.engine.connect() as first, rt.db.engine.connect() as watcher:
-        held = first.begin()  # the other worker's claim of the first rows, not committed yet
-        taken = set(first.execute(update(Send).where(Send.id.in_(
-            select(Send.id).where(Send.status == "queued").order_by(Send.id).limit(4).scalar_subquery()))
-            .values(status="sending", claim_token="first").returning(Send.id)).scalars())
-        second = threading.Thread(target=lambda: got.extend(pipeline.claim(rt, claim_token="second", limit=4)))
-        second.start()
-        deadline = time.monotonic() + 30
-        while not watcher.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                      "AND wait_event_type = 'Lock'")):  # the second claim waits on those rows
-            assert time.monotonic() < deadline, "the second claim never waited on the first one's rows"
-            watcher.rollback()
-            time.sleep(0.01)
-        held.commit()
-        second.join(timeout=30)
+    others = hold_other_sends(rt, mine)
     try:
-        assert got and not taken & set(got)  # the next queued sends, not an empty claim
-    finally:  # leave other tests' sends as they were; this test's own are not to be sent
+        with rt.db.engine.connect() as first:
+            held = first.begin()  # the other worker's claim of the oldest rows, not committed yet
+            taken = set(first.execute(text("SELECT id FROM sends WHERE status = 'queued' ORDER BY id LIMIT 4 "
+                                           "FOR UPDATE")).scalars())
+            second = threading.Thread(
+                target=lambda: got.extend(pipeline.claim(rt, claim_token="second", limit=4)))
+            second.start()
+            second.join(timeout=30)
+            finished_while_held = not second.is_alive()
+            held.rollback()
+            second.join(timeout=30)
+        assert finished_while_held, "the second claim waited on the first one's rows"
+        assert taken == set(mine[:4]) and got == mine[4:]  # the next queued sends, not an empty claim
+    finally:
+        set_aside(rt, mine, others)
+
+
+def test_claims_made_at_once_by_many_workers_take_each_send_once(client, workspace, simulator):
+    """Eight threads claim small batches at the same moment, again and again, until nothing is
+    queued: every send is claimed exactly once, and no claim fails (no deadlock, no lost race)."""
+    postgresql_only(client)
+    numbers = [onboard(client, workspace, simulator)[0] for _ in range(4)]
+    mine = [i for n, conn_id in enumerate(numbers)
+            for i in queue_sends(client, workspace, conn_id, 40, f"556{n}")]
+    rt, start = client.rt, threading.Barrier(8)
+    others = hold_other_sends(rt, mine)
+    claims: list[tuple[str, list[int]]] = []
+    errors: list[BaseException] = []
+
+    def worker(token: str) -> None:
+        try:
+            start.wait(timeout=30)
+            while ids := pipeline.claim(rt, claim_token=token, limit=6, per_number=2):
+                claims.append((token, ids))
+        except BaseException as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=worker, args=(f"w{k}",)) for k in range(8)]
+        [t.start() for t in threads]
+        [t.join(timeout=120) for t in threads]
+        assert not errors, errors
+        claimed = Counter(i for _, ids in claims for i in ids)
+        assert sorted(claimed) == sorted(mine) and set(claimed.values()) == {1}
+        assert len({token for token, _ in claims}) > 1  # the claims really ran side by side
         with rt.db.session() as s:
-            s.execute(update(Send).where(Send.id.in_(list(taken | set(got))), Send.id.not_in(mine))
-                      .values(status="queued", claim_token=None))
-            s.execute(update(Send).where(Send.id.in_(mine)).values(status="failed", claim_token=None))
+            stored = dict(s.execute(select(Send.id, Send.claim_token).where(Send.id.in_(mine))).all())
+        assert all(stored[i] == token for token, ids in claims for i in ids)
+    finally:
+        set_aside(rt, mine, others)
 
 
 def test_a_claim_shares_its_batch_among_the_numbers_with_queued_sends(client, workspace, simulator):

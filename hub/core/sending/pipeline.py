@@ -53,7 +53,7 @@ class Refuse(Exception):
 
 
 BATCH, PER_NUMBER, JOB_SLOTS = 50, 20, 4
-CLAIM_TRIES = 5  # claims a worker tries while queued sends remain (others may take them first)
+CLAIM_TRIES = 5  # claims a worker tries while queued sends remain (others may be taking them)
 BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
 GRAPH_TIMEOUT = 10.0  # seconds a send call may take; after that its fate is unknown
 DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
@@ -123,7 +123,9 @@ def deliver_one(send_id: int) -> int:
 def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number: int = PER_NUMBER) -> list[int]:
     """Atomically move queued sends to ``sending`` under ``claim_token`` — the oldest, with
     ``limit`` shared among the numbers that have some (at most ``per_number`` each), so one
-    number's broadcast never starves the others — and return their ids."""
+    number's broadcast never starves the others — and return their ids. On PostgreSQL the rows
+    are locked as they are picked, skipping those another claim holds (``SKIP LOCKED``): claims
+    running at once take different sends, never wait on each other, and cannot deadlock."""
     for _ in range(CLAIM_TRIES):
         with rt.db.session() as session:  # a row another worker claimed first no longer matches
             wanted = _oldest_per_number(session, limit, per_number)
@@ -134,7 +136,7 @@ def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number:
                                              updated_at=utcnow()).returning(Send.id),
                                      execution_options={"synchronize_session": False})
             ids = sorted(result.scalars())
-            if ids:  # empty-handed after a concurrent claim took the same rows first: look again
+            if ids:  # empty-handed while concurrent claims hold every queued row: look again
                 return ids
     return []
 
@@ -152,7 +154,7 @@ _QUEUED_NUMBERS = text("""
 _OLDEST_OF = text("""
     SELECT picked.id FROM unnest(CAST(:numbers AS varchar[])) AS number(id)
     CROSS JOIN LATERAL (SELECT id FROM sends WHERE status = 'queued' AND connection_id = number.id
-                        ORDER BY id LIMIT :each) AS picked
+                        ORDER BY id LIMIT :each FOR UPDATE SKIP LOCKED) AS picked
     ORDER BY picked.id LIMIT :limit""")
 
 
