@@ -174,6 +174,25 @@ def test_rate_card_load_validates_each_line(client, workspace):
     assert client.delete("/api/v1/rate-card", headers=h).json["origin"] == before["origin"]
 
 
+def test_a_rate_card_the_csv_module_cannot_read_is_refused_with_its_line(client, workspace):
+    """Old Mac line ends (a bare carriage return) are line ends; a field past the csv module's size
+    limit is a 422 naming its line, not a 500 (found by tests/test_fuzz_api.py: ``"\\rÖ"``)."""
+    h = workspace.headers
+    r = client.put("/api/v1/rate-card", json={"csv": "\rÖ"}, headers=h)
+    assert r.status_code == 422 and r.json["error"]["details"]["line"] == 1, r.json
+    mac = RATE_CARD.replace("\n", "\r")
+    r = client.put("/api/v1/rate-card", json={"csv": mac}, headers=h)
+    assert r.status_code == 200 and len(r.json["rates"]) == 3, r.json
+    huge = "x" * 200_000
+    r = client.put("/api/v1/rate-card", json={"csv": RATE_CARD + f"AT,marketing,{huge},,EUR,2025-07-01,x\n"},
+                   headers=h)
+    assert r.status_code == 422 and r.json["error"]["details"]["line"] == 5, r.json
+    assert "not readable as CSV" in r.json["error"]["message"]
+    r = client.put("/api/v1/rate-card", json={"csv": RATE_CARD, "markets_csv": huge}, headers=h)
+    assert r.status_code == 422 and r.json["error"]["details"]["file"] == "markets", r.json
+    assert client.delete("/api/v1/rate-card", headers=h).status_code == 200
+
+
 def test_cli_loads_a_rate_card_or_names_the_bad_line(runner, client, workspace, tmp_path):
     good, bad = tmp_path / "card.csv", tmp_path / "bad.csv"
     good.write_text(RATE_CARD)

@@ -23,6 +23,7 @@ import csv
 import datetime as dt
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -104,13 +105,12 @@ def country_of(number: str | None) -> str | None:
 
 def parse_markets(text: str) -> dict[str, str]:
     """``{country: market}`` from a markets CSV, or RateCardError naming the line."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("country", "market") if c not in (reader.fieldnames or [])]
+    header, rows = _csv(text, "markets")
+    missing = [c for c in ("country", "market") if c not in header]
     if missing:
         raise RateCardError(1, f"the header needs the columns country and market (missing {missing})", "markets")
     out: dict[str, str] = {}
-    for row in reader:
-        line = reader.line_num
+    for line, row in rows:
         country, market = (row.get("country") or "").strip().upper(), (row.get("market") or "").strip()
         if not country and not market:
             continue
@@ -127,15 +127,12 @@ def parse_markets(text: str) -> dict[str, str]:
 
 def parse_rates(text: str, markets: dict[str, str]) -> list[dict]:
     """The rows of a rate card CSV, checked against ``markets``, or RateCardError naming the line."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in reader.fieldnames or []]
+    header, lines = _csv(text, "rate card")
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise RateCardError(1, f"the header needs the columns {', '.join(REQUIRED)} (missing {', '.join(missing)})")
-    reader.fieldnames = header
     known_markets, rows, seen = set(markets.values()), [], set()
-    for raw in reader:
-        line = reader.line_num
+    for line, raw in lines:
         if len(rows) >= MAX_ROWS:
             raise RateCardError(line, f"a rate card has at most {MAX_ROWS} rows")
         row = {k: (v or "").strip() for k, v in raw.items() if k in RATE_COLUMNS}
@@ -185,6 +182,28 @@ def parse(rates_text: str, markets_text: str | None = None) -> tuple[list[dict],
     """Validate a rate card (and optionally a markets file; default: the shipped one)."""
     markets = parse_markets(markets_text if markets_text is not None else shipped_text("markets.csv"))
     return parse_rates(rates_text, markets), markets
+
+
+def _csv(text: str, file: str) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+    """The header and the ``(line, row)`` pairs of a CSV text; what the csv module cannot read
+    (a field past its size limit, say) is a RateCardError on that line."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": as the csv module requires
+
+    def unreadable(exc: csv.Error) -> RateCardError:
+        return RateCardError(reader.line_num + 1, f"not readable as CSV: {exc}", file)  # the line being read
+
+    def rows() -> Iterator[tuple[int, dict]]:
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        except csv.Error as exc:
+            raise unreadable(exc) from None
+
+    try:
+        reader.fieldnames = [h.strip() for h in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise unreadable(exc) from None
+    return reader.fieldnames, rows()
 
 
 def shipped_text(name: str) -> str:
