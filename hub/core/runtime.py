@@ -47,8 +47,9 @@ class Runtime:
         use (every plugin, the models' mappers), then move every object alive into the garbage
         collector's permanent generation (``gc.freeze``). A full collection then walks only the
         objects made since, not the code and libraries loaded at start: in a web worker those
-        walks took 94–133 ms each and set the ingest p99 (docs/benchmarks.md). Frozen objects
-        are still freed by reference counting; only a cycle among them is never collected."""
+        walks took 94–133 ms each, and no request was answered meanwhile (docs/benchmarks.md).
+        Frozen objects are still freed by reference counting; only a cycle among them is never
+        collected."""
         self.plugins.connectors  # noqa: B018  (loads every plugin now)
         configure_mappers()  # SQLAlchemy configures the models lazily, on first use: here
         gc.collect()
