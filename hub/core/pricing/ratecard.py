@@ -23,7 +23,6 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -184,26 +183,15 @@ def parse(rates_text: str, markets_text: str | None = None) -> tuple[list[dict],
     return parse_rates(rates_text, markets), markets
 
 
-def _csv(text: str, file: str) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+def _csv(text: str, file: str) -> tuple[list[str], list[tuple[int, dict]]]:
     """The header and the ``(line, row)`` pairs of a CSV text; what the csv module cannot read
     (a field past its size limit, say) is a RateCardError on that line."""
     reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": as the csv module requires
-
-    def unreadable(exc: csv.Error) -> RateCardError:
-        return RateCardError(reader.line_num + 1, f"not readable as CSV: {exc}", file)  # the line being read
-
-    def rows() -> Iterator[tuple[int, dict]]:
-        try:
-            for row in reader:
-                yield reader.line_num, row
-        except csv.Error as exc:
-            raise unreadable(exc) from None
-
     try:
         reader.fieldnames = [h.strip() for h in reader.fieldnames or []]
-    except csv.Error as exc:
-        raise unreadable(exc) from None
-    return reader.fieldnames, rows()
+        return reader.fieldnames, [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:  # on the line being read
+        raise RateCardError(reader.line_num + 1, f"not readable as CSV: {exc}", file) from None
 
 
 def shipped_text(name: str) -> str:

@@ -53,7 +53,6 @@ class Refuse(Exception):
 
 
 BATCH, PER_NUMBER, JOB_SLOTS = 50, 20, 4
-CLAIM_TRIES = 5  # claims a worker tries while queued sends remain (others may be taking them)
 BUDGET = 30.0  # seconds one ``deliver_due`` job works before handing over to a fresh job
 GRAPH_TIMEOUT = 10.0  # seconds a send call may take; after that its fate is unknown
 DELIVER_DUE = "hub.core.sending.pipeline.deliver_due"
@@ -125,20 +124,17 @@ def claim(rt, *, claim_token: str | None = None, limit: int = BATCH, per_number:
     ``limit`` shared among the numbers that have some (at most ``per_number`` each), so one
     number's broadcast never starves the others — and return their ids. On PostgreSQL the rows
     are locked as they are picked, skipping those another claim holds (``SKIP LOCKED``): claims
-    running at once take different sends, never wait on each other, and cannot deadlock."""
-    for _ in range(CLAIM_TRIES):
-        with rt.db.session() as session:  # a row another worker claimed first no longer matches
-            wanted = _oldest_per_number(session, limit, per_number)
-            if wanted is None:
-                return []
-            result = session.execute(update(Send).where(Send.id.in_(wanted), Send.status == "queued")
-                                     .values(status="sending", claim_token=claim_token, attempted_at=None,
-                                             updated_at=utcnow()).returning(Send.id),
-                                     execution_options={"synchronize_session": False})
-            ids = sorted(result.scalars())
-            if ids:  # empty-handed while concurrent claims hold every queued row: look again
-                return ids
-    return []
+    running at once take different sends, never wait on each other, and cannot deadlock; an
+    empty claim means nothing is queued that another claim is not taking already."""
+    with rt.db.session() as session:
+        wanted = _oldest_per_number(session, limit, per_number)
+        if not wanted:
+            return []
+        result = session.execute(update(Send).where(Send.id.in_(wanted))  # held: by the lock or the writer
+                                 .values(status="sending", claim_token=claim_token, attempted_at=None,
+                                         updated_at=utcnow()).returning(Send.id),
+                                 execution_options={"synchronize_session": False})
+        return sorted(result.scalars())
 
 
 _QUEUED_NUMBERS = text("""
@@ -158,8 +154,8 @@ _OLDEST_OF = text("""
     ORDER BY picked.id LIMIT :limit""")
 
 
-def _oldest_per_number(session, limit: int, per_number: int) -> list[int] | None:
-    """The ids ``claim`` takes (None: nothing is queued): the oldest queued sends, each number's
+def _oldest_per_number(session, limit: int, per_number: int) -> list[int]:
+    """The ids ``claim`` takes: the oldest queued sends, each number's
     share of ``limit`` at most (``per_number`` at most). On PostgreSQL the numbers are found by a
     skip scan of ``ix_sends_queued`` (one index probe per number) and each number's oldest are
     read from it: the cost follows the numbers and the batch, not the queue's length."""
@@ -167,7 +163,7 @@ def _oldest_per_number(session, limit: int, per_number: int) -> list[int] | None
     numbers = session.scalars(_QUEUED_NUMBERS if postgresql else select(Send.connection_id).distinct().where(
         Send.status == "queued", Send.connection_id.is_not(None))).all()
     if not numbers:
-        return None
+        return []
     each = min(per_number, -(-limit // len(numbers)))
     if postgresql:
         return session.scalars(_OLDEST_OF, {"numbers": numbers, "each": each, "limit": limit}).all()
